@@ -1,0 +1,319 @@
+"""The ``model.pt`` format: save, safe load, and import of foreign state_dicts.
+
+A checkpoint is ``torch.save`` of a plain dict, loadable with ``torch.load(weights_only=True)``::
+
+    {"format": "unitprobe", "version": 1,
+     "config": {"n_inputs": 2, "n_units": 8, "n_outputs": 2, "n_layers": 1},
+     "task": {... TaskSpec.to_dict() ...},
+     "state_dict": {"lstm.weight_ih_l0": ..., ..., "readout.bias": ...},
+     "history": {"train_loss": [...], "val_loss": [...], ...},
+     "metrics": {"val_mse": ..., "baseline_mse": ..., ...},
+     "train_config": {...}}
+
+:func:`load` also accepts a foreign plain state_dict with the keys ``lstm.weight_ih_l{k}``,
+``lstm.weight_hh_l{k}``, ``lstm.bias_ih_l{k}``, ``lstm.bias_hh_l{k}`` (PyTorch gate order i, f, g,
+o) and ``readout.weight``, ``readout.bias``, given together with the task it was trained on. A
+whole pickled module is refused unless ``unsafe=True``: unpickling can run arbitrary code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from unitprobe.errors import CheckpointError, UnitprobeError
+from unitprobe.models import ModelConfig, UnitLSTM
+
+__all__ = ["FORMAT", "VERSION", "Checkpoint", "save", "load", "config_from_state_dict"]
+
+FORMAT = "unitprobe"
+VERSION = 1
+_UNSAFE_HINT = "pass --unsafe-load (unsafe=True) only if you trust where the file came from"
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint.
+
+    Attributes
+    ----------
+    model : UnitLSTM
+        In eval mode.
+    task : TaskSpec or None
+        The task the model was trained on (None for a foreign state_dict loaded without a task).
+    source : {"unitprobe", "state_dict", "module"}
+        What the file held.
+    """
+
+    model: UnitLSTM
+    task: Any
+    path: Path
+    source: str
+    history: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    train_config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> ModelConfig:
+        """The model's architecture."""
+        return self.model.config
+
+
+def save(
+    path: str | os.PathLike,
+    model: UnitLSTM,
+    task: Any,
+    *,
+    history: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    train_config: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` and its task to ``path`` atomically (temp file + rename).
+
+    Parameters
+    ----------
+    path : path-like
+        Destination ``.pt`` file; its directory must exist.
+    model : UnitLSTM
+    task : TaskSpec or dict
+        Stored as plain data (``TaskSpec.to_dict()``).
+    history, metrics, train_config : dict, optional
+        Plain data only (numbers, strings, lists, dicts).
+
+    Returns
+    -------
+    Path
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise CheckpointError(f"cannot write {path}: directory {path.parent} does not exist")
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": model.config.to_dict(),
+        "task": task.to_dict() if hasattr(task, "to_dict") else task,
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "history": history or {},
+        "metrics": metrics or {},
+        "train_config": train_config or {},
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load(path: str | os.PathLike, *, task: Any = None, unsafe: bool = False) -> Checkpoint:
+    """Load a unitprobe checkpoint or a foreign state_dict safely.
+
+    Parameters
+    ----------
+    path : path-like
+    task : TaskSpec, optional
+        Required for a foreign state_dict; for a unitprobe checkpoint it replaces the stored
+        task (its input and output counts must match the model).
+    unsafe : bool, default False
+        Allow full unpickling (a saved ``nn.Module``). Unpickling runs code from the file.
+
+    Returns
+    -------
+    Checkpoint
+
+    Raises
+    ------
+    CheckpointError
+        Missing, empty, truncated or non-torch file; unknown format version; missing keys;
+        shape mismatches; non-finite or non-float weights; a pickled module without ``unsafe``;
+        a task that does not fit the model.
+    """
+    path = Path(path)
+    obj = _read(path, unsafe=unsafe)
+    if isinstance(obj, nn.Module):
+        obj = obj.state_dict()
+        source = "module"
+    elif isinstance(obj, dict) and obj.get("format") == FORMAT:
+        return _from_payload(path, obj, task)
+    else:
+        source = "state_dict"
+    if not isinstance(obj, dict) or not any(str(k).startswith("lstm.") for k in obj):
+        found = sorted(map(str, obj))[:6] if isinstance(obj, dict) else type(obj).__name__
+        raise CheckpointError(
+            f"{path} is neither a unitprobe checkpoint nor an LSTM state_dict "
+            f"(expected keys 'lstm.weight_ih_l0', ..., 'readout.weight'; found {found})"
+        )
+    if task is None:
+        raise CheckpointError(
+            f"{path} is a plain state_dict with no task; pass --task NAME or --task-file FILE"
+        )
+    model = _build(path, config_from_state_dict(obj, path), obj)
+    _check_task(path, model.config, task)
+    return Checkpoint(model=model, task=task, path=path, source=source)
+
+
+def config_from_state_dict(state: dict[str, Any], path: str | os.PathLike = "") -> ModelConfig:
+    """Infer the :class:`ModelConfig` of a state_dict from its tensor shapes.
+
+    Parameters
+    ----------
+    state : dict of str to Tensor
+        ``lstm.weight_ih_l0`` has shape (4 * n_units, n_inputs); ``readout.weight`` has shape
+        (n_outputs, n_units).
+    """
+    missing = [
+        k for k in ("lstm.weight_ih_l0", "lstm.weight_hh_l0", "readout.weight") if k not in state
+    ]
+    if missing:
+        raise CheckpointError(f"{path}: state_dict is missing keys: {', '.join(missing)}")
+    w_ih, w_out = state["lstm.weight_ih_l0"], state["readout.weight"]
+    for key, value in (("lstm.weight_ih_l0", w_ih), ("readout.weight", w_out)):
+        if not isinstance(value, Tensor) or value.ndim != 2:
+            shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise CheckpointError(f"{path}: {key} must be a 2-D tensor, found {shape}")
+    n_layers = 1
+    while f"lstm.weight_ih_l{n_layers}" in state:
+        n_layers += 1
+    four_h, n_inputs = w_ih.shape
+    if four_h % 4 or four_h == 0:
+        raise CheckpointError(
+            f"{path}: lstm.weight_ih_l0 has shape {tuple(w_ih.shape)}; its first dimension "
+            "must be 4 * n_units (gates i, f, g, o)"
+        )
+    try:
+        return ModelConfig(n_inputs, four_h // 4, w_out.shape[0], n_layers)
+    except UnitprobeError as err:
+        raise CheckpointError(f"{path}: {err}") from None
+
+
+def _read(path: Path, *, unsafe: bool) -> Any:
+    """``torch.load`` with every failure turned into one clear CheckpointError."""
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory, expected a .pt file")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4)
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror}") from None
+    if not head:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    is_zip = head == b"PK\x03\x04"
+    if is_zip and not zipfile.is_zipfile(path):
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt (incomplete zip archive)")
+    if not is_zip and head[:1] != b"\x80":
+        raise CheckpointError(f"{path} is not a torch file (torch.save writes a zip archive)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not unsafe)
+    except pickle.UnpicklingError as err:
+        if not unsafe and "weights_only" in str(err).lower().replace(" ", "_"):
+            raise CheckpointError(
+                f"{path} contains pickled Python objects (such as a whole nn.Module), which "
+                f"can run code when loaded; {_UNSAFE_HINT}"
+            ) from None
+        raise CheckpointError(f"{path} is not a readable torch file ({_first_line(err)})") from None
+    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as err:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({_first_line(err)})"
+        ) from None
+    except Exception as err:  # arbitrary code ran (unsafe) or an unknown class was referenced
+        raise CheckpointError(
+            f"cannot load {path}: {type(err).__name__}: {_first_line(err)}"
+        ) from None
+
+
+def _from_payload(path: Path, payload: dict[str, Any], task: Any) -> Checkpoint:
+    version = payload.get("version")
+    if version != VERSION:
+        raise CheckpointError(
+            f"{path} has unitprobe checkpoint version {version!r}; this unitprobe reads version "
+            f"{VERSION} (upgrade unitprobe to read newer files)"
+        )
+    missing = [k for k in ("config", "task", "state_dict") if k not in payload]
+    if missing:
+        raise CheckpointError(f"{path} is missing checkpoint entries: {', '.join(missing)}")
+    try:
+        config = ModelConfig(**payload["config"])
+    except (TypeError, UnitprobeError) as err:
+        raise CheckpointError(
+            f"{path}: invalid model config {payload['config']!r} ({err})"
+        ) from None
+    model = _build(path, config, payload["state_dict"])
+    if task is None:
+        from unitprobe.tasks import TaskSpec
+
+        try:
+            task = TaskSpec.from_dict(payload["task"])
+        except UnitprobeError as err:
+            raise CheckpointError(f"{path}: stored task is invalid: {err}") from None
+    _check_task(path, config, task)
+    return Checkpoint(
+        model=model,
+        task=task,
+        path=path,
+        source="unitprobe",
+        history=payload.get("history") or {},
+        metrics=payload.get("metrics") or {},
+        train_config=payload.get("train_config") or {},
+    )
+
+
+def _build(path: Path, config: ModelConfig, state: Any) -> UnitLSTM:
+    """Instantiate the model and load ``state`` after checking keys, shapes, dtypes, values."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: state_dict is a {type(state).__name__}, expected a dict")
+    model = UnitLSTM(config)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: state_dict is missing keys: {', '.join(missing)}")
+    extra = [str(k) for k in state if k not in expected]
+    if extra:
+        raise CheckpointError(f"{path}: state_dict has unexpected keys: {', '.join(extra)}")
+    for key, want in expected.items():
+        got = state[key]
+        if not isinstance(got, Tensor):
+            raise CheckpointError(f"{path}: {key} is a {type(got).__name__}, expected a tensor")
+        if tuple(got.shape) != tuple(want.shape):
+            raise CheckpointError(
+                f"{path}: {key} has shape {tuple(got.shape)}, expected {tuple(want.shape)} "
+                f"for {config.n_inputs} inputs, {config.n_units} units, {config.n_outputs} outputs"
+            )
+        if not got.is_floating_point():
+            raise CheckpointError(f"{path}: {key} has dtype {got.dtype}, expected a float tensor")
+        if not torch.isfinite(got).all():
+            bad = int((~torch.isfinite(got)).sum())
+            raise CheckpointError(f"{path}: {key} has {bad} NaN or infinite value(s)")
+    model.load_state_dict({k: state[k].float() for k in expected})
+    return model.eval()
+
+
+def _check_task(path: Path, config: ModelConfig, task: Any) -> None:
+    n_in, n_out = len(task.inputs), len(task.predict)
+    if n_in != config.n_inputs:
+        raise CheckpointError(
+            f"task '{task.name}' has {n_in} input(s) ({', '.join(task.inputs)}), but the model "
+            f"in {path} expects {config.n_inputs}"
+        )
+    if n_out != config.n_outputs:
+        raise CheckpointError(
+            f"task '{task.name}' predicts {n_out} series ({', '.join(task.predict)}), but the "
+            f"model in {path} has {config.n_outputs} output(s)"
+        )
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__

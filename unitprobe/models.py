@@ -1,0 +1,357 @@
+"""The multi-unit LSTM and its stepwise, hookable forward pass.
+
+:class:`UnitLSTM` is an ``nn.LSTM`` (one or more layers) with a linear readout from the last
+layer's hidden state. Training uses the fused ``nn.LSTM``; analysis uses :func:`run`, an explicit
+loop over time steps with named *sites* for every layer:
+
+====  ==========================================  =====================
+site  meaning                                     shape at one step
+====  ==========================================  =====================
+i     input gate, after the sigmoid               (batch, n_units)
+f     forget gate, after the sigmoid              (batch, n_units)
+g     cell candidate, after the tanh              (batch, n_units)
+o     output gate, after the sigmoid              (batch, n_units)
+c     cell state  ``c = f * c_prev + i * g``      (batch, n_units)
+h     hidden state ``h = o * tanh(c)``            (batch, n_units)
+====  ==========================================  =====================
+
+Any site of any layer can be read (every run returns a :class:`Trace`) or overwritten at chosen
+steps by an :class:`Intervention`; an edit at step ``s`` propagates through the recurrence to
+every later step and to the layers above. :func:`run` without interventions equals the fused
+``nn.LSTM`` forward to float rounding (tested to 1e-6).
+
+Example
+-------
+>>> model = UnitLSTM(ModelConfig(n_inputs=2, n_units=4, n_outputs=2))
+>>> x = torch.randn(3, 10, 2)
+>>> zero_unit_1 = Intervention("h", units=[1], setter=lambda value, step: torch.zeros_like(value))
+>>> trace = run(model, x, [zero_unit_1])
+>>> trace.h.shape  # (n_layers, n_sequences, n_steps, n_units)
+torch.Size([1, 3, 10, 4])
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from unitprobe.errors import DataError, UnitprobeError
+
+__all__ = [
+    "SITES",
+    "GATES",
+    "ModelConfig",
+    "UnitLSTM",
+    "Intervention",
+    "Trace",
+    "run",
+    "interventions",
+    "as_tensor",
+]
+
+GATES = ("i", "f", "g", "o")
+SITES = (*GATES, "c", "h")
+
+Setter = Callable[[Tensor, int], Tensor]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a :class:`UnitLSTM`; stored in every checkpoint as plain data.
+
+    Parameters
+    ----------
+    n_inputs : int
+        Features per time step (the task's input series).
+    n_units : int
+        Hidden units per LSTM layer.
+    n_outputs : int
+        Readout outputs per time step (the task's predicted series).
+    n_layers : int, default 1
+        Stacked LSTM layers; the readout reads the last one.
+    """
+
+    n_inputs: int
+    n_units: int
+    n_outputs: int
+    n_layers: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("n_inputs", "n_units", "n_outputs", "n_layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise UnitprobeError(f"{name} == {value!r}, must be an integer >= 1")
+
+    def to_dict(self) -> dict[str, int]:
+        """Plain-data form, as stored in a checkpoint."""
+        return {k: int(v) for k, v in asdict(self).items()}
+
+
+class UnitLSTM(nn.Module):
+    """``nn.LSTM`` plus a linear readout of the last layer's hidden state at every step.
+
+    Parameters
+    ----------
+    config : ModelConfig
+        The architecture. ``UnitLSTM(ModelConfig(**ckpt["config"]))`` rebuilds a saved model.
+
+    Notes
+    -----
+    Parameter names follow PyTorch (``lstm.weight_ih_l0`` ..., gate order i, f, g, o) plus
+    ``readout.weight`` of shape (n_outputs, n_units) and ``readout.bias``.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.lstm = nn.LSTM(config.n_inputs, config.n_units, config.n_layers, batch_first=True)
+        self.readout = nn.Linear(config.n_units, config.n_outputs)
+        self._interventions: list[Intervention] = []
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        """Fused forward.
+
+        Parameters
+        ----------
+        inputs : Tensor of shape (n_sequences, n_steps, n_inputs)
+
+        Returns
+        -------
+        Tensor of shape (n_sequences, n_steps, n_outputs)
+            The prediction at every step.
+        """
+        hidden, _ = self.lstm(inputs)  # (N, T, H)
+        return self.readout(hidden)
+
+    def layer_weights(self, layer: int) -> tuple[Tensor, Tensor, Tensor]:
+        """``(weight_ih, weight_hh, bias)`` of one layer; bias is ``bias_ih + bias_hh``."""
+        w_ih = getattr(self.lstm, f"weight_ih_l{layer}")
+        w_hh = getattr(self.lstm, f"weight_hh_l{layer}")
+        bias = getattr(self.lstm, f"bias_ih_l{layer}") + getattr(self.lstm, f"bias_hh_l{layer}")
+        return w_ih, w_hh, bias
+
+
+@dataclass
+class Intervention:
+    """Overwrite some units of one site of one layer at chosen steps.
+
+    Parameters
+    ----------
+    site : {"i", "f", "g", "o", "c", "h"}
+        Which activation to edit (gates after their nonlinearity).
+    layer : int, default 0
+        0-based layer.
+    units : sequence of int, optional
+        Units to edit in every row. ``None`` (with no ``mask``) edits every unit.
+    setter : callable ``(value, step) -> Tensor``
+        Receives the current value, shape (batch, n_units), and the 0-based step; returns the
+        replacement, same shape (only the selected units are used). Default: the value itself
+        (a no-op edit, useful to read a site).
+    start, stop : int
+        Steps ``start <= step < stop`` are edited (``stop=None``: to the end).
+    mask : Tensor of bool, shape (batch, n_units) or (n_units,), optional
+        Per-row unit selection; overrides ``units``. Lets one batched run apply a different
+        ablation to each block of rows.
+
+    Example
+    -------
+    >>> Intervention("c", layer=0, units=[3], setter=lambda v, t: torch.zeros_like(v), start=5)
+    """
+
+    site: str
+    layer: int = 0
+    units: Sequence[int] | None = None
+    setter: Setter | None = None
+    start: int = 0
+    stop: int | None = None
+    mask: Tensor | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.site not in SITES:
+            raise UnitprobeError(f"site == {self.site!r}, must be one of {', '.join(SITES)}")
+        if self.start < 0:
+            raise UnitprobeError(f"start == {self.start}, must be >= 0")
+
+    def _validate(self, config: ModelConfig) -> None:
+        if not 0 <= self.layer < config.n_layers:
+            raise UnitprobeError(
+                f"layer == {self.layer}, model has {config.n_layers} layer(s) (0-based)"
+            )
+        for u in self.units or ():
+            if not 0 <= int(u) < config.n_units:
+                raise UnitprobeError(f"unit {u} out of range, model has {config.n_units} units")
+
+    def active(self, step: int) -> bool:
+        """Whether this intervention edits ``step``."""
+        return self.start <= step and (self.stop is None or step < self.stop)
+
+    def apply(self, value: Tensor, step: int) -> Tensor:
+        """Return ``value`` (batch, n_units) with the selected units replaced at ``step``."""
+        if not self.active(step):
+            return value
+        new = value if self.setter is None else self.setter(value, step)
+        if self.mask is not None:
+            return torch.where(self.mask.to(value.device), new, value)
+        if self.units is None:
+            return new
+        out = value.clone()
+        idx = list(self.units)
+        out[:, idx] = new[:, idx]
+        return out
+
+
+@dataclass
+class Trace:
+    """Everything one stepwise run computed.
+
+    Attributes
+    ----------
+    outputs : Tensor of shape (n_sequences, n_steps, n_outputs)
+    sites : dict of str to Tensor of shape (n_layers, n_sequences, n_steps, n_units)
+        Recorded activations by site name (``"h"``, ``"c"``, ``"i"``, ...), after any edit.
+    """
+
+    outputs: Tensor
+    sites: dict[str, Tensor]
+
+    def __getattr__(self, name: str) -> Tensor:
+        sites = self.__dict__.get("sites", {})
+        if name in sites:
+            return sites[name]
+        raise AttributeError(f"trace has no {name!r}; recorded sites: {', '.join(sites) or 'none'}")
+
+    def numpy(self, site: str, layer: int = 0) -> np.ndarray:
+        """One site of one layer as a float64 array of shape (n_sequences, n_steps, n_units)."""
+        return self.sites[site][layer].detach().cpu().double().numpy()
+
+
+def as_tensor(inputs: Tensor | np.ndarray, model: UnitLSTM) -> Tensor:
+    """Check ``inputs`` against ``model`` and return them as a tensor of the model's dtype.
+
+    Parameters
+    ----------
+    inputs : array-like of shape (n_sequences, n_steps, n_inputs)
+    """
+    x = torch.as_tensor(inputs)
+    param = next(model.parameters())
+    if x.ndim != 3:
+        raise DataError(
+            f"inputs must have shape (n_sequences, n_steps, n_inputs), got {tuple(x.shape)}"
+        )
+    if x.shape[2] != model.config.n_inputs:
+        raise DataError(
+            f"inputs have {x.shape[2]} features per step, model expects {model.config.n_inputs}"
+        )
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise DataError(f"inputs of shape {tuple(x.shape)} are empty")
+    return x.to(dtype=param.dtype, device=param.device)
+
+
+@contextlib.contextmanager
+def interventions(model: UnitLSTM, edits: Sequence[Intervention]) -> Iterator[UnitLSTM]:
+    """Attach ``edits`` to ``model`` for the duration of a ``with`` block.
+
+    Every :func:`run` inside the block applies them (after any passed explicitly). They are
+    removed in ``finally``, so nothing stays attached after an exception.
+
+    Example
+    -------
+    >>> with interventions(model, [Intervention("h", units=[0], setter=zero)]):
+    ...     trace = run(model, x)
+    """
+    edits = list(edits)
+    for edit in edits:
+        edit._validate(model.config)
+    model._interventions.extend(edits)
+    try:
+        yield model
+    finally:
+        for edit in edits:
+            for k, attached in enumerate(model._interventions):
+                if attached is edit:
+                    del model._interventions[k]
+                    break
+
+
+def run(
+    model: UnitLSTM,
+    inputs: Tensor | np.ndarray,
+    edits: Sequence[Intervention] = (),
+    *,
+    record: Sequence[str] = SITES,
+) -> Trace:
+    """Stepwise forward pass with named sites, optionally editing some of them.
+
+    Parameters
+    ----------
+    model : UnitLSTM
+    inputs : Tensor or ndarray of shape (n_sequences, n_steps, n_inputs)
+        In the model's (normalized) units.
+    edits : sequence of Intervention
+        Applied in order at each step, after those attached with :func:`interventions`.
+    record : sequence of site names, default all
+        Sites to keep in the trace (recording fewer saves memory on large batched runs).
+
+    Returns
+    -------
+    Trace
+        ``outputs`` of shape (n_sequences, n_steps, n_outputs) and, for each recorded site, a
+        tensor of shape (n_layers, n_sequences, n_steps, n_units).
+
+    Notes
+    -----
+    Differentiable: call under ``torch.no_grad()`` when gradients are not needed.
+    """
+    x = as_tensor(inputs, model)
+    edits = [*model._interventions, *edits]
+    for edit in edits:
+        edit._validate(model.config)
+    unknown = [s for s in record if s not in SITES]
+    if unknown:
+        raise UnitprobeError(f"cannot record {unknown}; sites are {', '.join(SITES)}")
+    recorded: dict[str, list[Tensor]] = {s: [] for s in record}
+    layer_input = x
+    for layer in range(model.config.n_layers):
+        layer_edits = {s: [e for e in edits if e.layer == layer and e.site == s] for s in SITES}
+        steps = _run_layer(model, layer, layer_input, layer_edits)
+        for site in record:
+            recorded[site].append(torch.stack(steps[site], dim=1))  # (N, T, H)
+        layer_input = torch.stack(steps["h"], dim=1)
+    outputs = model.readout(layer_input)
+    sites = {s: torch.stack(v, dim=0) for s, v in recorded.items()}  # (L, N, T, H)
+    return Trace(outputs=outputs, sites=sites)
+
+
+def _run_layer(
+    model: UnitLSTM, layer: int, x: Tensor, edits: dict[str, list[Intervention]]
+) -> dict[str, list[Tensor]]:
+    """One layer over all steps; returns per-site lists of (N, H) tensors, one per step."""
+    w_ih, w_hh, bias = model.layer_weights(layer)
+    n, n_steps, _ = x.shape
+    n_units = model.config.n_units
+    projected = x @ w_ih.T + bias  # (N, T, 4H): the input part of every gate at once
+    h = x.new_zeros(n, n_units)
+    c = x.new_zeros(n, n_units)
+    out: dict[str, list[Tensor]] = {s: [] for s in SITES}
+
+    def site(name: str, value: Tensor, step: int) -> Tensor:
+        for edit in edits[name]:
+            value = edit.apply(value, step)
+        out[name].append(value)
+        return value
+
+    for t in range(n_steps):
+        pre = projected[:, t] + h @ w_hh.T  # (N, 4H)
+        i_pre, f_pre, g_pre, o_pre = pre.chunk(4, dim=1)
+        i = site("i", torch.sigmoid(i_pre), t)
+        f = site("f", torch.sigmoid(f_pre), t)
+        g = site("g", torch.tanh(g_pre), t)
+        o = site("o", torch.sigmoid(o_pre), t)
+        c = site("c", f * c + i * g, t)
+        h = site("h", o * torch.tanh(c), t)
+    return out
