@@ -1,0 +1,48 @@
+"""Relation-defined sequence tasks: the relation language, specs, presets, data.
+
+Public entry points: :class:`TaskSpec`, :func:`parse_relation`, :func:`parse_expression`,
+:func:`parse_system`, :func:`generate`, :class:`Dataset`, :func:`baseline_mse`,
+:func:`load_csv`, :data:`PRESETS`, :func:`get_preset`, :func:`relation_residuals`,
+:func:`check_summary`.
+"""
+
+from unitprobe.tasks.check import check_summary, parse_series_arg, relation_residuals
+from unitprobe.tasks.csvdata import load_csv
+from unitprobe.tasks.generate import (
+    Dataset,
+    baseline_mse,
+    dataset_from_raw,
+    fit_normalization,
+    generate,
+)
+from unitprobe.tasks.presets import PRESETS, SEED_ANSWER, SEED_ANSWER_NOTE, get_preset
+from unitprobe.tasks.relations import (
+    Expression,
+    Relation,
+    parse_expression,
+    parse_relation,
+    parse_system,
+)
+from unitprobe.tasks.spec import TaskSpec
+
+__all__ = [
+    "PRESETS",
+    "SEED_ANSWER",
+    "SEED_ANSWER_NOTE",
+    "Dataset",
+    "Expression",
+    "Relation",
+    "TaskSpec",
+    "baseline_mse",
+    "check_summary",
+    "dataset_from_raw",
+    "fit_normalization",
+    "generate",
+    "get_preset",
+    "load_csv",
+    "parse_expression",
+    "parse_relation",
+    "parse_series_arg",
+    "parse_system",
+    "relation_residuals",
+]
