@@ -324,6 +324,28 @@ class TaskSpec:
         except TaskSpecError as exc:
             raise TaskSpecError(f"task file '{path}': {exc}") from None
 
+    def describe(self) -> str:
+        """A short human-readable description: relations, initial values, inputs, outputs."""
+        target = (
+            "the current value" if self.horizon == 0 else f"the value {self.horizon} step(s) ahead"
+        )
+        lines = [f"task {self.name}" + (f": {self.description}" if self.description else "")]
+        lines += ["relations:"] + [f"  {r}" for r in self.relations]
+        if self.init:
+            lines += ["initial values:"] + [f"  {k} = {v}" for k, v in self.init.items()]
+        lines += [
+            f"inputs:  {', '.join(self.inputs)}",
+            f"predict: {', '.join(self.predict)} ({target})",
+        ]
+        lines += [
+            f"length:  {self.length} steps"
+            + (f" after {self.burn_in} burn-in" if self.burn_in else "")
+        ]
+        if self.noise:
+            noise = ", ".join(f"{k} {v:g}" for k, v in self.noise.items())
+            lines += [f"observation noise (std, normalized units): {noise}"]
+        return "\n".join(lines)
+
     def to_toml(self) -> str:
         """The spec as TOML text that :meth:`from_toml` reads back to an equal spec."""
 
