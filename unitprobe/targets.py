@@ -155,22 +155,31 @@ def select_states(states: np.ndarray, targets: Targets) -> np.ndarray:
 def default_targets(spec: TaskSpec) -> list[str]:
     """The standard probe targets of a task.
 
-    Every series at lags ``0 .. order`` (order = the largest lag its relation reads, at
-    least 1), then the deterministic part of each relation's right-hand side (random terms
-    dropped; series whose relation is purely random contribute none), without duplicates.
+    Every series at lags ``0 .. order`` (order = the largest lag at which any relation reads
+    that series, at least 1), then the deterministic part of each relation's right-hand side when the
+    relation has random terms (random terms dropped; series whose relation is purely random
+    contribute none), without duplicates. The right-hand side of a relation without random
+    terms equals its left-hand side exactly, so it would only repeat ``NAME[t]``; pass it
+    explicitly to probe it under its own name.
 
     Examples
     --------
     >>> from unitprobe.tasks import get_preset
     >>> default_targets(get_preset("seed"))
-    ['X[t]', 'X[t-1]', 'X[t-2]', 'K[t]', 'K[t-1]', 'X[t-1] + X[t-2]', 'K[t-1] + 2*X[t] + 1']
+    ['X[t]', 'X[t-1]', 'X[t-2]', 'K[t]', 'K[t-1]']
+    >>> default_targets(get_preset("seed-innov"))[-2:]
+    ['0.5*X[t-1] + 0.3*X[t-2]', '0.5*K[t-1] + 0.5*X[t]']
     """
     out: list[str] = []
+    reach = {name: 1 for name in spec.series}
     for name in spec.series:
-        order = max(1, spec.relation(name).order)
-        out += [str(Ref(name, lag)) for lag in range(order + 1)]
+        for ref, lag in spec.relation(name).expr.references:
+            reach[ref] = max(reach[ref], lag)
     for name in spec.series:
-        rhs = spec.relation(name).expr.without_random()
+        out += [str(Ref(name, lag)) for lag in range(reach[name] + 1)]
+    for name in spec.series:
+        expr = spec.relation(name).expr
+        rhs = expr.without_random() if expr.has_random else None
         if rhs is not None:
             out.append(str(rhs))
     return list(dict.fromkeys(out))
