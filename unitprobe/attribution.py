@@ -1058,6 +1058,7 @@ def unit_formula(
     rows = rows[(rows["layer"] == layer) & (rows["unit"] == unit)]
     if rows.empty:
         raise UnitprobeError(f"no receptive-field rows for layer {layer}, unit {unit}")
+    rows = rows.sort_values(["feature", "lag"], kind="stable")  # ties: by feature name, then lag
     for column, value in (("method", method), ("target", site)):
         chosen = value if value is not None else rows[column].iloc[0]
         rows = rows[rows[column] == chosen]

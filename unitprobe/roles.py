@@ -126,6 +126,7 @@ EXTRA_COLUMNS = (
     "runner_up",
     "confusable_with",
     "shared_with",
+    "formula",
 )
 
 PROBE_COLUMNS = ("layer", "unit", "state", "target", "r2", "selectivity", "p_value")
@@ -271,6 +272,9 @@ def assign_roles(
         rows.append(row)
     out = pd.DataFrame(rows, columns=[*ROLE_COLUMNS, *EXTRA_COLUMNS])
     out["shared_with"] = _shared_with(out)
+    out["formula"] = [_formula(attribution, layer, unit, fields_rf) for layer, unit in keys_of(out)]
+    explain = (out["role"] == NONE) & out["used"] & (out["formula"] != "")
+    out.loc[explain, "evidence"] += "; h ≈ " + out.loc[explain, "formula"]
     out = out.astype({"layer": "int64", "unit": "int64", "used": "bool"})
     return out.reset_index(drop=True)
 
@@ -678,8 +682,24 @@ def _rf_match(
 
 
 def _pct(x: float) -> str:
-    """Signed whole percent: 0.351 -> ``+35%``; never ``-0%``."""
+    """Signed whole percent: 0.351 -> ``+35%``, never ``-0%``; from +1000% on a factor: ``×161``."""
+    if float(x) >= 10:
+        return f"×{1 + float(x):,.0f}"
     return f"{int(round(100 * float(x))):+d}%"
+
+
+def keys_of(table: pd.DataFrame) -> list[tuple[int, int]]:
+    """``(layer, unit)`` of every row."""
+    return list(zip(table["layer"].astype(int), table["unit"].astype(int), strict=True))
+
+
+def _formula(attribution: pd.DataFrame | None, layer: int, unit: int, fields_rf: Mapping) -> str:
+    """The unit's receptive field as a short formula over lagged inputs ("" without one)."""
+    if attribution is None or (layer, unit) not in fields_rf:
+        return ""
+    from unitprobe.attribution import unit_formula
+
+    return unit_formula(attribution, layer, unit, top=3)
 
 
 def _f2(x: float) -> str:
