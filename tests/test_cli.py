@@ -38,10 +38,18 @@ def test_tasks_list_and_show_round_trip_through_toml(tmp_path):
 
 
 def test_tasks_check_shows_which_relation_of_the_answer_fails_and_where():
-    result = invoke("tasks", "check", "--task", "seed", "--series", "K=0,1,1,2,3,5", "--series", "X=1,4,7,12,30")
+    result = invoke(
+        "tasks", "check", "--task", "seed", "--series", "K=0,1,1,2,3,5", "--series", "X=1,4,7,12,30"
+    )
     assert result.exit_code == 1
-    assert "FAIL X[t] = X[t-1] + X[t-2]: at step 2 the relation gives 5, the data has 7" in result.output
-    assert "FAIL K[t] = K[t-1] + 2*X[t] + 1: at step 1 the relation gives 9, the data has 1" in result.output
+    assert (
+        "FAIL X[t] = X[t-1] + X[t-2]: at step 2 the relation gives 5, the data has 7"
+        in result.output
+    )
+    assert (
+        "FAIL K[t] = K[t-1] + 2*X[t] + 1: at step 1 the relation gives 9, the data has 1"
+        in result.output
+    )
     ok = invoke("tasks", "check", "--task", "fibonacci", "--series", "K=0,1,1,2,3,5,8")
     assert ok.exit_code == 0 and "True" in ok.output
 
@@ -55,7 +63,19 @@ def test_tasks_check_on_a_csv(tmp_path):
 
 def test_train_writes_a_checkpoint_and_refuses_to_overwrite(tmp_path):
     out = tmp_path / "m.pt"
-    args = ("train", "--task", "delay-1", "--units", 2, "--epochs", 2, "--n-sequences", 16, "--out", out)
+    args = (
+        "train",
+        "--task",
+        "delay-1",
+        "--units",
+        2,
+        "--epochs",
+        2,
+        "--n-sequences",
+        16,
+        "--out",
+        out,
+    )
     result = invoke(*args)
     assert result.exit_code == 0, result.output
     assert "checkpoint:" in result.output
@@ -74,7 +94,17 @@ def test_train_from_a_task_file(tmp_path):
         'name = "ramp"\nrelations = ["A[t] = 0.9*A[t-1] + normal(0.5)"]\ninputs = ["A"]\n'
         'predict = ["A"]\nlength = 10\n[init]\nA = 0\n'
     )
-    result = invoke("train", "--task-file", tmp_path / "t.toml", "--units", 1, "--epochs", 1, "--out", tmp_path / "m.pt")
+    result = invoke(
+        "train",
+        "--task-file",
+        tmp_path / "t.toml",
+        "--units",
+        1,
+        "--epochs",
+        1,
+        "--out",
+        tmp_path / "m.pt",
+    )
     assert result.exit_code == 0, result.output
     assert "'ramp'" in result.output
 

@@ -226,16 +226,18 @@ def test_negative_receptive_field_and_sign():
     assert roles["field_cosine"].iloc[1] < -0.99
 
 
-def test_collinear_without_receptive_field_falls_back_to_probe_with_low_confidence():
+def test_collinear_without_receptive_field_claims_no_role():
     probes, ablation, _, ident, fields = collinear_tables()
     roles = assign_roles(probes, ablation, None, ident, fields)
-    # best by partial R² (all equal) then r2 then name
-    assert roles["role"].tolist() == ["K[t]"] * 4
+    # a probe alone must not pick one of targets it cannot tell apart
+    assert roles["role"].tolist() == ["none"] * 4
     assert roles["decided_by"].tolist() == ["probe"] * 4
+    # the best probe target (partial R² all equal, then r2, then name) is kept as runner-up
+    assert roles["runner_up"].tolist() == ["K[t]"] * 4
     assert roles["confidence"].tolist() == pytest.approx([0.9 * 0.999 / 4] * 4)
     assert roles["evidence"].iloc[0] == (
-        "R² 0.99 but probe cannot separate K[t], K[t-1], X[t], X[t-1]; no receptive field; "
-        "ablation +12% MSE"
+        "R² 0.99 for K[t], but probe cannot separate K[t], K[t-1], X[t], X[t-1]; "
+        "no receptive field; ablation +12% MSE"
     )
 
 

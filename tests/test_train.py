@@ -64,7 +64,9 @@ def test_early_stopping_restores_the_best_epoch(seed_data):
 def test_divergence_names_the_epoch_and_suggests_a_smaller_rate():
     data = generate(get_preset("seed"), n_sequences=16, seed=0)
     data.targets[:] = 1e25  # the squared error overflows float32
-    with pytest.raises(TrainingError, match=r"training diverged at epoch 1 .*smaller learning rate than 0.01"):
+    with pytest.raises(
+        TrainingError, match=r"training diverged at epoch 1 .*smaller learning rate than 0.01"
+    ):
         train(data, TrainConfig(n_units=2, epochs=3))
 
 

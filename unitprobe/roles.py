@@ -32,8 +32,10 @@ ignored). A unit whose probe ``r2`` is NaN for every target is *dead* (constant 
    ``-K[t]``, hence the absolute value; the sign is in column ``sign``). The receptive field
    reads the network's mechanism (which input, how many steps back), so it separates targets
    that the data makes collinear.
-   Where no receptive field matches, the role is still the best probe target, decided by the
-   probe, with a confidence divided by the size of the confusable group.
+   Where no receptive field matches, the role is ``none`` (``decided_by = "probe"``): a probe
+   alone must not claim one of several targets it cannot tell apart. The best probe target
+   is kept in ``runner_up`` and the evidence names the group; the confidence is divided by the
+   size of the confusable group.
 5. **No significant target**: if the unit is *used* (ablation ``usage >= min_usage``) and its
    receptive field matches some target of ``target_fields`` with ``|cosine| >=
    min_field_similarity``, that target is the role (``decided_by = "receptive_field"``).
@@ -918,15 +920,19 @@ def _ambiguous_probe_decision(
     else:
         rf_note = "no target field to compare"
     others = [t for t in group if t != target]
-    return _role_row(
+    row = _role_row(
         ev,
         target,
         decided_by="probe",
         confidence=_probe_confidence(v, 1.0 / max(len(group), 1)),
-        evidence=_join(f"R² {_f2(v['r2'])} but {reason}", rf_note, _ablation_note(ev)),
-        runner_up=others[0] if others else "",
+        evidence=_join(
+            f"R² {_f2(v['r2'])} for {target}, but {reason}", rf_note, _ablation_note(ev)
+        ),
+        runner_up=target,
         confusable_with=", ".join(others),
     )
+    row.update(role=NONE, r2=math.nan, selectivity=math.nan)
+    return row
 
 
 def _shared_with(roles: pd.DataFrame) -> pd.Series:

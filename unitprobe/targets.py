@@ -156,8 +156,8 @@ def default_targets(spec: TaskSpec) -> list[str]:
     """The standard probe targets of a task.
 
     Every series at lags ``0 .. order`` (order = the largest lag at which any relation reads
-    that series, at least 1), then the deterministic part of each relation's right-hand side when the
-    relation has random terms (random terms dropped; series whose relation is purely random
+    that series, at least 1), then the deterministic part of each relation's right-hand side
+    when the relation has random terms (random terms dropped; series whose relation is purely random
     contribute none), without duplicates. The right-hand side of a relation without random
     terms equals its left-hand side exactly, so it would only repeat ``NAME[t]``; pass it
     explicitly to probe it under its own name.

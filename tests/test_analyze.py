@@ -1,0 +1,232 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from unitprobe.cli import main
+from unitprobe.figures import FIGURES
+from unitprobe.models import run
+from unitprobe.planted import planted_lstm
+from unitprobe.tasks import generate, get_preset
+
+FAST = (
+    "--n-sequences",
+    48,
+    "--n-permutations",
+    19,
+    "--n-controls",
+    1,
+    "--format",
+    "png",
+    "--quiet",
+)
+TAPS = [(0, 0), (0, 1), (1, 0), (1, 1), None, None]  # K[t], K[t-1], X[t], X[t-1], dead, dead
+ROLES = ["K[t]", "K[t-1]", "X[t]", "X[t-1]", "none", "none"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _fit_readout(model, spec):
+    """Least-squares readout of the seed task's next K and X from the planted units."""
+    data = generate(spec, n_sequences=64, seed=5)
+    with torch.no_grad():
+        h = run(model, data.inputs).h[0].reshape(-1, model.config.n_units).numpy()
+    y = data.targets.reshape(-1, 2)
+    w, *_ = np.linalg.lstsq(h[:, :4], y, rcond=None)
+    readout = np.zeros((2, model.config.n_units))
+    readout[:, :4] = w.T
+    return readout
+
+
+@pytest.fixture(scope="module")
+def foreign_checkpoint(tmp_path_factory):
+    """A hand-wired LSTM saved as a plain state_dict: the roles are set by its weights."""
+    spec = get_preset("seed")
+    model = planted_lstm(2, TAPS, n_outputs=2)
+    model = planted_lstm(2, TAPS, n_outputs=2, readout=_fit_readout(model, spec))
+    path = tmp_path_factory.mktemp("ckpt") / "wired.pt"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def analyzed(foreign_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("analysis") / "results"
+    result = invoke("analyze", foreign_checkpoint, "--task", "seed", "--out", out, *FAST)
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+@pytest.mark.slow
+def test_hand_wired_roles_are_found_through_the_cli(analyzed):
+    out, printed = analyzed
+    roles = pd.read_csv(out / "roles.csv")
+    assert roles["role"].tolist() == ROLES
+    live = roles.iloc[:4]
+    # the seed task's terms are collinear: the receptive field, not the probe, decides
+    assert (live["decided_by"] == "receptive_field").all()
+    assert (live["confidence"] > 0.8).all()
+    assert roles.loc[4:, "evidence"].str.contains("constant activation").all()
+    ident = pd.read_csv(out / "identifiability.csv")
+    pairs = ident[ident["target_b"] != "VIF"]
+    pair = pairs[(pairs["target_a"] == "K[t]") & (pairs["target_b"] == "K[t-1]")]
+    assert len(pair) == 1 and not pair["separable"].iloc[0] and pair["r2"].iloc[0] > 0.99
+    for role in ROLES[:4]:
+        assert role in printed
+    assert "report:" in printed
+
+
+@pytest.mark.slow
+def test_outputs_follow_the_design_schemas(analyzed):
+    out, _ = analyzed
+    schemas = {
+        "probes.csv": "layer unit state target r2 r2_std r2_control selectivity p_value partial_r2 "
+        "coef n_samples",
+        "ablation.csv": "layer units mode target mse mse_base delta_mse rel_delta",
+        "attribution.csv": "method target kind feature lag layer unit attribution "
+        "attribution_signed",
+        "identifiability.csv": "target_a target_b r2 separable",
+        "roles.csv": "layer unit role r2 selectivity delta_mse confidence decided_by evidence",
+    }
+    for name, names in schemas.items():
+        columns = names.split()
+        table = pd.read_csv(out / name)
+        assert table.columns.tolist()[: len(columns)] == columns, name
+        assert len(table) > 0
+    probes = pd.read_csv(out / "probes.csv")
+    assert set(probes["unit"].astype(str)) == {*map(str, range(6)), "all"}
+    assert set(pd.read_csv(out / "attribution.csv")["kind"]) == {
+        "input_lag",
+        "unit",
+        "unit_input_lag",
+    }
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seed"] == 0 and summary["task"]["name"] == "seed"
+    assert summary["model"] == {"n_inputs": 2, "n_units": 6, "n_outputs": 2, "n_layers": 1}
+    assert set(summary["wall_seconds"]) >= {
+        "data",
+        "probes",
+        "ablation",
+        "attribution",
+        "roles",
+        "figures",
+    }
+    assert [r["role"] for r in summary["roles"]] == ROLES
+    assert summary["metrics"]["baseline_mse"] > summary["metrics"]["mse"]
+
+
+@pytest.mark.slow
+def test_report_embeds_every_figure_with_a_caption(analyzed):
+    out, _ = analyzed
+    pngs = sorted(p.stem for p in (out / "figures").glob("*.png"))
+    assert {
+        "probe_r2",
+        "receptive_fields",
+        "roles",
+        "ablation",
+        "identifiability",
+        "input_lag",
+    } <= set(pngs)
+    html = (out / "report.html").read_text()
+    assert html.count("<img ") == len(pngs)
+    assert html.count("data:image/png;base64,") == len(pngs)
+    captions = {spec.name: spec.caption for spec in FIGURES}
+    for name in pngs:
+        assert captions[name] in html.replace("&#x27;", "'")
+    assert "K[t] = K[t-1] + 2*X[t] + 1" in html and "repeat the last value" in html
+
+
+@pytest.mark.slow
+def test_same_checkpoint_and_seed_give_byte_identical_csvs(foreign_checkpoint, analyzed, tmp_path):
+    out, _ = analyzed
+    again = tmp_path / "again"
+    assert (
+        invoke("analyze", foreign_checkpoint, "--task", "seed", "--out", again, *FAST).exit_code
+        == 0
+    )
+    names = sorted(p.name for p in out.glob("*.csv"))
+    assert names == sorted(p.name for p in again.glob("*.csv"))
+    for name in names:
+        assert (out / name).read_bytes() == (again / name).read_bytes(), name
+
+
+@pytest.mark.slow
+def test_figures_command_rerenders_from_the_tables(analyzed, tmp_path):
+    import shutil
+
+    out, _ = analyzed
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    shutil.rmtree(copy / "figures")
+    result = invoke("figures", copy, "--format", "png")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (copy / "figures").iterdir()) == sorted(
+        p.name for p in (out / "figures").iterdir()
+    )
+    (copy / "roles.csv").unlink()
+    before = sorted(p.name for p in (copy / "figures").iterdir())
+    result = invoke("figures", copy)
+    assert (
+        result.exit_code == 1
+        and result.output.startswith("Error: ")
+        and "roles.csv" in result.output
+    )
+    assert sorted(p.name for p in (copy / "figures").iterdir()) == before
+
+
+def _snapshot(directory):
+    return {p.relative_to(directory): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--task", "fibonacci"), "task 'fibonacci' has 1 input(s) (K), but the model"),
+        ((), "plain state_dict with no task"),
+        (("--task", "seed", "--targets", "K[t+1]"), "K[t+1]"),
+    ],
+)
+def test_bad_input_leaves_the_output_directory_as_it_was(
+    foreign_checkpoint, tmp_path, extra, message
+):
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    result = invoke("analyze", foreign_checkpoint, "--out", out, "--overwrite", *extra, *FAST)
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: ") and message in result.output
+    assert "Traceback" not in result.output
+    assert _snapshot(out) == {out.joinpath("mine.txt").relative_to(out): b"keep me"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]  # no staging dir left
+
+
+def test_existing_output_directory_is_refused(foreign_checkpoint, tmp_path):
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    result = invoke("analyze", foreign_checkpoint, "--task", "seed", "--out", out, *FAST)
+    assert result.exit_code == 1
+    assert "exists and is not empty; pass --overwrite" in result.output
+    assert (out / "mine.txt").read_text() == "keep me"
+
+
+def test_csv_lacking_a_series_the_task_needs(foreign_checkpoint, tmp_path):
+    (tmp_path / "data.csv").write_text("K\n" + "\n".join(str(v) for v in range(30)))
+    result = invoke(
+        "analyze",
+        foreign_checkpoint,
+        "--task",
+        "seed",
+        "--data",
+        tmp_path / "data.csv",
+        "--out",
+        tmp_path / "r",
+        *FAST,
+    )
+    assert result.exit_code == 1 and result.output.startswith("Error: ")
+    assert "X" in result.output and not (tmp_path / "r").exists()

@@ -1,0 +1,185 @@
+"""``report.html``: one self-contained page (figures embedded) summarizing an analysis.
+
+The page reads only what :func:`unitprobe.analyze.write_results` wrote: the summary, the
+result tables and the PNG figures, so it can be rebuilt from a results directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["write_report", "render_report"]
+
+_CSS = """
+body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; max-width: 1100px;
+       margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; }
+h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; }
+code, pre { font-family: Menlo, Consolas, monospace; background: #f5f5f5; padding: 0 .25em; }
+table { border-collapse: collapse; margin: .6em 0; font-size: .92em; }
+th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; vertical-align: top; }
+th { background: #f0f0f0; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+figure { margin: 1.2em 0 2em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #444; font-size: .95em; margin-top: .3em; }
+.muted { color: #666; font-size: .9em; }
+"""
+
+
+def write_report(directory: str | Path, summary: dict[str, Any]) -> Path:
+    """Write ``report.html`` into ``directory`` (which holds the tables and ``figures/``)."""
+    directory = Path(directory)
+    path = directory / "report.html"
+    path.write_text(render_report(directory, summary), encoding="utf-8")
+    return path
+
+
+def render_report(directory: str | Path, summary: dict[str, Any]) -> str:
+    """The report as an HTML string; figures are embedded as base64 PNG."""
+    directory = Path(directory)
+    task, metrics = summary.get("task", {}), summary.get("metrics", {})
+    name = _e(task.get("name", ""))
+    version = _e(summary.get("versions", {}).get("unitprobe", ""))
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>unitprobe report: {name}</title><style>{_CSS}</style></head><body>",
+        f"<h1>What does each unit hold? — task <code>{name}</code></h1>",
+        f"<p class='muted'>unitprobe {version}, checkpoint "
+        f"<code>{_e(summary.get('checkpoint', ''))}</code>, seed {summary.get('seed', '')}</p>",
+        _task_section(task, summary.get("model", {})),
+        _performance_section(metrics, summary.get("training_metrics", {})),
+        _roles_section(directory),
+        _figures_section(directory),
+        _files_section(directory),
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _task_section(task: dict[str, Any], model: dict[str, Any]) -> str:
+    relations = "".join(f"<li><code>{_e(r)}</code></li>" for r in task.get("relations", []))
+    horizon = task.get("horizon", 1)
+    target = "the value at the same step" if horizon == 0 else f"the value {horizon} step(s) ahead"
+    return (
+        "<h2>Task and model</h2>"
+        f"<p>{_e(task.get('description', ''))}</p><ul>{relations}</ul>"
+        f"<p>Inputs: <code>{_e(', '.join(task.get('inputs', [])))}</code>; the network predicts "
+        f"{target} of <code>{_e(', '.join(task.get('predict', [])))}</code>; "
+        f"{task.get('length', '?')} steps per sequence. Values are normalized with one affine map "
+        "per series over the whole dataset.</p>"
+        f"<p>Model: LSTM with {model.get('n_units', '?')} unit(s) per layer, "
+        f"{model.get('n_layers', 1)} layer(s), linear readout.</p>"
+    )
+
+
+def _performance_section(metrics: dict[str, Any], training: dict[str, Any]) -> str:
+    rows = [
+        ("analysis sequences", metrics.get("n_sequences")),
+        ("steps per sequence", metrics.get("n_steps")),
+    ]
+    rows += [("model MSE (normalized units²)", metrics.get("mse"))]
+    rows += [
+        (f"model MSE, output {k}", v) for k, v in (metrics.get("mse_per_output") or {}).items()
+    ]
+    rows += [
+        (
+            f"baseline MSE ({metrics.get('baseline', 'repeat the last value')})",
+            metrics.get("baseline_mse"),
+        )
+    ]
+    ratio = metrics.get("mse_ratio")
+    rows += [
+        ("model / baseline", f"{100 * ratio:.3g} %" if isinstance(ratio, (int, float)) else "n/a")
+    ]
+    if training.get("val_mse") is not None:
+        rows += [("validation MSE at training", training.get("val_mse"))]
+    body = "".join(f"<tr><th>{_e(k)}</th><td class='num'>{_fmt(v)}</td></tr>" for k, v in rows)
+    return f"<h2>Performance</h2><table>{body}</table>"
+
+
+def _roles_section(directory: Path) -> str:
+    path = directory / "roles.csv"
+    if not path.exists():
+        return ""
+    roles = pd.read_csv(path)
+    cols = [
+        c
+        for c in (
+            "layer",
+            "unit",
+            "role",
+            "decided_by",
+            "confidence",
+            "r2",
+            "selectivity",
+            "delta_mse",
+            "evidence",
+        )
+        if c in roles
+    ]
+    return (
+        "<h2>Unit → role</h2><p>Each unit's best-supported target, the evidence that decided it "
+        "(probe where targets are separable, the unit's receptive field where they are not, "
+        "ablation where only usage is seen), and a confidence in [0, 1]. <code>none</code>: no "
+        "significant role.</p>" + _html_table(roles[cols])
+    )
+
+
+def _figures_section(directory: Path) -> str:
+    from unitprobe.figures import FIGURES
+
+    figdir = directory / "figures"
+    captions = {_name(entry): _caption(entry) for entry in FIGURES}
+    pngs = sorted(figdir.glob("*.png")) if figdir.is_dir() else []
+    order = {name: k for k, name in enumerate(captions)}
+    pngs.sort(key=lambda p: (order.get(p.stem, len(order)), p.stem))
+    items = []
+    for png in pngs:
+        data = base64.b64encode(png.read_bytes()).decode("ascii")
+        caption = captions.get(png.stem, png.stem.replace("_", " "))
+        items.append(
+            f"<figure id='{_e(png.stem)}'><img alt='{_e(caption)}' "
+            f"src='data:image/png;base64,{data}'>"
+            f"<figcaption><b>{_e(png.stem)}</b>: {_e(caption)}</figcaption></figure>"
+        )
+    return "<h2>Figures</h2>" + ("".join(items) or "<p>No figures were rendered.</p>")
+
+
+def _files_section(directory: Path) -> str:
+    names = sorted(p.name for p in directory.glob("*.csv"))
+    items = "".join(f"<li><a href='{_e(n)}'>{_e(n)}</a></li>" for n in names)
+    return f"<h2>Tables</h2><p>Tidy CSV files beside this report:</p><ul>{items}</ul>"
+
+
+def _html_table(df: pd.DataFrame) -> str:
+    head = "".join(f"<th>{_e(c)}</th>" for c in df.columns)
+    rows = []
+    for record in df.itertuples(index=False):
+        cells = "".join(
+            f"<td class='num'>{_fmt(v)}</td>" if isinstance(v, float) else f"<td>{_e(v)}</td>"
+            for v in record
+        )
+        rows.append(f"<tr>{cells}</tr>")
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _name(entry: Any) -> str:
+    return entry.name if hasattr(entry, "name") else entry[0]
+
+
+def _caption(entry: Any) -> str:
+    return entry.caption if hasattr(entry, "caption") else entry[-1]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "n/a" if value != value else f"{value:.4g}"
+    return _e(value)
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
