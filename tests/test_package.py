@@ -1,0 +1,19 @@
+import importlib
+import subprocess
+import sys
+
+import unitprobe
+
+
+def test_every_public_name_resolves_to_its_module():
+    for name in unitprobe.__all__:
+        value = getattr(unitprobe, name)
+        assert value is not None, name
+    assert unitprobe.probe_model is importlib.import_module("unitprobe.probes").probe_model
+    assert unitprobe.TaskSpec is importlib.import_module("unitprobe.tasks").TaskSpec
+
+
+def test_import_is_light():
+    code = "import sys, unitprobe; print('torch' in sys.modules, 'sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
