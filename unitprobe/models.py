@@ -318,7 +318,7 @@ def run(
     layer_input = x
     for layer in range(model.config.n_layers):
         layer_edits = {s: [e for e in edits if e.layer == layer and e.site == s] for s in SITES}
-        steps = _run_layer(model, layer, layer_input, layer_edits)
+        steps = _run_layer(model, layer, layer_input, layer_edits, keep={"h", *record})
         for site in record:
             recorded[site].append(torch.stack(steps[site], dim=1))  # (N, T, H)
         layer_input = torch.stack(steps["h"], dim=1)
@@ -328,9 +328,13 @@ def run(
 
 
 def _run_layer(
-    model: UnitLSTM, layer: int, x: Tensor, edits: dict[str, list[Intervention]]
+    model: UnitLSTM,
+    layer: int,
+    x: Tensor,
+    edits: dict[str, list[Intervention]],
+    keep: set[str],
 ) -> dict[str, list[Tensor]]:
-    """One layer over all steps; returns per-site lists of (N, H) tensors, one per step."""
+    """One layer over all steps; per-site lists of (N, H) tensors, one per step, for ``keep``."""
     w_ih, w_hh, bias = model.layer_weights(layer)
     n, n_steps, _ = x.shape
     n_units = model.config.n_units
@@ -342,7 +346,8 @@ def _run_layer(
     def site(name: str, value: Tensor, step: int) -> Tensor:
         for edit in edits[name]:
             value = edit.apply(value, step)
-        out[name].append(value)
+        if name in keep:
+            out[name].append(value)
         return value
 
     for t in range(n_steps):
