@@ -470,8 +470,14 @@ def test_summarize_roles_is_fixed_width():
     text = summarize_roles(roles, max_evidence=30)
     lines = text.splitlines()
     assert len(lines) == 2 + 4
-    assert lines[0].split() == ["layer", "unit", "role", "decided_by", "confidence", "evidence"]
+    assert lines[0].split() == [
+        "layer", "unit", "role", "decided_by", "confidence", "h", "≈", "(receptive", "field)",
+        "evidence",
+    ]  # fmt: skip
     assert lines[2].split()[:5] == ["0", "0", "K[t]", "receptive_field", "0.80"]
+    assert roles["formula"].iloc[0] in lines[2]
+    without = summarize_roles(roles.drop(columns="formula"), max_evidence=30)
+    assert without.splitlines()[0].split()[-1] == "evidence"
     assert lines[3].endswith("receptive field 0.99 cosine...")
     starts = {line.index("receptive_field") for line in lines[2:]}
     assert len(starts) == 1  # aligned columns

@@ -331,7 +331,8 @@ def summarize_roles(roles: pd.DataFrame, *, max_evidence: int = 100) -> str:
     ----------
     roles : DataFrame
         Output of :func:`assign_roles` (needs ``layer``, ``unit``, ``role``, ``decided_by``,
-        ``confidence``, ``evidence``).
+        ``confidence``, ``evidence``; a ``formula`` column, when present, is shown as
+        ``h ≈ ...``, the unit's receptive field as a formula over lagged inputs).
     max_evidence : int, default 100
         Evidence longer than this many characters is cut and ends in ``...``.
 
@@ -343,14 +344,21 @@ def summarize_roles(roles: pd.DataFrame, *, max_evidence: int = 100) -> str:
     _require(roles, ("layer", "unit", "role", "decided_by", "confidence", "evidence"), "roles")
     if max_evidence < 4:
         raise DataError(f"max_evidence == {max_evidence}, must be >= 4")
-    header = ("layer", "unit", "role", "decided_by", "confidence", "evidence")
+    with_formula = "formula" in roles.columns
+    header = ("layer", "unit", "role", "decided_by", "confidence")
+    header += ("h ≈ (receptive field)", "evidence") if with_formula else ("evidence",)
     lines = [header]
-    for r in roles.itertuples(index=False):
-        evidence = str(r.evidence) if isinstance(r.evidence, str) else ""
+    for r in roles.to_dict(orient="records"):
+        evidence = str(r["evidence"]) if isinstance(r["evidence"], str) else ""
+        if with_formula:
+            evidence = evidence.split("; h ≈ ")[0]  # the formula has its own column
         if len(evidence) > max_evidence:
             evidence = evidence[: max_evidence - 3] + "..."
-        conf = "" if pd.isna(r.confidence) else f"{float(r.confidence):.2f}"
-        lines.append((str(r.layer), str(r.unit), str(r.role), str(r.decided_by), conf, evidence))
+        conf = "" if pd.isna(r["confidence"]) else f"{float(r['confidence']):.2f}"
+        line = (str(r["layer"]), str(r["unit"]), str(r["role"]), str(r["decided_by"]), conf)
+        formula = r.get("formula")
+        line += (formula if isinstance(formula, str) else "",) if with_formula else ()
+        lines.append((*line, evidence))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
     right = {0, 1, 4}  # numbers right-aligned
 
