@@ -1,0 +1,811 @@
+"""Capacity sweeps: train and analyze every (task, units, seed), locally or on a dask cluster.
+
+:func:`run_sweep` expands tasks × layer sizes × seeds into :class:`RunConfig` objects, trains
+and analyzes each one (:func:`run_config`), and writes one tidy table ``SWEEP/sweep.csv`` with
+a row per configuration (columns :data:`SWEEP_COLUMNS`):
+
+``task``, ``units``, ``seed``
+    The configuration.
+``val_mse``, ``baseline_mse``, ``mse_ratio``
+    Validation MSE of the trained network (normalized units², held-out sequences of the
+    training data), the repeat-last-value baseline on the same sequences, and their ratio.
+``n_roles``, ``specialization``, ``redundancy``
+    Units whose role is not ``none``, and the indices of :mod:`unitprobe.sweepstats`.
+``wall_seconds``, ``status``, ``error``, ``key``
+    Time the configuration took, ``ok`` or ``failed``, the error in one line (empty when
+    ok), and the configuration's hash.
+
+Layout of ``SWEEP/``::
+
+    sweep.csv                                  # rebuilt from the result.json files at the end
+    runs/<task>-u<units>-s<seed>-<key>/
+        model.pt                               # the trained checkpoint
+        probes.csv ablation.csv attribution.csv identifiability.csv roles.csv
+        traces.csv target_fields.csv summary.json
+        result.json                            # written atomically, LAST
+
+Each run writes the analysis tables and ``summary.json`` only; ``figures=True`` also draws
+the per-run figures and ``report.html`` (:func:`unitprobe.analyze.write_results`).
+
+Resuming
+--------
+Every configuration is keyed by the first 12 hex digits of the SHA-256 of its full
+configuration as canonical JSON (:func:`config_key`): the task spec, units, seed, the whole
+training config, the number of sequences, the whole analysis config and the unitprobe
+version. A configuration whose run directory holds a ``result.json`` with that key is
+finished and is never run again (a failed one neither, unless ``retry_failed``); any other
+run directory of a planned configuration is a leftover of an interrupted run and is deleted
+and redone. A sweep killed at any moment therefore loses at most the configurations that
+were running; rerun the same command to finish it. Changing any setting changes the keys, so
+results of different settings never mix; ``sweep.csv`` lists the configurations of the
+command that wrote it.
+
+A configuration that raises is recorded (``status = "failed"``, ``error`` = the exception in
+one line) and the others go on.
+
+Parallel and distributed execution
+----------------------------------
+``jobs = N`` runs configurations in N local worker processes; every run uses one torch
+thread, so numbers do not depend on where or beside what it ran. ``scheduler = ADDRESS``
+sends them to a `dask.distributed <https://distributed.dask.org>`_ cluster instead (install
+with ``pip install -e '.[dist]'``). On a real cluster:
+
+1. put the sweep directory on a file system every machine mounts at the same path (NFS,
+   Lustre, ...), and install the same unitprobe and torch on every machine;
+2. start a scheduler on one machine: ``dask-scheduler`` (listens on ``tcp://HOST:8786``);
+3. start workers on each machine, one single-threaded process per core:
+   ``dask-worker tcp://HOST:8786 --nworkers <cores> --nthreads 1``;
+4. run ``unitprobe sweep --task seed,delay-3 --units 1,2,4,8 --seeds 5 --out /shared/SWEEP
+   --scheduler tcp://HOST:8786`` from any machine that reaches the scheduler.
+
+Workers write their run directories straight into the shared ``SWEEP/runs/``; the client
+only reads ``result.json`` files and writes ``sweep.csv``. Interrupting the client cancels the
+queued configurations; rerunning resumes as above.
+
+Example
+-------
+>>> table = run_sweep(["delay-2"], [1, 2, 4], seeds=3, out="SWEEP", jobs=2,
+...                   train_overrides={"epochs": 50})
+>>> table[["task", "units", "seed", "mse_ratio", "status"]]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from unitprobe import __version__
+from unitprobe._utils import to_plain, torch_threads, write_csv, write_csv_atomic, write_json
+from unitprobe.analyze import AnalyzeConfig
+from unitprobe.errors import UnitprobeError
+from unitprobe.train import TrainConfig
+
+__all__ = [
+    "SWEEP_COLUMNS",
+    "RunConfig",
+    "collect_results",
+    "config_key",
+    "plan_sweep",
+    "quick_options",
+    "read_result",
+    "run_config",
+    "run_sweep",
+    "sweep_analysis_config",
+]
+
+#: Columns of ``sweep.csv``, in order.
+SWEEP_COLUMNS = (
+    "task",
+    "units",
+    "seed",
+    "val_mse",
+    "baseline_mse",
+    "mse_ratio",
+    "n_roles",
+    "specialization",
+    "redundancy",
+    "wall_seconds",
+    "status",
+    "error",
+    "key",
+)
+RESULT_FILE = "result.json"
+RUNS_DIR = "runs"
+SWEEP_FILE = "sweep.csv"
+#: Seed of the analysis data in sweeps: distinct from every training seed's data, and the
+#: same for every run, so all networks are probed on the same fresh sequences.
+ANALYSIS_SEED = 1_000_003
+_NOT_TRAIN_OVERRIDES = ("n_units", "seed")
+
+
+# ---------------------------------------------------------------------------------------------
+# configurations
+# ---------------------------------------------------------------------------------------------
+def canonical_json(data: Any) -> str:
+    """JSON with sorted keys, no whitespace, tuples as lists: equal data, equal text."""
+    return json.dumps(
+        to_plain(data), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
+
+
+def config_key(config: Mapping[str, Any]) -> str:
+    """First 12 hex digits of the SHA-256 of ``config`` as canonical JSON.
+
+    Examples
+    --------
+    >>> config_key({"b": 1, "a": (1, 2)}) == config_key({"a": [1, 2], "b": 1})
+    True
+    """
+    return hashlib.sha256(canonical_json(config).encode("ascii")).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines one run of a sweep, as plain data.
+
+    Attributes
+    ----------
+    task : dict
+        ``TaskSpec.to_dict()``.
+    units : int
+        Units per layer.
+    seed : int
+        Training seed (data, initialization, minibatch order).
+    train : dict
+        ``TrainConfig.to_dict()`` (its ``n_units`` and ``seed`` equal ``units`` and ``seed``).
+    n_sequences : int
+        Sequences generated for training (and validation).
+    analysis : dict
+        ``AnalyzeConfig`` as plain data.
+    version : str
+        unitprobe version.
+    """
+
+    task: dict
+    units: int
+    seed: int
+    train: dict
+    n_sequences: int
+    analysis: dict
+    version: str = __version__
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (what :attr:`key` hashes)."""
+        return to_plain(asdict(self))
+
+    @property
+    def key(self) -> str:
+        """:func:`config_key` of :meth:`to_dict`."""
+        return config_key(self.to_dict())
+
+    @property
+    def task_name(self) -> str:
+        """The task's name."""
+        return str(self.task["name"])
+
+    @property
+    def name(self) -> str:
+        """Run directory name, ``<task>-u<units>-s<seed>-<key>``."""
+        task = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.task_name)
+        return f"{task}-u{self.units}-s{self.seed}-{self.key}"
+
+    def train_config(self) -> TrainConfig:
+        """The :class:`~unitprobe.train.TrainConfig` of this run."""
+        return TrainConfig(**self.train)
+
+    def analyze_config(self) -> AnalyzeConfig:
+        """The :class:`~unitprobe.analyze.AnalyzeConfig` of this run."""
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in self.analysis.items()}
+        return AnalyzeConfig(**values)
+
+
+def sweep_analysis_config(**overrides: Any) -> AnalyzeConfig:
+    """The light analysis a sweep runs on every network, with ``overrides`` applied.
+
+    Defaults: 256 sequences seeded by :data:`ANALYSIS_SEED`, 1 untrained control, 999
+    permutations (the smallest p-value is 1/1000 before the Holm correction over units ×
+    targets), ablation modes zero and mean, integrated gradients on 64 sequences, one torch
+    thread.
+
+    Parameters
+    ----------
+    **overrides
+        Any :class:`~unitprobe.analyze.AnalyzeConfig` field.
+    """
+    base = dict(
+        n_sequences=256,
+        seed=ANALYSIS_SEED,
+        n_controls=1,
+        n_permutations=999,
+        ablation_modes=("zero", "mean"),
+        attribution_methods=("integrated_gradients",),
+        max_attribution_sequences=64,
+        jobs=1,
+    )
+    names = {f.name for f in fields(AnalyzeConfig)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise UnitprobeError(
+            f"unknown analysis option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}"
+        )
+    return AnalyzeConfig(**{**base, **overrides})
+
+
+def quick_options() -> dict[str, Any]:
+    """Settings of a quick sweep (``--quick``): few sequences, few epochs, a light analysis.
+
+    Returns
+    -------
+    dict
+        Keyword arguments for :func:`run_sweep`: ``n_sequences``, ``train_overrides``,
+        ``analysis``.
+    """
+    return {
+        "n_sequences": 128,
+        "train_overrides": {"epochs": 60, "patience": 15, "batch_size": 16, "lr": 2e-2},
+        "analysis": sweep_analysis_config(
+            n_sequences=64, n_permutations=199, max_attribution_sequences=16, n_splits=3
+        ),
+    }
+
+
+def _task_specs(tasks: Sequence[Any]) -> list[Any]:
+    from unitprobe.tasks import TaskSpec, get_preset
+
+    if isinstance(tasks, (str, TaskSpec)):
+        tasks = [tasks]
+    if not tasks:
+        raise UnitprobeError("no tasks given; name at least one (e.g. --task seed,delay-3)")
+    specs = [t if isinstance(t, TaskSpec) else get_preset(str(t).strip()) for t in tasks]
+    names = [s.name for s in specs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise UnitprobeError(f"task(s) {', '.join(dupes)} given more than once")
+    return specs
+
+
+def _int_list(values: Iterable[Any], name: str, minimum: int) -> list[int]:
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
+            raise UnitprobeError(f"{name} value {v!r} is not an integer >= {minimum}")
+        out.append(int(v))
+    if not out:
+        raise UnitprobeError(f"no {name} given")
+    if len(set(out)) != len(out):
+        raise UnitprobeError(f"{name} == {out} has repeated values")
+    return out
+
+
+def _seed_list(seeds: int | Sequence[int]) -> list[int]:
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise UnitprobeError(f"seeds == {seeds}, must be >= 1 (a count) or a list of seeds")
+        return list(range(int(seeds)))
+    return _int_list(seeds, "seeds", 0)
+
+
+def plan_sweep(
+    tasks: Sequence[Any],
+    units: Sequence[int],
+    seeds: int | Sequence[int],
+    *,
+    n_sequences: int = 512,
+    train_overrides: Mapping[str, Any] | None = None,
+    analysis: AnalyzeConfig | None = None,
+) -> list[RunConfig]:
+    """Expand tasks × units × seeds into run configurations (in that nesting order).
+
+    Parameters
+    ----------
+    tasks : sequence of str or TaskSpec
+        Preset names (``seed``, ``fibonacci``, ``delay-3``, ...) or specs.
+    units : sequence of int
+        Layer sizes, each >= 1.
+    seeds : int or sequence of int
+        A count ``n`` (seeds ``0 .. n-1``) or explicit seeds (>= 0).
+    n_sequences : int, default 512
+        Sequences generated per training run (>= 2).
+    train_overrides : mapping, optional
+        :class:`~unitprobe.train.TrainConfig` fields other than ``n_units`` and ``seed``
+        (e.g. ``{"epochs": 100}``).
+    analysis : AnalyzeConfig, optional
+        Default :func:`sweep_analysis_config`; its ``jobs`` is set to 1.
+
+    Returns
+    -------
+    list of RunConfig
+    """
+    specs = _task_specs(tasks)
+    unit_list = _int_list([units] if isinstance(units, int) else units, "units", 1)
+    seed_list = _seed_list(seeds)
+    if isinstance(n_sequences, bool) or not isinstance(n_sequences, (int, np.integer)):
+        raise UnitprobeError(f"n_sequences == {n_sequences!r}, must be an integer >= 2")
+    if n_sequences < 2:
+        raise UnitprobeError(f"n_sequences == {n_sequences}, must be >= 2")
+    overrides = dict(train_overrides or {})
+    allowed = sorted({f.name for f in fields(TrainConfig)} - set(_NOT_TRAIN_OVERRIDES))
+    bad = sorted(set(overrides) - set(allowed))
+    if bad:
+        raise UnitprobeError(
+            f"train option(s) {', '.join(bad)} cannot be overridden in a sweep; "
+            f"allowed: {', '.join(allowed)} (units and seeds are the sweep's axes)"
+        )
+    analysis = replace(analysis or sweep_analysis_config(), jobs=1)
+    analysis_dict = to_plain(asdict(analysis))
+    configs = []
+    for spec in specs:
+        task = spec.to_dict()
+        for u in unit_list:
+            for s in seed_list:
+                train = TrainConfig(**{**overrides, "n_units": u, "seed": s}).to_dict()
+                configs.append(
+                    RunConfig(
+                        task=task,
+                        units=u,
+                        seed=s,
+                        train=train,
+                        n_sequences=int(n_sequences),
+                        analysis=analysis_dict,
+                    )
+                )
+    return configs
+
+
+# ---------------------------------------------------------------------------------------------
+# one run
+# ---------------------------------------------------------------------------------------------
+def read_result(run_dir: str | os.PathLike, key: str | None = None) -> dict[str, Any] | None:
+    """The finished result of a run directory, or None if it has none (or another key).
+
+    Parameters
+    ----------
+    run_dir : path
+    key : str, optional
+        Accept the result only if its ``key`` equals this.
+    """
+    path = Path(run_dir) / RESULT_FILE
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(result, dict) or (key is not None and result.get("key") != key):
+        return None
+    return result
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}"[:300] if text else type(err).__name__
+
+
+def _write_json_atomic(data: Any, path: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write_json(data, Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def _empty_row(config: RunConfig) -> dict[str, Any]:
+    row: dict[str, Any] = {c: np.nan for c in SWEEP_COLUMNS}
+    row.update(
+        task=config.task_name, units=config.units, seed=config.seed, key=config.key, error=""
+    )
+    return row
+
+
+def _train_and_analyze(config: RunConfig, run_dir: Path, figures: bool, row: dict) -> dict:
+    """Train, save, analyze and write the tables; fills ``row`` as it goes."""
+    from unitprobe.analyze import compute_analysis, write_results
+    from unitprobe.checkpoint import load, save
+    from unitprobe.sweepstats import run_indices
+    from unitprobe.tasks import TaskSpec
+    from unitprobe.train import train_task
+
+    spec = TaskSpec.from_dict(config.task)
+    train_config = config.train_config()
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    _, result = train_task(spec, train_config, n_sequences=config.n_sequences, progress=False)
+    timings["train"] = round(time.perf_counter() - start, 3)
+    m = result.metrics
+    row.update(val_mse=m["val_mse"], baseline_mse=m.get("baseline_mse", np.nan))
+    row["mse_ratio"] = m.get("mse_ratio", np.nan)
+    save(
+        run_dir / "model.pt",
+        result.model,
+        spec,
+        history=result.history,
+        metrics=m,
+        train_config=train_config.to_dict(),
+    )
+    start = time.perf_counter()
+    analyze_config = config.analyze_config()
+    analysis = compute_analysis(load(run_dir / "model.pt"), analyze_config, progress=False)
+    timings["analyze"] = round(time.perf_counter() - start, 3)
+    if figures:
+        write_results(analysis, run_dir, analyze_config)
+    else:
+        for name, table in analysis.tables.items():
+            write_csv(table, run_dir / f"{name}.csv")
+        write_json(analysis.summary, run_dir / "summary.json")
+    row.update(run_indices(analysis.tables["probes"], analysis.tables["roles"]))
+    return {"timings": timings, "training_metrics": m}
+
+
+def run_config(
+    config: RunConfig, runs_dir: str | os.PathLike, *, figures: bool = False
+) -> dict[str, Any]:
+    """Train and analyze one configuration into ``runs_dir/<config.name>/``.
+
+    A directory that already holds this configuration's ``result.json`` is returned as is;
+    any other content of the directory is deleted first. ``result.json`` is written
+    atomically as the last step, with ``status`` ``ok`` or ``failed``: an exception of the run
+    is recorded, not raised (``KeyboardInterrupt`` and ``SystemExit`` still propagate). Runs
+    with one torch thread.
+
+    Parameters
+    ----------
+    config : RunConfig
+    runs_dir : path
+        Parent of the run directory (created if needed).
+    figures : bool, default False
+        Also draw the run's figures and ``report.html``.
+
+    Returns
+    -------
+    dict
+        The content of ``result.json``: the :data:`SWEEP_COLUMNS` values plus ``run`` (the
+        directory name), ``config``, ``timings`` and ``training_metrics``.
+    """
+    run_dir = Path(runs_dir) / config.name
+    finished = read_result(run_dir, config.key)
+    if finished is not None:
+        return finished
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    row = _empty_row(config)
+    extra: dict[str, Any] = {}
+    start = time.perf_counter()
+    try:
+        with torch_threads(1):
+            extra = _train_and_analyze(config, run_dir, figures, row)
+        row["status"] = "ok"
+    except Exception as err:  # recorded in result.json; the sweep goes on
+        row.update(status="failed", error=_one_line(err))
+    row["wall_seconds"] = round(time.perf_counter() - start, 3)
+    result = {**row, "run": config.name, "config": config.to_dict(), **extra}
+    _write_json_atomic(result, run_dir / RESULT_FILE)
+    return read_result(run_dir) or result
+
+
+# ---------------------------------------------------------------------------------------------
+# the table
+# ---------------------------------------------------------------------------------------------
+def _rows_to_frame(results: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    rows = [{c: r.get(c, np.nan) for c in SWEEP_COLUMNS} for r in results]
+    table = pd.DataFrame(rows, columns=list(SWEEP_COLUMNS))
+    for c in ("val_mse", "baseline_mse", "mse_ratio", "specialization", "redundancy"):
+        table[c] = pd.to_numeric(table[c], errors="coerce").astype("float64")
+    table["wall_seconds"] = pd.to_numeric(table["wall_seconds"], errors="coerce")
+    table["n_roles"] = pd.to_numeric(table["n_roles"], errors="coerce").astype("Int64")
+    table["units"] = table["units"].astype("int64")
+    table["seed"] = table["seed"].astype("int64")
+    table["error"] = table["error"].fillna("").astype(str)
+    table = table.sort_values(["task", "units", "seed", "key"], kind="stable")
+    return table.reset_index(drop=True)
+
+
+def collect_results(
+    out: str | os.PathLike, configs: Sequence[RunConfig] | None = None
+) -> pd.DataFrame:
+    """Read ``result.json`` files of a sweep directory into the ``sweep.csv`` table.
+
+    Parameters
+    ----------
+    out : path
+        The sweep directory (holding ``runs/``).
+    configs : sequence of RunConfig, optional
+        Read these configurations' results (those not finished are left out); default:
+        every ``result.json`` under ``out/runs/``.
+
+    Returns
+    -------
+    DataFrame
+        Columns :data:`SWEEP_COLUMNS`, sorted by task, units, seed.
+    """
+    runs = Path(out) / RUNS_DIR
+    if configs is None:
+        found = (read_result(p.parent) for p in sorted(runs.glob(f"*/{RESULT_FILE}")))
+    else:
+        found = (read_result(runs / c.name, c.key) for c in configs)
+    return _rows_to_frame(r for r in found if r is not None)
+
+
+# ---------------------------------------------------------------------------------------------
+# execution
+# ---------------------------------------------------------------------------------------------
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _run_local(pending, runs_dir, jobs, figures, on_result) -> None:
+    if jobs == 1 or len(pending) == 1:
+        for config in pending:
+            on_result(config, run_config(config, runs_dir, figures=figures), None)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    executor = ProcessPoolExecutor(
+        max_workers=min(jobs, len(pending)),
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+    )
+    futures = {}
+    try:
+        futures = {
+            executor.submit(run_config, c, str(runs_dir), figures=figures): c for c in pending
+        }
+        for future in as_completed(futures):
+            error = future.exception()
+            if isinstance(error, BrokenProcessPool):
+                raise UnitprobeError(
+                    f"a worker process died while running {futures[future].name} (out of "
+                    "memory?); rerun the same command to resume the sweep"
+                ) from error
+            on_result(futures[future], None if error else future.result(), error)
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        _terminate(executor)
+        raise
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _terminate(executor: Any) -> None:
+    """Stop the worker processes now (their unfinished runs are redone on resume)."""
+    terminate = getattr(executor, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(executor, "_processes", None) or {}).values()):
+        process.terminate()
+
+
+def _dask_client(scheduler: Any) -> Any:
+    try:
+        from distributed import Client
+    except ImportError:
+        raise UnitprobeError(
+            "--scheduler needs dask.distributed: pip install -e '.[dist]'"
+        ) from None
+    if isinstance(scheduler, Client):
+        return scheduler
+    try:
+        return Client(scheduler, timeout="30s")
+    except (OSError, TimeoutError) as err:
+        raise UnitprobeError(
+            f"cannot connect to the dask scheduler at {scheduler!r}: {_one_line(err)}"
+        ) from None
+
+
+def _run_dask(pending, runs_dir, scheduler, figures, on_result) -> None:
+    from distributed import Client, as_completed
+
+    client = _dask_client(scheduler)
+    own = not isinstance(scheduler, Client)
+    futures = {}
+    try:
+        for config in pending:
+            future = client.submit(
+                run_config,
+                config,
+                str(Path(runs_dir).absolute()),
+                figures=figures,
+                key=f"unitprobe-run-{config.name}",
+                pure=False,
+            )
+            futures[future] = config
+        for future in as_completed(list(futures)):
+            try:
+                result, error = future.result(), None
+            except Exception as err:  # errors of a run itself are recorded by run_config
+                if "Cancelled" in type(err).__name__:
+                    raise UnitprobeError(
+                        f"the dask scheduler cancelled {futures[future].name}; rerun the same "
+                        "command to resume the sweep"
+                    ) from err
+                result, error = None, err  # e.g. KilledWorker: recorded as failed
+            on_result(futures[future], result, error)
+    except BaseException:
+        client.cancel(list(futures), force=True)
+        raise
+    finally:
+        if own:
+            client.close()
+
+
+def run_sweep(
+    tasks: Sequence[Any],
+    units: Sequence[int],
+    seeds: int | Sequence[int],
+    out: str | os.PathLike,
+    *,
+    jobs: int = 1,
+    scheduler: str | None = None,
+    n_sequences: int = 512,
+    train_overrides: Mapping[str, Any] | None = None,
+    analysis: AnalyzeConfig | None = None,
+    figures: bool = False,
+    retry_failed: bool = False,
+    progress: bool | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """Train and analyze every (task, units, seed) and write ``out/sweep.csv``.
+
+    Finished configurations (a ``result.json`` with the same key) are skipped, so rerunning
+    an interrupted sweep finishes it. See the module docstring for the layout and keys.
+
+    Parameters
+    ----------
+    tasks : sequence of str or TaskSpec
+        Preset names or specs, e.g. ``["seed", "fibonacci", "delay-3"]``.
+    units : sequence of int
+        Layer sizes, e.g. ``[1, 2, 3, 4, 6, 8]``.
+    seeds : int or sequence of int
+        Number of seeds (``0 .. n-1``) or explicit seeds.
+    out : path
+        Sweep directory (created if needed; may hold an earlier sweep).
+    jobs : int, default 1
+        Local worker processes (1 runs in this process). Ignored with ``scheduler``.
+    scheduler : str, optional
+        Address of a dask.distributed scheduler (``tcp://host:8786``); needs the ``dist``
+        extra.
+    n_sequences : int, default 512
+        Training sequences per run.
+    train_overrides : mapping, optional
+        TrainConfig fields other than ``n_units`` and ``seed``, e.g. ``{"epochs": 100}``.
+    analysis : AnalyzeConfig, optional
+        Default :func:`sweep_analysis_config`.
+    figures : bool, default False
+        Draw per-run figures and reports too (slower).
+    retry_failed : bool, default False
+        Run configurations that failed earlier again.
+    progress : bool, optional
+        tqdm bar over configurations; default only when stderr is a terminal.
+    echo : callable, optional
+        Receives one line at the start, per failed configuration, per finished configuration
+        when no progress bar is shown, and at the end.
+
+    Returns
+    -------
+    DataFrame
+        The ``sweep.csv`` table (columns :data:`SWEEP_COLUMNS`, sorted by task, units, seed).
+
+    Raises
+    ------
+    UnitprobeError
+        Invalid tasks, sizes, seeds or options; ``scheduler`` without dask.distributed or
+        unreachable.
+    """
+    from tqdm.auto import tqdm
+
+    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
+        raise UnitprobeError(f"jobs == {jobs!r}, must be an integer >= 1")
+    configs = plan_sweep(
+        tasks,
+        units,
+        seeds,
+        n_sequences=n_sequences,
+        train_overrides=train_overrides,
+        analysis=analysis,
+    )
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UnitprobeError(f"sweep output {out} exists and is not a directory")
+    runs_dir = out / RUNS_DIR
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    if scheduler is not None:
+        _dask_client_available()
+    say = echo or (lambda line: None)
+    pending = []
+    for config in configs:
+        done = read_result(runs_dir / config.name, config.key)
+        if done is None or (retry_failed and done.get("status") != "ok"):
+            if done is not None:
+                shutil.rmtree(runs_dir / config.name)
+            pending.append(config)
+    where = f"dask scheduler {scheduler}" if scheduler else f"{jobs} local process(es)"
+    say(
+        f"sweep: {len(configs)} configurations, {len(configs) - len(pending)} finished earlier, "
+        f"{len(pending)} to run on {where}"
+    )
+    show = progress if progress is not None else _stderr_is_tty()
+    bar = tqdm(
+        total=len(configs),
+        initial=len(configs) - len(pending),
+        desc="sweep",
+        unit="run",
+        disable=not show,
+    )
+
+    done = [len(configs) - len(pending)]
+
+    def on_result(config: RunConfig, result: dict | None, error: BaseException | None) -> None:
+        if error is not None:  # the worker itself died: record it like a failed run
+            result = _record_failure(config, runs_dir, error)
+        bar.update(1)
+        done[0] += 1
+        if result.get("status") != "ok":
+            say(f"failed: {config.name}: {result.get('error')}")
+        elif not show:  # no bar: one line per finished run instead
+            say(
+                f"[{done[0]}/{len(configs)}] {config.name}: mse_ratio "
+                f"{_fmt(result.get('mse_ratio'))}, {result.get('n_roles')} role(s), "
+                f"{_fmt(result.get('wall_seconds'))} s"
+            )
+
+    try:
+        if pending:
+            if scheduler is not None:
+                _run_dask(pending, runs_dir, scheduler, figures, on_result)
+            else:
+                _run_local(pending, runs_dir, jobs, figures, on_result)
+    finally:
+        bar.close()
+        table = collect_results(out, configs)
+        write_csv_atomic(table, out / SWEEP_FILE)
+    n_ok = int((table["status"] == "ok").sum())
+    say(f"wrote {out / SWEEP_FILE}: {n_ok} ok, {len(table) - n_ok} failed")
+    return table
+
+
+def _dask_client_available() -> None:
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise UnitprobeError(
+            "--scheduler needs dask.distributed: pip install -e '.[dist]'"
+        ) from None
+
+
+def _record_failure(config: RunConfig, runs_dir: Path, error: BaseException) -> dict:
+    run_dir = runs_dir / config.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    row = _empty_row(config)
+    row.update(status="failed", error=_one_line(error))
+    result = {**row, "run": config.name, "config": config.to_dict()}
+    _write_json_atomic(result, run_dir / RESULT_FILE)
+    return result
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, (int, float)) else str(value)
+
+
+def _stderr_is_tty() -> bool:
+    import sys
+
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
