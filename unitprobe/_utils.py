@@ -19,6 +19,8 @@ from unitprobe.errors import UnitprobeError
 
 __all__ = [
     "check_output_dir",
+    "check_output_file",
+    "check_parent_writable",
     "staged_output_dir",
     "write_csv",
     "write_csv_atomic",
@@ -42,11 +44,44 @@ def check_output_dir(out: Path, overwrite: bool) -> None:
         raise UnitprobeError(f"output {out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise UnitprobeError(f"output directory {out} exists and is not empty; pass --overwrite")
+    check_parent_writable(out)
+
+
+def check_output_file(out: Path, overwrite: bool) -> None:
+    """Refuse an output file path that cannot or must not be written, before any work starts.
+
+    Raises
+    ------
+    UnitprobeError
+        ``out`` is a directory, exists without ``overwrite``, or its directory does not exist,
+        is not a directory or is not writable.
+    """
+    out = Path(out)
+    if out.is_dir():
+        raise UnitprobeError(f"{out} is a directory, expected a file path")
+    if out.exists() and not overwrite:
+        raise UnitprobeError(f"{out} already exists; pass --overwrite to replace it")
+    check_parent_writable(out)
+
+
+def check_parent_writable(out: Path) -> None:
+    """The directory that will hold ``out`` exists and a file can be created in it.
+
+    Creating (and at once removing) a temporary file is the only reliable test: permission
+    bits do not stop root, and some file systems (``/proc``, read-only mounts) refuse anyway.
+    """
     parent = out.absolute().parent
-    if not parent.is_dir():
+    if not parent.exists():
         raise UnitprobeError(f"cannot create {out}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UnitprobeError(f"cannot create {out}: directory {parent} is not writable")
+    if not parent.is_dir():
+        raise UnitprobeError(f"cannot create {out}: {parent} is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as err:
+        raise UnitprobeError(
+            f"cannot create {out}: directory {parent} is not writable ({err.strerror or err})"
+        ) from None
 
 
 @contextlib.contextmanager

@@ -194,9 +194,15 @@ def compute_analysis(
     from unitprobe.roles import assign_roles
     from unitprobe.targets import default_targets, make_targets
     from unitprobe.tasks import generate
+    from unitprobe.tasks.csvdata import is_data_task
 
     config = config or AnalyzeConfig()
     model, spec = checkpoint.model.eval(), checkpoint.task
+    if dataset is None and is_data_task(spec):
+        raise UnitprobeError(
+            f"task '{spec.name}' is a data task (its series are observed): pass its sequences "
+            "as dataset=load_csv(...); generated ones would be white-noise placeholders"
+        )
     timer = _Timer(echo)
     with torch_threads(config.jobs), torch.no_grad():
         with timer("data"):

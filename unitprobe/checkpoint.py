@@ -136,8 +136,9 @@ def load(path: str | os.PathLike, *, task: Any = None, unsafe: bool = False) -> 
     ------
     CheckpointError
         Missing, empty, truncated or non-torch file; unknown format version; missing keys;
-        shape mismatches; non-finite or non-float weights; a pickled module without ``unsafe``;
-        a task that does not fit the model.
+        shape mismatches; non-finite, non-float, sparse or meta-tensor weights; a stored config
+        that does not match the weights; history, metrics or train_config that are not plain
+        data; a pickled module without ``unsafe``; a task that does not fit the model.
     """
     path = Path(path)
     obj = _read(path, unsafe=unsafe)
@@ -158,6 +159,7 @@ def load(path: str | os.PathLike, *, task: Any = None, unsafe: bool = False) -> 
         raise CheckpointError(
             f"{path} is a plain state_dict with no task; pass --task NAME or --task-file FILE"
         )
+    _check_dense(obj, path)
     model = _build(path, config_from_state_dict(obj, path), obj)
     _check_task(path, model.config, task)
     return Checkpoint(model=model, task=task, path=path, source=source)
@@ -234,8 +236,25 @@ def _read(path: Path, *, unsafe: bool) -> Any:
         ) from None
 
 
+def _check_dense(state: Any, path: Path) -> None:
+    """Every tensor of ``state`` holds values in memory (not sparse, not a meta tensor)."""
+    if not isinstance(state, dict):
+        return
+    for key, value in state.items():
+        if not isinstance(value, Tensor):
+            continue
+        if value.layout != torch.strided:
+            raise CheckpointError(
+                f"{path}: {key} is a {value.layout} tensor; save dense tensors (tensor.to_dense())"
+            )
+        if value.device.type == "meta":
+            raise CheckpointError(f"{path}: {key} is a meta tensor: it has a shape but no values")
+
+
 def _from_payload(path: Path, payload: dict[str, Any], task: Any) -> Checkpoint:
     version = payload.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{path} has an invalid checkpoint version {version!r}")
     if version != VERSION:
         raise CheckpointError(
             f"{path} has unitprobe checkpoint version {version!r}; this unitprobe reads version "
@@ -250,7 +269,18 @@ def _from_payload(path: Path, payload: dict[str, Any], task: Any) -> Checkpoint:
         raise CheckpointError(
             f"{path}: invalid model config {payload['config']!r} ({err})"
         ) from None
-    model = _build(path, config, payload["state_dict"])
+    state = payload["state_dict"]
+    _check_dense(state, path)
+    if isinstance(state, dict) and "lstm.weight_ih_l0" in state:
+        # the weights, not the config, say how large the model is: check before building it
+        found = config_from_state_dict(state, path)
+        if found != config:
+            raise CheckpointError(
+                f"{path}: the stored config {config.to_dict()} does not match the weights, "
+                f"which are those of {found.to_dict()}"
+            )
+    model = _build(path, config, state)
+    extras = {key: _plain(payload.get(key), key, path) for key in _EXTRAS}
     if task is None:
         from unitprobe.tasks import TaskSpec
 
@@ -264,10 +294,35 @@ def _from_payload(path: Path, payload: dict[str, Any], task: Any) -> Checkpoint:
         task=task,
         path=path,
         source="unitprobe",
-        history=payload.get("history") or {},
-        metrics=payload.get("metrics") or {},
-        train_config=payload.get("train_config") or {},
+        **extras,
     )
+
+
+_EXTRAS = ("history", "metrics", "train_config")
+
+
+def _plain(value: Any, key: str, path: Path) -> dict[str, Any]:
+    """A checkpoint's ``history``/``metrics``/``train_config`` as plain data (tensors as lists)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: '{key}' is a {type(value).__name__}, expected a dict")
+
+    def convert(item: Any, where: str) -> Any:
+        if isinstance(item, Tensor):
+            dense = item.layout == torch.strided and item.device.type != "meta"
+            return item.detach().cpu().tolist() if dense else None
+        if isinstance(item, dict):
+            return {str(k): convert(v, f"{where}.{k}") for k, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [convert(v, f"{where}[{i}]") for i, v in enumerate(item)]
+        if item is None or isinstance(item, (str, int, float, bool)):
+            return item
+        raise CheckpointError(
+            f"{path}: {where} is a {type(item).__name__}; checkpoint entries hold plain data"
+        )
+
+    return convert(value, key)
 
 
 def _build(path: Path, config: ModelConfig, state: Any) -> UnitLSTM:

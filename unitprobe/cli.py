@@ -3,18 +3,29 @@
 Every command turns its options into library calls and prints the result. Errors the user can
 act on (:class:`~unitprobe.errors.UnitprobeError`) become one line ``Error: ...`` with exit
 status 1; usage errors exit with 2. No traceback is shown for either.
+
+Bad input is refused as early as possible and leaves the disk as it was: names in list
+options (``--ablation``, ``--format``, ...) are checked while parsing; output paths (exists,
+is a file, not writable) before a checkpoint is read or a model trained; results are written
+to temporary files or a staging directory that replace the output only on success.
+``--data CSV`` and its reading options (``--time-col``, ``--sequence-col``, ``--window``,
+``--stride``, ``--fill``, ``--sep``) are shared by ``train``, ``analyze``, ``probe``,
+``ablate``, ``attribute`` and ``tasks check``; see :func:`unitprobe.tasks.load_csv`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from unitprobe import __version__
 from unitprobe.errors import UnitprobeError
@@ -35,6 +46,11 @@ class _Group(click.Group):
         except OSError as err:  # disk full, permission denied while writing results
             where = f": {err.filename}" if getattr(err, "filename", None) else ""
             raise click.ClickException(f"{err.strerror or err}{where}") from None
+        except MemoryError as err:  # e.g. a task file asking for 10**9 steps per sequence
+            detail = f" ({_one_line(err)})" if str(err) else ""
+            raise click.ClickException(
+                f"out of memory{detail}; use fewer or shorter sequences"
+            ) from None
 
 
 def _one_line(err: BaseException) -> str:
@@ -52,6 +68,14 @@ def main() -> None:
 
 
 # ----------------------------------------------------------------------------- shared options
+
+#: Values of the comma-separated list options (the library checks them again).
+ABLATION_MODES = ("zero", "mean", "resample")
+ATTRIBUTION_METHODS = ("integrated_gradients", "saliency", "input_x_gradient")
+FIGURE_FORMATS = ("png", "pdf", "svg")
+FILLS = ("interpolate", "ffill", "drop")
+#: Most values a command generates from a task (2**31 float64 values = 16 GiB).
+MAX_GENERATED_VALUES = 2**31
 
 
 def task_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -76,13 +100,140 @@ def task_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def resolve_task(name: str | None, path: Path | None) -> Any:
     """The TaskSpec named by ``--task`` or read from ``--task-file`` (None if neither)."""
-    from unitprobe.tasks import TaskSpec, get_preset
+    from unitprobe.tasks import get_preset
+    from unitprobe.tasks.csvdata import read_task_file
 
     if path is not None:
-        return TaskSpec.from_toml(path)
+        return read_task_file(path)
     if name is not None:
         return get_preset(name)
     return None
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A CSV file and how to read it (the ``--data`` options)."""
+
+    path: Path
+    options: dict[str, Any]
+
+    def load(self, spec: Any = None) -> Any:
+        """The file as a Dataset (see :func:`unitprobe.tasks.load_csv`)."""
+        from unitprobe.tasks import load_csv
+
+        return load_csv(self.path, spec, **self.options)
+
+
+_DATA_READING = ("time_col", "sequence_col", "window", "stride", "fill", "sep")
+
+
+def data_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--data CSV`` and how to read it; the command gets ``data_source`` (or None)."""
+
+    @click.option(
+        "--data",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="CSV file with one column per series (instead of generated sequences).",
+    )
+    @click.option(
+        "--time-col", metavar="COLUMN", help="Order the rows by this column (numbers or dates)."
+    )
+    @click.option(
+        "--sequence-col", metavar="COLUMN", help="Rows with the same id form one sequence."
+    )
+    @click.option(
+        "--window",
+        type=click.IntRange(min=1),
+        help="Cut each sequence into windows of this many steps (needed for one long series).",
+    )
+    @click.option(
+        "--stride", type=click.IntRange(min=1), help="Steps between window starts [--window]."
+    )
+    @click.option(
+        "--fill",
+        type=click.Choice(FILLS),
+        help="Missing values: interpolate, carry the last value forward, or drop their rows "
+        "(default: refuse them).",
+    )
+    @click.option("--sep", default=",", help="Field delimiter of the CSV file ('\\t' for tab).")
+    @functools.wraps(func)
+    def wrapper(*args: Any, data: Path | None, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        reading = {key: kwargs.pop(key) for key in _DATA_READING}
+        if data is None:
+            given = [
+                "--" + key.replace("_", "-")
+                for key in _DATA_READING
+                if ctx.get_parameter_source(key) == ParameterSource.COMMANDLINE
+            ]
+            if given:
+                raise click.UsageError(f"{', '.join(given)} given without --data CSV")
+        if reading["sep"] == "\\t":  # typed as two characters on a command line
+            reading["sep"] = "\t"
+        source = None if data is None else DataSource(data, reading)
+        return func(*args, data_source=source, **kwargs)
+
+    return wrapper
+
+
+def _dataset(spec: Any, source: DataSource | None, n_sequences: int, seed: int) -> Any:
+    """Sequences of ``spec``: read from ``source``, or generated."""
+    from unitprobe.tasks import generate
+    from unitprobe.tasks.csvdata import is_data_task
+
+    if source is not None:
+        return source.load(spec)
+    if is_data_task(spec):
+        raise UnitprobeError(
+            f"task '{spec.name}' is a data task: its series ({', '.join(spec.series)}) are "
+            "observed, not generated; pass --data CSV with these columns"
+        )
+    steps = spec.burn_in + spec.length + spec.horizon
+    values = n_sequences * steps * len(spec.series)
+    if values > MAX_GENERATED_VALUES:
+        raise UnitprobeError(
+            f"task '{spec.name}' asks for {n_sequences} sequences x {steps} steps (burn_in + "
+            f"length + horizon) x {len(spec.series)} series = {values:.3g} values, more than "
+            f"{MAX_GENERATED_VALUES:.3g}; use fewer or shorter sequences"
+        )
+    return generate(spec, n_sequences, seed)
+
+
+def _need_sequences(dataset: Any, need: int, why: str, from_csv: bool) -> None:
+    """Refuse data with fewer than ``need`` sequences, saying how to get more."""
+    n = dataset.n_sequences
+    if n >= need:
+        return
+    how = (
+        "cut the CSV's series into windows with --window N (and --stride S)"
+        if from_csv
+        else f"use --n-sequences >= {need}"
+    )
+    plural = "sequence" if n == 1 else "sequences"
+    raise UnitprobeError(f"the data have {n} {plural}; {why} need at least {need}: {how}")
+
+
+def _comma_choices(allowed: tuple[str, ...]) -> Callable[..., tuple[str, ...]]:
+    """A click callback that parses ``a,b`` into a tuple of distinct names from ``allowed``."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+        items = _split_list(value)
+        for item in items:
+            if item not in allowed:
+                raise click.BadParameter(f"{item!r} is not one of {', '.join(allowed)}")
+        dupes = sorted({i for i in items if items.count(i) > 1})
+        if dupes:
+            raise click.BadParameter(f"{', '.join(dupes)} given more than once")
+        return tuple(items)
+
+    return callback
+
+
+def _split_list(text: str) -> list[str]:
+    items = [part.strip() for part in text.split(",") if part.strip()]
+    if not items:
+        raise click.BadParameter(f"{text!r} names nothing")
+    return items
 
 
 def quiet_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -104,13 +255,10 @@ def _say(quiet: bool, message: str) -> None:
         click.echo(message)
 
 
-def _refuse_existing(path: Path, overwrite: bool, what: str = "file") -> None:
-    if path.is_dir():
-        raise UnitprobeError(f"{path} is a directory, expected a {what} path")
-    if path.exists() and not overwrite:
-        raise UnitprobeError(f"{path} already exists; pass --overwrite to replace it")
-    if not path.parent.exists():
-        raise UnitprobeError(f"directory {path.parent} does not exist")
+def _refuse_existing(path: Path, overwrite: bool) -> None:
+    from unitprobe._utils import check_output_file
+
+    check_output_file(path, overwrite)
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -148,11 +296,7 @@ def tasks_show(name: str | None, task_file: Path | None, as_toml: bool) -> None:
 
 @tasks.command("check")
 @task_options
-@click.option(
-    "--data",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="CSV with one column per series.",
-)
+@data_options
 @click.option(
     "--series",
     "series_args",
@@ -162,20 +306,25 @@ def tasks_show(name: str | None, task_file: Path | None, as_toml: bool) -> None:
 )
 @click.option("--tolerance", type=click.FloatRange(min=0), default=1e-9, help="Relative tolerance.")
 def tasks_check(
-    task: Any, data: Path | None, series_args: tuple[str, ...], tolerance: float
+    task: Any, data_source: DataSource | None, series_args: tuple[str, ...], tolerance: float
 ) -> None:
     """Evaluate a task's relations on data and report each relation's residuals.
 
     Example: unitprobe tasks check --task seed --series K=0,1,1,2,3,5 --series X=1,4,7,12,30
     """
-    from unitprobe.tasks import check_summary, load_csv, parse_series_arg, relation_residuals
+    from unitprobe.tasks import check_summary, parse_series_arg, relation_residuals
+    from unitprobe.tasks.csvdata import is_data_task
 
     if task is None:
         raise click.UsageError("give --task or --task-file")
-    if (data is None) == (not series_args):
+    if (data_source is None) == (not series_args):
         raise click.UsageError("give --data CSV or --series NAME=values, not both or neither")
-    if data is not None:
-        loaded = load_csv(data)
+    if is_data_task(task):
+        raise UnitprobeError(
+            f"task '{task.name}' is a data task: it has no relations to check, only observed series"
+        )
+    if data_source is not None:
+        loaded = data_source.load()
         values = {name: loaded.raw_full(name) for name in loaded.raw}
     else:
         values = dict(map(parse_series_arg, series_args))
@@ -200,10 +349,16 @@ def tasks_check(
 
 @main.command()
 @task_options
+@data_options
 @click.option("--units", type=click.IntRange(min=1), default=8, help="Hidden units per layer.")
 @click.option("--layers", type=click.IntRange(min=1), default=1, help="LSTM layers.")
 @seed_option
-@click.option("--n-sequences", type=click.IntRange(min=2), default=512, help="Generated sequences.")
+@click.option(
+    "--n-sequences",
+    type=click.IntRange(min=2),
+    default=512,
+    help="Generated sequences (ignored with --data).",
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=200, help="Maximum epochs.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32)
 @click.option(
@@ -219,6 +374,7 @@ def tasks_check(
 @quiet_option
 def train(
     task: Any,
+    data_source: DataSource | None,
     units: int,
     layers: int,
     seed: int,
@@ -231,12 +387,18 @@ def train(
     overwrite: bool,
     quiet: bool,
 ) -> None:
-    """Train a multi-unit LSTM on a task and save a checkpoint."""
-    from unitprobe.checkpoint import save
-    from unitprobe.train import TrainConfig, train_task
+    """Train a multi-unit LSTM on a task and save a checkpoint.
 
-    if task is None:
-        raise click.UsageError("give --task NAME or --task-file FILE")
+    With --data CSV the network learns the file's series: those of --task/--task-file (a task
+    file with `relations = []` names observed series), or, with neither, every series column,
+    each predicted one step ahead. Validation holds out whole sequences (windows).
+    """
+    from unitprobe.checkpoint import save
+    from unitprobe.train import TrainConfig
+    from unitprobe.train import train as fit
+
+    if task is None and data_source is None:
+        raise click.UsageError("give --task NAME, --task-file FILE or --data CSV")
     _refuse_existing(out, overwrite)
     config = TrainConfig(
         n_units=units,
@@ -247,16 +409,29 @@ def train(
         lr=lr,
         patience=patience,
     )
-    _, result = train_task(task, config, n_sequences=n_sequences, progress=_progress(quiet))
+    dataset = _training_data(task, data_source, n_sequences, seed)
+    _need_sequences(dataset, 2, "training and validation", from_csv=data_source is not None)
+    result = fit(dataset, config, progress=_progress(quiet))
     save(
         out,
         result.model,
-        task,
+        dataset.spec,
         history=result.history,
         metrics=result.metrics,
         train_config=config.to_dict(),
     )
-    _say(quiet, _train_summary(task, result, out))
+    _say(quiet, _train_summary(dataset.spec, result, out))
+
+
+def _training_data(task: Any, source: DataSource | None, n_sequences: int, seed: int) -> Any:
+    """The training sequences; a CSV without a task becomes a data task over its columns."""
+    if task is not None or source is None:
+        return _dataset(task, source, n_sequences, seed)
+    from unitprobe.tasks.csvdata import data_task
+
+    loaded = source.load()
+    spec = data_task(source.path.stem or "data", list(loaded.input_names), length=loaded.length)
+    return dataclasses.replace(loaded, spec=spec)
 
 
 def _train_summary(task: Any, result: Any, out: Path) -> str:
@@ -273,48 +448,61 @@ def _train_summary(task: Any, result: Any, out: Path) -> str:
 # ----------------------------------------------------------------------------- analysis
 
 
-def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """MODEL argument, task override, --unsafe-load, --data, --n-sequences, --seed."""
+def model_options(out: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """MODEL argument, task override, --unsafe-load, --data ..., --n-sequences, --seed.
 
-    @click.argument("model_path", metavar="MODEL.pt", type=click.Path(path_type=Path))
-    @task_options
-    @click.option(
-        "--unsafe-load",
-        is_flag=True,
-        help="Allow a pickled nn.Module checkpoint (unpickling runs code: trusted files only).",
-    )
-    @click.option(
-        "--data",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="Analyze the series in this CSV instead of generated sequences.",
-    )
-    @click.option(
-        "--n-sequences", type=click.IntRange(min=2), default=256, help="Generated sequences."
-    )
-    @seed_option
-    @functools.wraps(func)
-    def wrapper(
-        *args: Any,
-        model_path: Path,
-        task: Any,
-        unsafe_load: bool,
-        data: Path | None,
-        n_sequences: int,
-        seed: int,
-        **kwargs: Any,
-    ) -> Any:
-        from unitprobe.checkpoint import load
-        from unitprobe.tasks import generate, load_csv
+    ``out`` is ``"file"`` or ``"dir"``: what the command's ``--out`` names. It is checked
+    before the checkpoint is loaded, so a bad output path costs nothing.
+    """
 
-        ckpt = load(model_path, task=task, unsafe=unsafe_load)
-        dataset = (
-            load_csv(data, ckpt.task)
-            if data is not None
-            else generate(ckpt.task, n_sequences, seed)
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @click.argument("model_path", metavar="MODEL.pt", type=click.Path(path_type=Path))
+        @task_options
+        @click.option(
+            "--unsafe-load",
+            is_flag=True,
+            help="Allow a pickled nn.Module checkpoint (unpickling runs code: trusted files only).",
         )
-        return func(*args, ckpt=ckpt, dataset=dataset, seed=seed, **kwargs)
+        @data_options
+        @click.option(
+            "--n-sequences",
+            type=click.IntRange(min=2),
+            default=256,
+            help="Generated sequences (ignored with --data).",
+        )
+        @seed_option
+        @functools.wraps(func)
+        def wrapper(
+            *args: Any,
+            model_path: Path,
+            task: Any,
+            unsafe_load: bool,
+            data_source: DataSource | None,
+            n_sequences: int,
+            seed: int,
+            **kwargs: Any,
+        ) -> Any:
+            from unitprobe._utils import check_output_dir
+            from unitprobe.checkpoint import load
 
-    return wrapper
+            if out == "dir":
+                check_output_dir(kwargs["out"], kwargs["overwrite"])
+            else:
+                _refuse_existing(kwargs["out"], kwargs["overwrite"])
+            ckpt = load(model_path, task=task, unsafe=unsafe_load)
+            dataset = _dataset(ckpt.task, data_source, n_sequences, seed)
+            return func(
+                *args,
+                ckpt=ckpt,
+                dataset=dataset,
+                seed=seed,
+                from_csv=data_source is not None,
+                **kwargs,
+            )
+
+        return wrapper
+
+    return decorate
 
 
 def _csv_out(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -332,8 +520,28 @@ def _write_table(table: Any, out: Path, overwrite: bool, quiet: bool) -> None:
     _say(quiet, f"wrote {len(table)} rows to {out}")
 
 
+def _parse_groups(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[tuple[int, ...], ...]:
+    """``--group 1+4`` → ((1, 4),): non-negative unit numbers, each at most once per group."""
+    groups = []
+    for text in values:
+        try:
+            units = tuple(int(part) for part in text.split("+"))
+        except ValueError:
+            raise click.BadParameter(
+                f"group {text!r} must be unit numbers joined by '+', e.g. 1+4"
+            ) from None
+        if any(u < 0 for u in units):
+            raise click.BadParameter(f"group {text!r}: unit numbers start at 0")
+        if len(set(units)) != len(units):
+            raise click.BadParameter(f"group {text!r} names a unit more than once")
+        groups.append(units)
+    return tuple(groups)
+
+
 @main.command()
-@model_options
+@model_options(out="file")
 @click.option(
     "--targets",
     "target_exprs",
@@ -362,6 +570,7 @@ def probe(
     ckpt: Any,
     dataset: Any,
     seed: int,
+    from_csv: bool,
     target_exprs: tuple[str, ...],
     state: str,
     n_splits: int,
@@ -374,7 +583,7 @@ def probe(
     """Linear probes from every unit (and each layer's population) to the task's terms."""
     from unitprobe.probes import probe_model
 
-    _refuse_existing(out, overwrite)
+    _need_sequences(dataset, n_splits, "probes (cross-validated over sequences)", from_csv)
     table = probe_model(
         ckpt.model,
         dataset,
@@ -390,10 +599,11 @@ def probe(
 
 
 @main.command()
-@model_options
+@model_options(out="file")
 @click.option(
     "--modes",
-    default="zero,mean,resample",
+    default=",".join(ABLATION_MODES),
+    callback=_comma_choices(ABLATION_MODES),
     help="Comma-separated ablation modes (zero, mean, resample).",
 )
 @click.option("--site", type=click.Choice(["h", "c", "both"]), default="h", help="State to ablate.")
@@ -402,6 +612,7 @@ def probe(
     "groups",
     multiple=True,
     metavar="U+V",
+    callback=_parse_groups,
     help="Also ablate this group of units together, e.g. 1+4.",
 )
 @_csv_out
@@ -410,9 +621,10 @@ def ablate(
     ckpt: Any,
     dataset: Any,
     seed: int,
-    modes: str,
+    from_csv: bool,
+    modes: tuple[str, ...],
     site: str,
-    groups: tuple[str, ...],
+    groups: tuple[tuple[int, ...], ...],
     out: Path,
     overwrite: bool,
     quiet: bool,
@@ -420,12 +632,11 @@ def ablate(
     """Ablate every unit (and groups) through the recurrence; report the change of output MSE."""
     from unitprobe.ablation import ablation_table
 
-    _refuse_existing(out, overwrite)
     table = ablation_table(
         ckpt.model,
         dataset,
-        groups=[_parse_group(g) for g in groups] or None,
-        modes=_split_list(modes),
+        groups=[list(g) for g in groups] or None,
+        modes=list(modes),
         site=site,
         seed=seed,
         progress=_progress(quiet),
@@ -434,10 +645,11 @@ def ablate(
 
 
 @main.command()
-@model_options
+@model_options(out="file")
 @click.option(
     "--methods",
     default="integrated_gradients",
+    callback=_comma_choices(ATTRIBUTION_METHODS),
     help="Comma-separated input × lag methods: integrated_gradients, saliency, input_x_gradient.",
 )
 @click.option(
@@ -449,7 +661,8 @@ def attribute(
     ckpt: Any,
     dataset: Any,
     seed: int,
-    methods: str,
+    from_csv: bool,
+    methods: tuple[str, ...],
     max_sequences: int,
     out: Path,
     overwrite: bool,
@@ -458,16 +671,21 @@ def attribute(
     """Captum attributions: input × lag, unit → output, and each unit's receptive field."""
     from unitprobe.attribution import attribution_table
 
-    _refuse_existing(out, overwrite)
     inputs = dataset.inputs[:max_sequences]
     table = attribution_table(
-        ckpt.model, inputs, dataset.input_names, dataset.output_names, methods=_split_list(methods)
+        ckpt.model,
+        inputs,
+        dataset.input_names,
+        dataset.output_names,
+        methods=list(methods),
+        seed=seed,
+        progress=_progress(quiet),
     )
     _write_table(table, out, overwrite, quiet)
 
 
 @main.command()
-@model_options
+@model_options(out="dir")
 @click.option(
     "--out", type=click.Path(path_type=Path), required=True, help="Results directory to create."
 )
@@ -484,14 +702,17 @@ def attribute(
 @click.option(
     "--ablation",
     "ablation_modes",
-    default="zero,mean,resample",
-    help="Comma-separated ablation modes.",
+    default=",".join(ABLATION_MODES),
+    callback=_comma_choices(ABLATION_MODES),
+    help="Comma-separated ablation modes (zero, mean, resample).",
 )
 @click.option(
     "--attribution",
     "attribution_methods",
     default="integrated_gradients",
-    help="Comma-separated input × lag attribution methods.",
+    callback=_comma_choices(ATTRIBUTION_METHODS),
+    help="Comma-separated input × lag attribution methods "
+    "(integrated_gradients, saliency, input_x_gradient).",
 )
 @click.option(
     "--n-permutations",
@@ -502,7 +723,13 @@ def attribute(
 @click.option(
     "--n-controls", type=click.IntRange(min=0), default=3, help="Untrained control networks."
 )
-@click.option("--format", "formats", default="png,pdf", help="Comma-separated figure formats.")
+@click.option(
+    "--format",
+    "formats",
+    default="png,pdf",
+    callback=_comma_choices(FIGURE_FORMATS),
+    help="Comma-separated figure formats (png, pdf, svg).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, help="CPU threads.")
 @quiet_option
@@ -510,14 +737,15 @@ def analyze(
     ckpt: Any,
     dataset: Any,
     seed: int,
+    from_csv: bool,
     out: Path,
     target_exprs: tuple[str, ...],
     state: str,
-    ablation_modes: str,
-    attribution_methods: str,
+    ablation_modes: tuple[str, ...],
+    attribution_methods: tuple[str, ...],
     n_permutations: int,
     n_controls: int,
-    formats: str,
+    formats: tuple[str, ...],
     overwrite: bool,
     jobs: int,
     quiet: bool,
@@ -534,11 +762,12 @@ def analyze(
         state=state,
         n_permutations=n_permutations,
         n_controls=n_controls,
-        ablation_modes=tuple(_split_list(ablation_modes)),
-        attribution_methods=tuple(_split_list(attribution_methods)),
-        formats=tuple(_split_list(formats)),
+        ablation_modes=ablation_modes,
+        attribution_methods=attribution_methods,
+        formats=formats,
         jobs=jobs,
     )
+    _need_sequences(dataset, config.n_splits, "probes (cross-validated over sequences)", from_csv)
     result = run_analysis(
         ckpt,
         out,
@@ -554,31 +783,166 @@ def analyze(
 
 @main.command()
 @click.argument("results", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--format", "formats", default="png,pdf", help="Comma-separated figure formats.")
+@click.option(
+    "--format",
+    "formats",
+    default="png,pdf",
+    callback=_comma_choices(FIGURE_FORMATS),
+    help="Comma-separated figure formats (png, pdf, svg).",
+)
 @quiet_option
-def figures(results: Path, formats: str, quiet: bool) -> None:
+def figures(results: Path, formats: tuple[str, ...], quiet: bool) -> None:
     """Re-render every figure (and the report) of a results directory from its tables."""
     from unitprobe.analyze import rerender
 
-    paths = rerender(results, formats=tuple(_split_list(formats)))
+    paths = rerender(results, formats=formats)
     _say(quiet, f"wrote {len(paths)} files to {results / 'figures'}")
 
 
-def _split_list(text: str) -> list[str]:
-    items = [part.strip() for part in text.split(",") if part.strip()]
-    if not items:
-        raise click.BadParameter(f"{text!r} names nothing")
-    return items
+# ----------------------------------------------------------------------------- sweep
 
 
-def _parse_group(text: str) -> list[int]:
-    try:
-        units = [int(part) for part in text.split("+")]
-    except ValueError:
-        raise click.BadParameter(
-            f"group {text!r} must be unit numbers joined by '+', e.g. 1+4"
-        ) from None
-    return units
+def _int_list(minimum: int) -> Callable[..., tuple[int, ...]]:
+    """A click callback that parses ``1,2,4`` into distinct integers >= ``minimum``."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+        if value is None:
+            return None
+        numbers = []
+        for item in _split_list(value):
+            try:
+                number = int(item)
+            except ValueError:
+                raise click.BadParameter(f"{item!r} is not an integer") from None
+            if number < minimum:
+                raise click.BadParameter(f"{number} is not >= {minimum}")
+            numbers.append(number)
+        if len(set(numbers)) != len(numbers):
+            raise click.BadParameter(f"{value!r} repeats a value")
+        return tuple(numbers)
+
+    return callback
+
+
+@main.command()
+@click.option(
+    "--task",
+    "task_names",
+    metavar="NAMES",
+    help="Comma-separated preset tasks, e.g. seed,fibonacci,delay-3.",
+)
+@click.option(
+    "--task-file",
+    "task_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Also sweep this task file (repeatable).",
+)
+@click.option(
+    "--units",
+    required=True,
+    callback=_int_list(1),
+    metavar="LIST",
+    help="Comma-separated layer sizes, e.g. 1,2,3,4,6,8,16.",
+)
+@click.option(
+    "--seeds", type=click.IntRange(min=1), default=3, help="Seeds per configuration (0..N-1)."
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Sweep directory (an earlier sweep there is resumed).",
+)
+@click.option("--jobs", type=click.IntRange(min=1), default=1, help="Local worker processes.")
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="dask.distributed scheduler, e.g. tcp://host:8786 (pip install -e '.[dist]').",
+)
+@click.option(
+    "--n-sequences",
+    type=click.IntRange(min=2),
+    help="Training sequences per run [default: 512; 96 with --quick].",
+)
+@click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs [default: 200].")
+@click.option("--patience", type=click.IntRange(min=1), help="Early-stopping patience.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Adam learning rate.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Sequences per minibatch.")
+@click.option(
+    "--quick", is_flag=True, help="Few sequences and epochs, a light analysis (a smoke test)."
+)
+@click.option("--figures", "draw_figures", is_flag=True, help="Also draw each run's figures.")
+@click.option("--retry-failed", is_flag=True, help="Run configurations that failed before again.")
+@quiet_option
+def sweep(
+    task_names: str | None,
+    task_files: tuple[Path, ...],
+    units: tuple[int, ...],
+    seeds: int,
+    out: Path,
+    jobs: int,
+    scheduler: str | None,
+    n_sequences: int | None,
+    epochs: int | None,
+    patience: int | None,
+    lr: float | None,
+    batch_size: int | None,
+    quick: bool,
+    draw_figures: bool,
+    retry_failed: bool,
+    quiet: bool,
+) -> None:
+    """Train and analyze every task x units x seed; write OUT/sweep.csv (resumable).
+
+    \b
+    Example:
+      unitprobe sweep --task seed,fibonacci,delay-3 --units 1,2,3,4,6,8,16 \\
+          --seeds 5 --out SWEEP/ --jobs 2
+    """
+    from unitprobe._utils import check_parent_writable
+    from unitprobe.sweep import quick_options, run_sweep
+    from unitprobe.tasks.csvdata import is_data_task
+
+    if task_names is None and not task_files:
+        raise click.UsageError("give --task NAMES and/or --task-file FILE")
+    specs: list[Any] = _split_list(task_names) if task_names is not None else []
+    for path in task_files:
+        spec = resolve_task(None, path)
+        if is_data_task(spec):
+            raise UnitprobeError(
+                f"task file '{path}' is a data task; a sweep generates its sequences"
+            )
+        specs.append(spec)
+    if out.exists() and not out.is_dir():
+        raise UnitprobeError(f"sweep output {out} exists and is not a directory")
+    if not out.exists():
+        check_parent_writable(out)
+    options = quick_options() if quick else {}
+    given = {"epochs": epochs, "patience": patience, "lr": lr, "batch_size": batch_size}
+    overrides = {
+        **options.get("train_overrides", {}),
+        **{k: v for k, v in given.items() if v is not None},
+    }
+    if n_sequences is not None:
+        options["n_sequences"] = n_sequences
+    options["train_overrides"] = overrides
+    table = run_sweep(
+        specs,
+        list(units),
+        seeds,
+        out,
+        jobs=jobs,
+        scheduler=scheduler,
+        figures=draw_figures,
+        retry_failed=retry_failed,
+        progress=_progress(quiet),
+        echo=None if quiet else click.echo,
+        **options,
+    )
+    failed = table[table["status"] != "ok"]
+    if len(failed):
+        click.echo(f"{len(failed)} of {len(table)} configurations failed; see {out / 'sweep.csv'}")
 
 
 # ----------------------------------------------------------------------------- demo
