@@ -148,7 +148,7 @@ name = "long"
 relations = ["A[t] = A[t-1] + normal(1)"]
 inputs = ["A"]
 predict = ["A"]
-length = 100_000_000_000
+length = 10_000_000
 [init]
 A = 0
 """
@@ -309,14 +309,14 @@ CASES = {
         "train --task-file overflow.toml --out new.pt", "series 'A' overflows float32 at step"
     ),
     "task file zero length": Case(
-        "train --task-file zero.toml --out new.pt", "length == 0, must be an integer >= 1"
+        "train --task-file zero.toml --out new.pt", "length == 0, must be an integer in [1, 10,000,000]"
     ),
     "task file empty": Case("tasks show --task-file empty.toml", "missing required keys"),
     "task file 400-digit integer": Case(
         "tasks show --task-file huge_int.toml", "init.A is an integer of 401 digits"
     ),
     "task too large to generate": Case(
-        "train --task-file huge_length.toml --out new.pt", "= 5.12e+13 values, more than"
+        "train --task-file huge_length.toml --out new.pt", "= 5.12e+09 values, more than"
     ),
     "data task with init": Case(
         "tasks show --task-file data_init.toml", "a data task (relations = []) takes no ['init']"

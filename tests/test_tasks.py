@@ -43,8 +43,8 @@ def r2_matrix(columns: list[np.ndarray]) -> np.ndarray:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"length": 0}, "length == 0, must be an integer >= 1"),
-        ({"horizon": -1}, "horizon == -1, must be an integer >= 0"),
+        ({"length": 0}, "length == 0, must be an integer in [1, 10,000,000]"),
+        ({"horizon": -1}, "horizon == -1, must be an integer in [0, 10,000,000]"),
         ({"burn_in": 1.5}, "burn_in == 1.5"),
         ({"inputs": ["K", "Z"]}, "inputs names unknown series ['Z']; known series: X, K"),
         ({"predict": []}, "predict is empty"),

@@ -1219,8 +1219,10 @@ def probe_model(
             Xc = c.numpy(s, layer)[mask]
             ctrl_units.append(unit_probes(Xc, values, groups, alpha=alpha, **kw)["r2"].to_numpy())
             ctrl_pop.append(population_probe(Xc, values, groups, **kw)["r2"].to_numpy())
-        units["r2_control"] = np.nanmean(ctrl_units, axis=0) if controls else np.nan
-        pop["r2_control"] = np.nanmean(ctrl_pop, axis=0) if controls else np.nan
+        with warnings.catch_warnings():  # a constant unit has no R² in any control: NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            units["r2_control"] = np.nanmean(ctrl_units, axis=0) if controls else np.nan
+            pop["r2_control"] = np.nanmean(ctrl_pop, axis=0) if controls else np.nan
         perm = permutation_pvalues(
             X, values, groups, n_permutations=n_permutations, seed=seed, alpha=alpha,
             correction=correction, **kw,

@@ -611,11 +611,9 @@ def _dask_client(scheduler: Any) -> Any:
         ) from None
 
 
-def _run_dask(pending, runs_dir, scheduler, figures, on_result) -> None:
-    from distributed import Client, as_completed
+def _run_dask(pending, runs_dir, client, figures, on_result) -> None:
+    from distributed import as_completed
 
-    client = _dask_client(scheduler)
-    own = not isinstance(scheduler, Client)
     futures = {}
     try:
         for config in pending:
@@ -642,9 +640,6 @@ def _run_dask(pending, runs_dir, scheduler, figures, on_result) -> None:
     except BaseException:
         client.cancel(list(futures), force=True)
         raise
-    finally:
-        if own:
-            client.close()
 
 
 def run_sweep(
@@ -710,8 +705,6 @@ def run_sweep(
         Invalid tasks, sizes, seeds or options; ``scheduler`` without dask.distributed or
         unreachable.
     """
-    from tqdm.auto import tqdm
-
     if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
         raise UnitprobeError(f"jobs == {jobs!r}, must be an integer >= 1")
     configs = plan_sweep(
@@ -725,10 +718,21 @@ def run_sweep(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UnitprobeError(f"sweep output {out} exists and is not a directory")
+    # connect first: an unreachable scheduler must not leave an empty sweep directory behind
+    client = _dask_client(scheduler) if scheduler is not None else None
+    try:
+        return _sweep(configs, out, client, scheduler, jobs, figures, retry_failed, progress, echo)
+    finally:
+        if client is not None and client is not scheduler:
+            client.close()
+
+
+def _sweep(configs, out, client, scheduler, jobs, figures, retry_failed, progress, echo):
+    """The body of :func:`run_sweep` once the configurations and the client are ready."""
+    from tqdm.auto import tqdm
+
     runs_dir = out / RUNS_DIR
     runs_dir.mkdir(parents=True, exist_ok=True)
-    if scheduler is not None:
-        _dask_client_available()
     say = echo or (lambda line: None)
     pending = []
     for config in configs:
@@ -769,8 +773,8 @@ def run_sweep(
 
     try:
         if pending:
-            if scheduler is not None:
-                _run_dask(pending, runs_dir, scheduler, figures, on_result)
+            if client is not None:
+                _run_dask(pending, runs_dir, client, figures, on_result)
             else:
                 _run_local(pending, runs_dir, jobs, figures, on_result)
     finally:
@@ -780,15 +784,6 @@ def run_sweep(
     n_ok = int((table["status"] == "ok").sum())
     say(f"wrote {out / SWEEP_FILE}: {n_ok} ok, {len(table) - n_ok} failed")
     return table
-
-
-def _dask_client_available() -> None:
-    try:
-        import distributed  # noqa: F401
-    except ImportError:
-        raise UnitprobeError(
-            "--scheduler needs dask.distributed: pip install -e '.[dist]'"
-        ) from None
 
 
 def _record_failure(config: RunConfig, runs_dir: Path, error: BaseException) -> dict:

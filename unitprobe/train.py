@@ -221,8 +221,9 @@ def _fit(model, optimizer, x_train, y_train, x_val, y_val, config, generator, sh
         val_loss = _mse(model, x_val, y_val)
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             bar.close()
+            bad = train_loss if not math.isfinite(train_loss) else val_loss
             raise TrainingError(
-                f"training diverged at epoch {epoch} (loss = {train_loss:g}); "
+                f"training diverged at epoch {epoch} (loss = {bad:g}); "
                 f"try a smaller learning rate than {config.lr:g} (--lr)"
             )
         record = {

@@ -89,6 +89,10 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+#: Most steps a sequence may have (length, burn_in and horizon each).
+MAX_STEPS = 10_000_000
+
+
 @dataclass(frozen=True, kw_only=True)
 class TaskSpec:
     """A relation-defined sequence task (see the module docstring for every field).
@@ -133,12 +137,19 @@ class TaskSpec:
         for key in ("horizon", "length", "burn_in"):
             value = getattr(self, key)
             low = 1 if key == "length" else 0
-            if not _is_int(value) or value < low:
-                raise TaskSpecError(f"{key} == {value!r}, must be an integer >= {low}")
+            if not _is_int(value) or not low <= value <= MAX_STEPS:
+                raise TaskSpecError(
+                    f"{key} == {value!r}, must be an integer in [{low}, {MAX_STEPS:,}]"
+                )
         object.__setattr__(self, "inputs", self._names_list("inputs"))
         object.__setattr__(self, "predict", self._names_list("predict"))
-        object.__setattr__(self, "noise", self._checked_noise())
-        object.__setattr__(self, "init", self._checked_init())
+        try:
+            object.__setattr__(self, "noise", self._checked_noise())
+            object.__setattr__(self, "init", self._checked_init())
+        except OverflowError:
+            raise TaskSpecError(
+                "a number in init or noise is too large for a float (|x| > 1.8e308)"
+            ) from None
         if not isinstance(self.description, str):
             raise TaskSpecError(f"description == {self.description!r}, must be a string")
 
