@@ -7,7 +7,7 @@ Public entry points: :class:`TaskSpec`, :func:`parse_relation`, :func:`parse_exp
 """
 
 from unitprobe.tasks.check import check_summary, parse_series_arg, relation_residuals
-from unitprobe.tasks.csvdata import load_csv
+from unitprobe.tasks.csvdata import data_task, is_data_task, load_csv, read_task_file
 from unitprobe.tasks.generate import (
     Dataset,
     baseline_mse,
@@ -35,14 +35,17 @@ __all__ = [
     "TaskSpec",
     "baseline_mse",
     "check_summary",
+    "data_task",
     "dataset_from_raw",
     "fit_normalization",
     "generate",
     "get_preset",
+    "is_data_task",
     "load_csv",
     "parse_expression",
     "parse_relation",
     "parse_series_arg",
     "parse_system",
+    "read_task_file",
     "relation_residuals",
 ]
