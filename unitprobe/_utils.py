@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import torch
 from unitprobe.errors import UnitprobeError
 
 __all__ = [
+    "atomic_write",
     "check_output_dir",
     "check_output_file",
     "check_parent_writable",
@@ -117,17 +118,25 @@ def write_csv(table: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def write_csv_atomic(table: pd.DataFrame, path: Path) -> Path:
-    """Write a CSV through a temporary file in the same directory, then rename it into place."""
+def atomic_write(path: Path, write: Callable[[Path], Any]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place.
+
+    Readers see the old file or the complete new one, never a partial write.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.absolute().parent)
     os.close(fd)
     try:
-        write_csv(table, Path(tmp))
+        write(Path(tmp))
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path
+
+
+def write_csv_atomic(table: pd.DataFrame, path: Path) -> Path:
+    """Write a CSV through a temporary file in the same directory, then rename it into place."""
+    return atomic_write(path, lambda tmp: write_csv(table, tmp))
 
 
 def to_plain(value: Any) -> Any:

@@ -42,6 +42,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from unitprobe import schemas
 from unitprobe.errors import DataError, UnitprobeError
 from unitprobe.models import SITES, Intervention, Trace, UnitLSTM, as_tensor, interventions, run
 
@@ -68,16 +69,7 @@ __all__ = [
 
 MODES = ("zero", "mean", "resample")
 ABLATION_SITES = ("h", "c", "both")
-ABLATION_COLUMNS = (
-    "layer",
-    "units",
-    "mode",
-    "target",
-    "mse",
-    "mse_base",
-    "delta_mse",
-    "rel_delta",
-)
+ABLATION_COLUMNS = schemas.ABLATION
 DECODABILITY_COLUMNS = ("layer", "units", "mode", "target", "r2_base", "r2_ablated", "r2_drop")
 
 #: rel_delta is NaN where mse_base <= (_ROUNDING * eps)² * mean(targets²): a zero base MSE up to

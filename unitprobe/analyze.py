@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from unitprobe import __version__
+from unitprobe import __version__, schemas
 from unitprobe._utils import staged_output_dir, torch_threads, write_csv, write_json
 from unitprobe.errors import UnitprobeError
 from unitprobe.models import run
@@ -337,7 +337,7 @@ def target_field_table(spec: Any, data: Any, exprs: list[str]) -> pd.DataFrame:
             rows.append(
                 {"target": expr, "feature": name, "lag": lag, "weight": coef * data.norm[name][1]}
             )
-    return pd.DataFrame(rows, columns=["target", "feature", "lag", "weight"])
+    return pd.DataFrame(rows, columns=list(schemas.FIELDS))
 
 
 def trace_table(
@@ -351,7 +351,7 @@ def trace_table(
     ``activation`` (the unit's h) and ``target_value`` (the role target, z-scored over the
     probing samples), for the first ``n_sequences`` sequences.
     """
-    columns = ["layer", "unit", "role", "sequence", "step", "activation", "target_value"]
+    columns = list(schemas.TRACES)
     rows = []
     mask = targets.mask
     seq_of_row, step_of_row = np.nonzero(mask)

@@ -67,6 +67,7 @@ from captum.attr import (
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from unitprobe import schemas
 from unitprobe.errors import DataError, UnitprobeError
 from unitprobe.models import SITES, UnitLSTM, as_tensor
 
@@ -86,17 +87,7 @@ __all__ = [
     "no_cudnn",
 ]
 
-COLUMNS = (
-    "method",
-    "target",
-    "kind",
-    "feature",
-    "lag",
-    "layer",
-    "unit",
-    "attribution",
-    "attribution_signed",
-)
+COLUMNS = schemas.ATTRIBUTION
 INPUT_METHODS = ("integrated_gradients", "saliency", "input_x_gradient")
 UNIT_METHODS = ("layer_integrated_gradients", "layer_conductance", "layer_gradient_x_activation")
 FIELD_METHODS = ("gradient", "integrated_gradients")

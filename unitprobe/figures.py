@@ -40,7 +40,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FixedLocator, NullLocator
 
-from unitprobe import _style
+from unitprobe import _style, schemas
 from unitprobe.errors import DataError
 
 __all__ = [
@@ -828,7 +828,7 @@ def plot_receptive_fields(
 # traces
 # ---------------------------------------------------------------------------------------------
 
-_TRACE_COLUMNS = ("layer", "unit", "role", "sequence", "step", "activation", "target_value")
+_TRACE_COLUMNS = schemas.TRACES
 
 
 def _has_role(role: Any) -> bool:

@@ -55,6 +55,7 @@ from sklearn.linear_model import enet_path
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from unitprobe import _linalg as la
+from unitprobe import schemas
 from unitprobe.errors import DataError
 
 __all__ = [
@@ -1127,10 +1128,7 @@ class UnitProbe(RegressorMixin, BaseEstimator):
 
 
 #: Columns of ``probes.csv`` (DESIGN.md), in order; :func:`probe_model` adds a few after them.
-PROBE_COLUMNS = [
-    "layer", "unit", "state", "target", "r2", "r2_std", "r2_control", "selectivity",
-    "p_value", "partial_r2", "coef", "n_samples",
-]  # fmt: skip
+PROBE_COLUMNS = list(schemas.PROBES)
 
 
 def probe_model(

@@ -93,6 +93,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from unitprobe import schemas
 from unitprobe.errors import DataError
 
 __all__ = [
@@ -104,17 +105,7 @@ __all__ = [
 ]
 
 #: The ``roles.csv`` columns of ``DESIGN.md``, in order; extra columns follow them.
-ROLE_COLUMNS = (
-    "layer",
-    "unit",
-    "role",
-    "r2",
-    "selectivity",
-    "delta_mse",
-    "confidence",
-    "decided_by",
-    "evidence",
-)
+ROLE_COLUMNS = schemas.ROLES
 #: Extra columns of :func:`assign_roles`, after :data:`ROLE_COLUMNS`.
 EXTRA_COLUMNS = (
     "used",
@@ -133,19 +124,9 @@ EXTRA_COLUMNS = (
 
 PROBE_COLUMNS = ("layer", "unit", "state", "target", "r2", "selectivity", "p_value")
 ABLATION_COLUMNS = ("layer", "units", "mode", "target", "delta_mse", "rel_delta")
-ATTRIBUTION_COLUMNS = (
-    "method",
-    "target",
-    "kind",
-    "feature",
-    "lag",
-    "layer",
-    "unit",
-    "attribution",
-    "attribution_signed",
-)
+ATTRIBUTION_COLUMNS = schemas.ATTRIBUTION
 IDENTIFIABILITY_COLUMNS = ("target_a", "target_b", "separable")
-FIELD_COLUMNS = ("target", "feature", "lag", "weight")
+FIELD_COLUMNS = schemas.FIELDS
 
 NONE = "none"
 Cell = tuple[str, int]  # (input feature, lag)

@@ -76,7 +76,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -87,7 +86,14 @@ import numpy as np
 import pandas as pd
 
 from unitprobe import __version__
-from unitprobe._utils import to_plain, torch_threads, write_csv, write_csv_atomic, write_json
+from unitprobe._utils import (
+    atomic_write,
+    to_plain,
+    torch_threads,
+    write_csv,
+    write_csv_atomic,
+    write_json,
+)
 from unitprobe.analyze import AnalyzeConfig
 from unitprobe.errors import UnitprobeError
 from unitprobe.train import TrainConfig
@@ -392,14 +398,7 @@ def _one_line(err: BaseException) -> str:
 
 
 def _write_json_atomic(data: Any, path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write_json(data, Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    return atomic_write(path, lambda tmp: write_json(data, tmp))
 
 
 def _empty_row(config: RunConfig) -> dict[str, Any]:
