@@ -309,7 +309,8 @@ CASES = {
         "train --task-file overflow.toml --out new.pt", "series 'A' overflows float32 at step"
     ),
     "task file zero length": Case(
-        "train --task-file zero.toml --out new.pt", "length == 0, must be an integer in [1, 10,000,000]"
+        "train --task-file zero.toml --out new.pt",
+        "length == 0, must be an integer in [1, 10,000,000]",
     ),
     "task file empty": Case("tasks show --task-file empty.toml", "missing required keys"),
     "task file 400-digit integer": Case(
