@@ -219,8 +219,7 @@ def compute_analysis(
             _check_dataset(data, model)
             exprs = list(config.targets) if config.targets else default_targets(spec)
             targets = make_targets(data, exprs)
-            with torch.no_grad():
-                trace = run(model, data.inputs, record=("h", "c"))
+            trace = run(model, data.inputs, record=("h", "c"))
             base = _base_metrics(trace.outputs.numpy(), data)
         with timer("probes"):
             probes = probe_model(
@@ -254,7 +253,7 @@ def compute_analysis(
                 progress=progress,
             )
     with timer("roles"):
-        target_fields = target_field_table(spec, data, list(targets.values.columns))
+        target_fields = target_field_table(data, list(targets.values.columns))
         roles = assign_roles(
             probes,
             ablation=ablation,
@@ -302,24 +301,20 @@ def write_results(
     with timer("figures"):
         written += render_all(directory, formats=config.formats)
     with timer("report"):
-        analysis.timings.update(timer.seconds)
-        analysis.summary["wall_seconds"] = dict(analysis.timings)
-        written.append(write_json(analysis.summary, directory / "summary.json"))
         written.append(write_report(directory, analysis.summary))
     analysis.timings.update(timer.seconds)
     analysis.summary["wall_seconds"] = dict(analysis.timings)
-    write_json(analysis.summary, directory / "summary.json")
+    written.append(write_json(analysis.summary, directory / "summary.json"))
     return written
 
 
-def target_field_table(spec: Any, data: Any, exprs: list[str]) -> pd.DataFrame:
+def target_field_table(data: Any, exprs: list[str]) -> pd.DataFrame:
     """Each target as a linear combination of the network's inputs, in normalized units.
 
     Parameters
     ----------
-    spec : TaskSpec
     data : Dataset
-        Supplies the normalization maps (``data.norm[name] = (shift, scale)``).
+        Supplies the input names and the normalization maps (``data.norm[name] = (shift, scale)``).
     exprs : list of str
         Target expressions.
 
