@@ -25,6 +25,12 @@ DEFAULT_SWEEP = {True: HERE / ".sweep-quick", False: HERE / ".sweep-full"}
 METRIC, KNEE_TOL = "mse_ratio", 0.05
 
 
+def run_label(row: Any) -> str:
+    """``4 units, seed 0`` (``1 unit`` for one) for figure titles."""
+    units = int(row.units)
+    return f"{units} unit{'' if units == 1 else 's'}, seed {row.seed}"
+
+
 def sweep_settings(quick: bool) -> dict[str, Any]:
     """Arguments of :func:`unitprobe.sweep.run_sweep` for the quick or the full sweep."""
     if quick:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from _common import cli, load_sweep, pick_run, run_dir, save
+from _common import cli, load_sweep, pick_run, run_dir, run_label, save
 
 from unitprobe.figures import plot_ablation
 
@@ -19,7 +19,7 @@ from unitprobe.figures import plot_ablation
 def make(sweep_dir: Path, out: Path, units: int | None = None) -> list[Path]:
     row = pick_run(load_sweep(sweep_dir), "seed", units)
     fig = plot_ablation(pd.read_csv(run_dir(sweep_dir, row) / "ablation.csv"))
-    fig.suptitle(f"Ablation effects ('seed' task, {row.units} units, seed {row.seed})")
+    fig.suptitle(f"Ablation effects ('seed' task, {run_label(row)})")
     return save(fig, out, "seed_ablation")
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from _common import KNEE_TOL, METRIC, cli, load_sweep, pick_run, run_dir, save
+from _common import KNEE_TOL, METRIC, cli, load_sweep, pick_run, run_dir, run_label, save
 
 from unitprobe.figures import plot_input_lag
 from unitprobe.sweepstats import capacity_table
@@ -33,7 +33,7 @@ def make(sweep_dir: Path, out: Path) -> list[Path]:
     for task in tasks_of(sweep["task"]):
         row = pick_run(sweep, task, int(knees[task]) if task in knees else None)
         fig = plot_input_lag(pd.read_csv(run_dir(sweep_dir, row) / "attribution.csv"))
-        fig.suptitle(f"Input × lag attribution ('{task}', {row.units} units, seed {row.seed})")
+        fig.suptitle(f"Input × lag attribution ('{task}', {run_label(row)})")
         written += save(fig, out, f"input_lag_{task}")
     return written
 

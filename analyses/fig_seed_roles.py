@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from _common import cli, load_sweep, pick_run, run_dir, save
+from _common import cli, load_sweep, pick_run, run_dir, run_label, save
 
 from unitprobe.figures import plot_probe_heatmap, plot_roles
 
@@ -21,7 +21,7 @@ from unitprobe.figures import plot_probe_heatmap, plot_roles
 def make(sweep_dir: Path, out: Path, units: int | None = None) -> list[Path]:
     row = pick_run(load_sweep(sweep_dir), "seed", units)
     run = run_dir(sweep_dir, row)
-    label = f"'seed' task, {row.units} units, seed {row.seed}"
+    label = f"'seed' task, {run_label(row)}"
     fig = plot_probe_heatmap(pd.read_csv(run / "probes.csv"), state="h", layer=None)
     fig.suptitle(f"Probe R² per unit and target ({label})")
     written = save(fig, out, "seed_probe_r2")
