@@ -513,7 +513,7 @@ def test_a_dead_unit_has_undefined_r2_with_its_reason(tmp_path):
     dead = table[table["unit"].astype(str) == "2"]
     alive = table[table["unit"].astype(str).isin(["0", "1"])]
     assert len(dead) > 0 and dead["r2"].isna().all()
-    assert (dead["note"] == "constant unit").all()
+    assert dead["note"].str.startswith("constant unit").all()
     assert alive["r2"].notna().all()
     k_now = alive[(alive["unit"].astype(str) == "0") & (alive["target"] == "K[t]")]
     assert k_now["r2"].iloc[0] > 0.95  # the live tap holds K[t]: h ≈ tanh(tanh(0.1 * K[t]))

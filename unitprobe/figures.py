@@ -456,7 +456,7 @@ def plot_partial_r2(probes: pd.DataFrame, *, state: str = "h", layer: int | None
     Figure
         Layout as :func:`plot_probe_heatmap`; colour and cell text = partial R² (0..1 scale).
     """
-    return _probe_figure(
+    fig = _probe_figure(
         probes,
         value="partial_r2",
         annotate=[("partial_r2", lambda v: f"{v:.2f}")],
@@ -466,6 +466,25 @@ def plot_partial_r2(probes: pd.DataFrame, *, state: str = "h", layer: int | None
         cbar_label="held-out partial R²",
         note="cell: R² of the unit for the part of the target the other targets do not explain",
     )
+    shown = probes[probes["state"].astype(str) == state]
+    if pd.to_numeric(shown["partial_r2"], errors="coerce").isna().all():
+        notes = shown["note"].dropna().astype(str) if "note" in shown else pd.Series([], dtype=str)
+        notes = notes[notes != ""]
+        why = notes.mode().iloc[0] if len(notes) else "see the note column of probes.csv"
+        if "explained by controls" in why:
+            why = "each target is a linear combination of the others"
+            why += "\n(see the identifiability figure)"
+        fig.axes[0].text(
+            0.5,
+            0.5,
+            f"partial R² undefined everywhere:\n{why}",
+            transform=fig.axes[0].transAxes,
+            ha="center",
+            va="center",
+            fontsize=10,
+            bbox={"facecolor": "white", "edgecolor": "0.6", "boxstyle": "round,pad=0.5"},
+        )
+    return fig
 
 
 # ---------------------------------------------------------------------------------------------

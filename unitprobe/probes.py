@@ -1229,6 +1229,12 @@ def probe_model(
         units["p_value"] = perm["p_value"].to_numpy()
         units["p_value_raw"] = perm["p_value_raw"].to_numpy()
         units["partial_r2"] = part["partial_r2"].to_numpy()
+        part_note = part["note"].fillna("").astype(str).to_numpy()
+        unit_note = units["note"].fillna("").astype(str).to_numpy()
+        units["note"] = [
+            "; ".join(n for n in (a, f"partial R²: {b}" if b else "") if n)
+            for a, b in zip(unit_note, part_note, strict=True)
+        ]
         table = pd.concat([units, pop], ignore_index=True)
         table.insert(0, "layer", layer)
         table.insert(2, "state", s)
