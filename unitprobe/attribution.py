@@ -299,6 +299,16 @@ def _subsample(n: int, max_n: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=max_n, replace=False))
 
 
+def _sampled_pairs(
+    x: Tensor, baseline: Baseline, steps: np.ndarray, max_examples: int | None, seed: int
+) -> tuple[Tensor, np.ndarray, np.ndarray]:
+    """The baseline tensor and :func:`_pairs` for ``x`` (a baseline shared by the pairs)."""
+    base = _baseline_tensor(baseline, x)
+    if base.ndim == 3:
+        raise DataError("a per-sequence baseline cannot be used with pair sampling; pass (T, F)")
+    return base, *_pairs(x.shape[0], steps, max_examples, seed)
+
+
 def _pairs(
     n_sequences: int, steps: np.ndarray, max_examples: int | None, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -582,10 +592,7 @@ def input_lag_attribution(
     n_steps = x.shape[1]
     lag_max = _resolve_max_lag(max_lag, n_steps)
     target_steps = _resolve_steps(steps, n_steps, lag_max, DEFAULT_N_TARGET_STEPS)
-    base = _baseline_tensor(baseline, x)
-    if base.ndim == 3:
-        raise DataError("a per-sequence baseline cannot be used with pair sampling; pass (T, F)")
-    seq, step = _pairs(x.shape[0], target_steps, max_examples, seed)
+    base, seq, step = _sampled_pairs(x, baseline, target_steps, max_examples, seed)
     rows: list[dict[str, Any]] = []
     deltas: list[np.ndarray] = []
     for o, out_name in enumerate(tqdm(out_names, desc="input_lag", disable=not progress)):
@@ -761,10 +768,7 @@ def unit_attribution(
     _check_int("max_examples", max_examples, 1, allow_none=True)
     layer = _resolve_layer(layer, model.config.n_layers)
     target_steps = _resolve_steps(steps, x.shape[1], 0, DEFAULT_N_TARGET_STEPS)
-    base = _baseline_tensor(baseline, x)
-    if base.ndim == 3:
-        raise DataError("a per-sequence baseline cannot be used with pair sampling; pass (T, F)")
-    seq, step = _pairs(x.shape[0], target_steps, max_examples, seed)
+    base, seq, step = _sampled_pairs(x, baseline, target_steps, max_examples, seed)
     rows: list[dict[str, Any]] = []
     deltas: list[np.ndarray] = []
     for o, out_name in enumerate(tqdm(out_names, desc="unit", disable=not progress)):
