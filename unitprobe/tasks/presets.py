@@ -28,6 +28,7 @@ relations it states; the presets use the relations, with random initial values.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from unitprobe.errors import TaskSpecError
@@ -85,6 +86,15 @@ def delay(k: int, length: int | None = None) -> TaskSpec:
 
 
 def _build() -> dict[str, TaskSpec]:
+    seed = TaskSpec(
+        name="seed",
+        relations=list(SEED_RELATIONS),
+        init={"X": _UNIFORM2, "K": ["uniform(0, 1)"]},
+        inputs=["K", "X"],
+        predict=["K", "X"],
+        length=20,
+        description="The relations of the seed answer; predict K and X one step ahead.",
+    )
     presets = {
         "fibonacci": TaskSpec(
             name="fibonacci",
@@ -95,22 +105,10 @@ def _build() -> dict[str, TaskSpec]:
             length=20,
             description="Fibonacci recurrence with random initial values; predict the next K.",
         ),
-        "seed": TaskSpec(
-            name="seed",
-            relations=list(SEED_RELATIONS),
-            init={"X": _UNIFORM2, "K": ["uniform(0, 1)"]},
-            inputs=["K", "X"],
-            predict=["K", "X"],
-            length=20,
-            description="The relations of the seed answer; predict K and X one step ahead.",
-        ),
-        "seed-noisy": TaskSpec(
+        "seed": seed,
+        "seed-noisy": dataclasses.replace(
+            seed,
             name="seed-noisy",
-            relations=list(SEED_RELATIONS),
-            init={"X": _UNIFORM2, "K": ["uniform(0, 1)"]},
-            inputs=["K", "X"],
-            predict=["K", "X"],
-            length=20,
             noise={"K": 0.05, "X": 0.05},
             description="'seed' with observation noise of 0.05 std on both inputs.",
         ),
