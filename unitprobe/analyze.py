@@ -281,12 +281,14 @@ def write_results(
     directory: str | Path,
     config: AnalyzeConfig | None = None,
     *,
+    figures: bool = True,
     progress: bool | None = None,
     echo: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Write the tables (CSV), figures, ``summary.json`` and ``report.html`` into ``directory``.
 
-    Returns the written paths. CSVs are byte-identical for identical tables.
+    With ``figures=False`` only the tables and ``summary.json`` are written (no figures, no
+    report). Returns the written paths. CSVs are byte-identical for identical tables.
     """
     from unitprobe.figures import render_all
     from unitprobe.report import write_report
@@ -298,10 +300,11 @@ def write_results(
         write_csv(table, directory / f"{name}.csv") for name, table in analysis.tables.items()
     ]
     timer = _Timer(echo)
-    with timer("figures"):
-        written += render_all(directory, formats=config.formats)
-    with timer("report"):
-        written.append(write_report(directory, analysis.summary))
+    if figures:
+        with timer("figures"):
+            written += render_all(directory, formats=config.formats)
+        with timer("report"):
+            written.append(write_report(directory, analysis.summary))
     analysis.timings.update(timer.seconds)
     analysis.summary["wall_seconds"] = dict(analysis.timings)
     written.append(write_json(analysis.summary, directory / "summary.json"))
@@ -415,7 +418,7 @@ def run_demo(
 
     Writes ``model.pt``, every result table, ``figures/`` and ``report.html`` into ``out``.
     """
-    from unitprobe.checkpoint import Checkpoint, save
+    from unitprobe.checkpoint import Checkpoint, save_trained
     from unitprobe.roles import summarize_roles
     from unitprobe.tasks import get_preset
     from unitprobe.train import TrainConfig, train_task
@@ -433,14 +436,7 @@ def run_demo(
             f"  validation MSE {m['val_mse']:.3g} = {100 * m['mse_ratio']:.2g}% of the "
             f"repeat-last-value baseline, {m['train_seconds']:.0f} s"
         )
-        save(
-            stage / "model.pt",
-            result.model,
-            spec,
-            history=result.history,
-            metrics=m,
-            train_config=config.to_dict(),
-        )
+        save_trained(stage / "model.pt", result, spec, config)
         ckpt = Checkpoint(
             model=result.model,
             task=spec,

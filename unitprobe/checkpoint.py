@@ -32,7 +32,15 @@ from torch import Tensor, nn
 from unitprobe.errors import CheckpointError, UnitprobeError
 from unitprobe.models import ModelConfig, UnitLSTM
 
-__all__ = ["FORMAT", "VERSION", "Checkpoint", "save", "load", "config_from_state_dict"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "Checkpoint",
+    "save",
+    "save_trained",
+    "load",
+    "config_from_state_dict",
+]
 
 FORMAT = "unitprobe"
 VERSION = 1
@@ -114,6 +122,28 @@ def save(
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def save_trained(path: str | os.PathLike, result: Any, task: Any, train_config: Any) -> Path:
+    """:func:`save` a :class:`~unitprobe.train.TrainResult` with its history and metrics.
+
+    Parameters
+    ----------
+    path : path-like
+    result : TrainResult
+        Its ``model``, ``history`` and ``metrics`` are stored.
+    task : TaskSpec
+    train_config : TrainConfig
+        Stored as plain data (``to_dict()``).
+    """
+    return save(
+        path,
+        result.model,
+        task,
+        history=result.history,
+        metrics=result.metrics,
+        train_config=train_config.to_dict(),
+    )
 
 
 def load(path: str | os.PathLike, *, task: Any = None, unsafe: bool = False) -> Checkpoint:

@@ -393,7 +393,7 @@ def train(
     file with `relations = []` names observed series), or, with neither, every series column,
     each predicted one step ahead. Validation holds out whole sequences (windows).
     """
-    from unitprobe.checkpoint import save
+    from unitprobe.checkpoint import save_trained
     from unitprobe.train import TrainConfig
     from unitprobe.train import train as fit
 
@@ -412,14 +412,7 @@ def train(
     dataset = _training_data(task, data_source, n_sequences, seed)
     _need_sequences(dataset, 2, "training and validation", from_csv=data_source is not None)
     result = fit(dataset, config, progress=_progress(quiet))
-    save(
-        out,
-        result.model,
-        dataset.spec,
-        history=result.history,
-        metrics=result.metrics,
-        train_config=config.to_dict(),
-    )
+    save_trained(out, result, dataset.spec, config)
     _say(quiet, _train_summary(dataset.spec, result, out))
 
 

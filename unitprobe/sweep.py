@@ -90,7 +90,6 @@ from unitprobe._utils import (
     atomic_write,
     to_plain,
     torch_threads,
-    write_csv,
     write_csv_atomic,
     write_json,
 )
@@ -412,7 +411,7 @@ def _empty_row(config: RunConfig) -> dict[str, Any]:
 def _train_and_analyze(config: RunConfig, run_dir: Path, figures: bool, row: dict) -> dict:
     """Train, save, analyze and write the tables; fills ``row`` as it goes."""
     from unitprobe.analyze import compute_analysis, write_results
-    from unitprobe.checkpoint import load, save
+    from unitprobe.checkpoint import load, save_trained
     from unitprobe.sweepstats import run_indices
     from unitprobe.tasks import TaskSpec
     from unitprobe.train import train_task
@@ -426,24 +425,12 @@ def _train_and_analyze(config: RunConfig, run_dir: Path, figures: bool, row: dic
     m = result.metrics
     row.update(val_mse=m["val_mse"], baseline_mse=m.get("baseline_mse", np.nan))
     row["mse_ratio"] = m.get("mse_ratio", np.nan)
-    save(
-        run_dir / "model.pt",
-        result.model,
-        spec,
-        history=result.history,
-        metrics=m,
-        train_config=train_config.to_dict(),
-    )
+    save_trained(run_dir / "model.pt", result, spec, train_config)
     start = time.perf_counter()
     analyze_config = config.analyze_config()
     analysis = compute_analysis(load(run_dir / "model.pt"), analyze_config, progress=False)
     timings["analyze"] = round(time.perf_counter() - start, 3)
-    if figures:
-        write_results(analysis, run_dir, analyze_config)
-    else:
-        for name, table in analysis.tables.items():
-            write_csv(table, run_dir / f"{name}.csv")
-        write_json(analysis.summary, run_dir / "summary.json")
+    write_results(analysis, run_dir, analyze_config, figures=figures)
     row.update(run_indices(analysis.tables["probes"], analysis.tables["roles"]))
     return {"timings": timings, "training_metrics": m}
 
