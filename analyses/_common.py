@@ -1,7 +1,7 @@
 """Shared pieces of the figure scripts: the sweep settings, loading runs, saving figures.
 
 Each ``fig_*.py`` script makes one figure of the paper from a finished sweep directory (as
-written by :func:`unitprobe.sweep.run_sweep`); ``make_figures.py`` runs the sweep and all of
+written by :func:`unitprobe.pipeline.sweep.run_sweep`); ``make_figures.py`` runs the sweep and all of
 them.
 """
 
@@ -15,13 +15,13 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from unitprobe.figures import save_figure
-from unitprobe.sweep import RUNS_DIR, SWEEP_FILE, quick_options, sweep_analysis_config
+from unitprobe.views.figures import save_figure
+from unitprobe.pipeline.sweep import RUNS_DIR, SWEEP_FILE, quick_options, sweep_analysis_config
 
 HERE = Path(__file__).resolve().parent
 FORMATS = ("png", "pdf")
 DEFAULT_SWEEP = {True: HERE / ".sweep-quick", False: HERE / ".sweep-full"}
-#: Capacity metric and knee tolerance (see unitprobe.sweepstats.find_knee).
+#: Capacity metric and knee tolerance (see unitprobe.pipeline.sweepstats.find_knee).
 METRIC, KNEE_TOL = "mse_ratio", 0.05
 
 
@@ -32,7 +32,7 @@ def run_label(row: Any) -> str:
 
 
 def sweep_settings(quick: bool) -> dict[str, Any]:
-    """Arguments of :func:`unitprobe.sweep.run_sweep` for the quick or the full sweep."""
+    """Arguments of :func:`unitprobe.pipeline.sweep.run_sweep` for the quick or the full sweep."""
     if quick:
         return {"tasks": ["delay-2", "seed"], "units": [1, 2, 4], "seeds": 2, **quick_options()}
     return {

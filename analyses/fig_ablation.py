@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 from _common import cli, load_sweep, pick_run, run_dir, run_label, save
 
-from unitprobe.figures import plot_ablation
+from unitprobe.views.figures import plot_ablation
 
 
 def make(sweep_dir: Path, out: Path, units: int | None = None) -> list[Path]:

@@ -3,7 +3,7 @@
 The y axis is ``mse_ratio`` = validation MSE / MSE of repeating the last value (unitless),
 mean over seeds with a 95 % percentile-bootstrap interval (2000 resamples). The star marks the
 knee: the smallest layer whose mean is within 0.05 of the task's best mean
-(:func:`unitprobe.sweepstats.find_knee`). For ``delay-k`` it is expected at ``k`` units.
+(:func:`unitprobe.pipeline.sweepstats.find_knee`). For ``delay-k`` it is expected at ``k`` units.
 
 Writes ``capacity_curve.{png,pdf}``, ``tables/sweep_summary.csv`` and ``tables/knees.csv``.
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 
 from _common import KNEE_TOL, METRIC, cli, load_sweep, save, write_table
 
-from unitprobe.figures import plot_capacity_curve
-from unitprobe.sweepstats import knee_table, sweep_summary
+from unitprobe.views.figures import plot_capacity_curve
+from unitprobe.pipeline.sweepstats import knee_table, sweep_summary
 
 
 def make(sweep_dir: Path, out: Path) -> list[Path]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 from _common import cli, load_sweep, pick_run, run_dir, run_label, save
 
-from unitprobe.figures import plot_probe_heatmap, plot_roles
+from unitprobe.views.figures import plot_probe_heatmap, plot_roles
 
 
 def make(sweep_dir: Path, out: Path, units: int | None = None) -> list[Path]:

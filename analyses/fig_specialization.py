@@ -4,7 +4,7 @@ Specialization: for each unit, its clipped probe R² profile over the task's tar
 ``(K * max_k p_k / sum_k p_k - 1) / (K - 1)`` (0 = holds every target equally, 1 = holds one
 target), averaged over units that hold anything. Redundancy: ``(n - d) / n`` with ``n`` units
 that have a role and ``d`` distinct roles among them. Mean over seeds with 95 % bootstrap
-intervals (:mod:`unitprobe.sweepstats`). On tasks whose targets are collinear (``seed``,
+intervals (:mod:`unitprobe.pipeline.sweepstats`). On tasks whose targets are collinear (``seed``,
 ``fibonacci``) every probe profile is flat, so specialization stays near 0 whatever the
 units compute; redundancy, which uses the roles (decided by receptive fields there), is
 the informative index on those tasks.
@@ -18,8 +18,8 @@ from pathlib import Path
 
 from _common import KNEE_TOL, METRIC, cli, load_sweep, save
 
-from unitprobe.figures import plot_specialization
-from unitprobe.sweepstats import sweep_summary
+from unitprobe.views.figures import plot_specialization
+from unitprobe.pipeline.sweepstats import sweep_summary
 
 
 def make(sweep_dir: Path, out: Path) -> list[Path]:

@@ -33,7 +33,7 @@ import fig_seed_roles  # noqa: E402
 import fig_specialization  # noqa: E402
 from _common import DEFAULT_SWEEP, FORMATS, HERE, sweep_settings  # noqa: E402
 
-from unitprobe.sweep import run_sweep  # noqa: E402
+from unitprobe.pipeline.sweep import run_sweep  # noqa: E402
 
 #: The figure scripts, in the order they run.
 SCRIPTS = (

@@ -17,7 +17,7 @@ Pipeline
    stops training early); windows that start at or after ``SPLIT`` are the held-out test.
 4. A small LSTM is trained and compared on the held-out months with two predictors that need
    no training: repeat the last return, and predict the training mean.
-5. :func:`unitprobe.analyze.compute_analysis` probes, ablates and attributes it on
+5. :func:`unitprobe.pipeline.analyze.compute_analysis` probes, ablates and attributes it on
    non-overlapping windows of every month, with lagged targets ``SPX[t]``, ``SPX[t-1]``, ...,
    ``abs(SPX[t])`` (a volatility proxy), and prints the role table.
 
@@ -50,11 +50,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from unitprobe.analyze import AnalyzeConfig, compute_analysis
-from unitprobe.checkpoint import Checkpoint
+from unitprobe.pipeline.analyze import AnalyzeConfig, compute_analysis
+from unitprobe.model.checkpoint import Checkpoint
 from unitprobe.tasks import Dataset, load_csv
 from unitprobe.tasks.csvdata import data_task
-from unitprobe.train import TrainConfig, train
+from unitprobe.model.train import TrainConfig, train
 
 HERE = Path(__file__).resolve().parent
 FIGURES = HERE.parent / "figures"
@@ -245,7 +245,7 @@ def population_r2(probes: pd.DataFrame, column: str = "r2") -> pd.Series:
 
 def report(out: dict[str, Any]) -> str:
     """The numbers of a run as text: held-out errors, population probes, roles."""
-    from unitprobe.roles import summarize_roles
+    from unitprobe.methods.roles import summarize_roles
 
     e = out["errors"]
     pop = population_r2(out["tables"]["probes"])
@@ -263,7 +263,7 @@ def report(out: dict[str, Any]) -> str:
 
 def data_figure(out: dict[str, Any]):
     """The two return series with the train/test split, and the held-out errors."""
-    from unitprobe._style import categorical, new_figure, style
+    from unitprobe.views.style import categorical, new_figure, style
 
     returns, errors = out["returns"], out["errors"]
     dates = pd.to_datetime(returns["Date"])
@@ -296,7 +296,7 @@ def data_figure(out: dict[str, Any]):
 
 def probe_figure(out: dict[str, Any]):
     """Probe R² per unit and target (cells also give selectivity over the untrained network)."""
-    from unitprobe.figures import plot_probe_heatmap
+    from unitprobe.views.figures import plot_probe_heatmap
 
     s = out["settings"]
     fig = plot_probe_heatmap(out["tables"]["probes"], state="h", layer=0)
@@ -308,7 +308,7 @@ def probe_figure(out: dict[str, Any]):
 
 def save_figures(out: dict[str, Any], directory: Path = FIGURES) -> list[Path]:
     """Write ``real_series_data`` and ``real_series_probes`` as PNG and PDF."""
-    from unitprobe.figures import save_figure
+    from unitprobe.views.figures import save_figure
 
     written = save_figure(data_figure(out), directory / "real_series_data")
     return written + save_figure(probe_figure(out), directory / "real_series_probes")

@@ -29,14 +29,14 @@ import time
 import numpy as np
 import torch
 
-from unitprobe.ablation import (
+from unitprobe.methods.ablation import (
     MODES,
     ablation_table_arrays,
     mean_values,
     resample_values,
     zero_values,
 )
-from unitprobe.models import Intervention, ModelConfig, UnitLSTM, run
+from unitprobe.model.lstm import Intervention, ModelConfig, UnitLSTM, run
 
 VALUES = {"zero": zero_values, "mean": mean_values, "resample": resample_values}
 

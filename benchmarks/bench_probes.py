@@ -25,7 +25,7 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import GroupKFold, cross_val_score
 from threadpoolctl import threadpool_limits
 
-from unitprobe.probes import unit_probes
+from unitprobe.methods.probes import unit_probes
 
 SIZES = [(64, 8, 60_000), (256, 12, 100_000)]  # (units, targets, samples)
 N_SPLITS, STEPS, ALPHA = 5, 30, 1e-3

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from unitprobe.ablation import (
+from unitprobe.methods.ablation import (
     ABLATION_COLUMNS,
     DECODABILITY_COLUMNS,
     MODES,
@@ -23,8 +23,8 @@ from unitprobe.ablation import (
     zero_values,
 )
 from unitprobe.errors import DataError, UnitprobeError
-from unitprobe.models import SITES, Intervention, ModelConfig, UnitLSTM, interventions, run
-from unitprobe.planted import planted_lstm
+from unitprobe.model.lstm import SITES, Intervention, ModelConfig, UnitLSTM, interventions, run
+from unitprobe.model.planted import planted_lstm
 
 
 def _model(n_layers=2, n_units=6, n_inputs=3, n_outputs=2, seed=0):

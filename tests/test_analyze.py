@@ -7,9 +7,9 @@ import torch
 from click.testing import CliRunner
 
 from unitprobe.cli import main
-from unitprobe.figures import FIGURES
-from unitprobe.models import run
-from unitprobe.planted import planted_lstm
+from unitprobe.views.figures import FIGURES
+from unitprobe.model.lstm import run
+from unitprobe.model.planted import planted_lstm
 from unitprobe.tasks import generate, get_preset
 
 FAST = (

@@ -1,4 +1,4 @@
-"""Tests of unitprobe.attribution against closed forms, autograd, Captum and planted models."""
+"""Tests of unitprobe.methods.attribution against closed forms, autograd, Captum and planted models."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from captum.attr import NeuronGradient, NeuronIntegratedGradients
 from torch import nn
 
-from unitprobe.attribution import (
+from unitprobe.methods.attribution import (
     COLUMNS,
     _LayerStack,
     _pairs,
@@ -24,8 +24,8 @@ from unitprobe.attribution import (
     unit_formula,
 )
 from unitprobe.errors import DataError, UnitprobeError
-from unitprobe.models import ModelConfig, UnitLSTM, run
-from unitprobe.planted import planted_lstm
+from unitprobe.model.lstm import ModelConfig, UnitLSTM, run
+from unitprobe.model.planted import planted_lstm
 
 # units 0..3 hold K[t], K[t-1], X[t], X[t-1]; unit 4 is dead
 TAPS = [(0, 0), (0, 1), (1, 0), (1, 1), None]

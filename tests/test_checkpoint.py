@@ -4,9 +4,9 @@ import pickle
 import pytest
 import torch
 
-from unitprobe.checkpoint import load, save
+from unitprobe.model.checkpoint import load, save
 from unitprobe.errors import CheckpointError
-from unitprobe.models import ModelConfig, UnitLSTM
+from unitprobe.model.lstm import ModelConfig, UnitLSTM
 from unitprobe.tasks import get_preset
 
 

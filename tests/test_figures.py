@@ -1,4 +1,4 @@
-"""Tests of unitprobe.figures: every figure is drawn from a small hand-made table in the
+"""Tests of unitprobe.views.figures: every figure is drawn from a small hand-made table in the
 DESIGN.md schema and its data, labels and layout are read back from the matplotlib objects."""
 
 from __future__ import annotations

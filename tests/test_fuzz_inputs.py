@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from unitprobe.errors import UnitprobeError
-from unitprobe.targets import default_targets, make_targets
+from unitprobe.methods.targets import default_targets, make_targets
 from unitprobe.tasks import TaskSpec, generate, load_csv
 from unitprobe.tasks.csvdata import read_task_file
 

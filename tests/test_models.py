@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from unitprobe.errors import DataError, UnitprobeError
-from unitprobe.models import SITES, Intervention, ModelConfig, UnitLSTM, interventions, run
-from unitprobe.planted import planted_lstm
+from unitprobe.model.lstm import SITES, Intervention, ModelConfig, UnitLSTM, interventions, run
+from unitprobe.model.planted import planted_lstm
 
 
 def _zero(value, step):

@@ -9,7 +9,7 @@ def test_every_public_name_resolves_to_its_module():
     for name in unitprobe.__all__:
         value = getattr(unitprobe, name)
         assert value is not None, name
-    assert unitprobe.probe_model is importlib.import_module("unitprobe.probes").probe_model
+    assert unitprobe.probe_model is importlib.import_module("unitprobe.methods.probes").probe_model
     assert unitprobe.TaskSpec is importlib.import_module("unitprobe.tasks").TaskSpec
 
 

@@ -1,4 +1,4 @@
-"""Tests of unitprobe.probes: every bulk probe against an explicit sklearn loop or refit."""
+"""Tests of unitprobe.methods.probes: every bulk probe against an explicit sklearn loop or refit."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from unitprobe.errors import DataError
-from unitprobe.probes import (
+from unitprobe.methods.probes import (
     UnitProbe,
     adjust_pvalues,
     correlation_matrix,

@@ -1,4 +1,4 @@
-"""Tests of unitprobe.roles on small hand-built evidence tables."""
+"""Tests of unitprobe.methods.roles on small hand-built evidence tables."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from unitprobe.errors import DataError
-from unitprobe.roles import (
+from unitprobe.methods.roles import (
     ROLE_COLUMNS,
     assign_roles,
     role_counts,

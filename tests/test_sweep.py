@@ -1,4 +1,4 @@
-"""Tests of unitprobe.sweep: keys, the sweep table, resuming, failures, dask, the figures."""
+"""Tests of unitprobe.pipeline.sweep: keys, the sweep table, resuming, failures, dask, the figures."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 
 from unitprobe import sweep as SW
 from unitprobe.errors import TaskSpecError, UnitprobeError
-from unitprobe.sweepstats import run_indices
+from unitprobe.pipeline.sweepstats import run_indices
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS, UNITS, SEEDS = ["delay-1"], [1, 2], 2

@@ -1,4 +1,4 @@
-"""Tests of unitprobe.sweepstats on hand-made tables with exact expected values."""
+"""Tests of unitprobe.pipeline.sweepstats on hand-made tables with exact expected values."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from unitprobe.errors import DataError, TaskSpecError
-from unitprobe.targets import Targets, default_targets, make_targets, select_states
+from unitprobe.methods.targets import Targets, default_targets, make_targets, select_states
 from unitprobe.tasks import dataset_from_raw, generate, get_preset
 
 

@@ -6,7 +6,7 @@ import torch
 
 from unitprobe.errors import TrainingError, UnitprobeError
 from unitprobe.tasks import baseline_mse, generate, get_preset
-from unitprobe.train import TrainConfig, split_sequences, train, train_task
+from unitprobe.model.train import TrainConfig, split_sequences, train, train_task
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,12 @@ import torch
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import GroupKFold, cross_val_score
 
-from unitprobe.attribution import input_lag_attribution
-from unitprobe.models import run
-from unitprobe.probes import identifiability, probe_model, unit_probes
-from unitprobe.targets import default_targets, make_targets
+from unitprobe.methods.attribution import input_lag_attribution
+from unitprobe.model.lstm import run
+from unitprobe.methods.probes import identifiability, probe_model, unit_probes
+from unitprobe.methods.targets import default_targets, make_targets
 from unitprobe.tasks import generate, get_preset
-from unitprobe.train import TrainConfig, train_task
+from unitprobe.model.train import TrainConfig, train_task
 
 pytestmark = pytest.mark.slow
 

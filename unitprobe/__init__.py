@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from unitprobe import _compat
 from unitprobe.errors import (
     CheckpointError,
     DataError,
@@ -38,25 +39,26 @@ _LAZY = {
         "PRESETS", "Dataset", "TaskSpec", "generate", "get_preset", "load_csv", "parse_expression",
         "parse_relation", "parse_system", "relation_residuals", "check_summary", "baseline_mse",
     ],
-    "unitprobe.targets": ["Targets", "default_targets", "make_targets"],
-    "unitprobe.models": [
+    "unitprobe.methods.targets": ["Targets", "default_targets", "make_targets"],
+    "unitprobe.model.lstm": [
         "Intervention", "ModelConfig", "Trace", "UnitLSTM", "interventions", "run",
     ],
-    "unitprobe.planted": ["planted_lstm"],
-    "unitprobe.checkpoint": ["Checkpoint", "load", "save"],
-    "unitprobe.train": ["TrainConfig", "TrainResult", "train", "train_task"],
-    "unitprobe.probes": [
+    "unitprobe.model.planted": ["planted_lstm"],
+    "unitprobe.model.checkpoint": ["Checkpoint", "load", "save"],
+    "unitprobe.model.train": ["TrainConfig", "TrainResult", "train", "train_task"],
+    "unitprobe.methods.probes": [
         "UnitProbe", "identifiability", "l1_path_ranking", "partial_r2", "permutation_pvalues",
         "population_probe", "probe_model", "unique_contribution", "unit_probes",
     ],
-    "unitprobe.ablation": ["ablate", "ablation_table"],
-    "unitprobe.attribution": [
+    "unitprobe.methods.ablation": ["ablate", "ablation_table"],
+    "unitprobe.methods.attribution": [
         "attribution_table", "input_lag_attribution", "receptive_fields", "unit_attribution",
         "unit_formula",
     ],
-    "unitprobe.roles": ["assign_roles", "summarize_roles"],
-    "unitprobe.analyze": ["AnalyzeConfig", "analyze", "compute_analysis"],
+    "unitprobe.methods.roles": ["assign_roles", "summarize_roles"],
+    "unitprobe.pipeline.analyze": ["AnalyzeConfig", "analyze", "compute_analysis"],
 }  # fmt: skip
+_compat.install()
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
 
 __all__ = [

@@ -393,9 +393,9 @@ def train(
     file with `relations = []` names observed series), or, with neither, every series column,
     each predicted one step ahead. Validation holds out whole sequences (windows).
     """
-    from unitprobe.checkpoint import save_trained
-    from unitprobe.train import TrainConfig
-    from unitprobe.train import train as fit
+    from unitprobe.model.checkpoint import save_trained
+    from unitprobe.model.train import TrainConfig
+    from unitprobe.model.train import train as fit
 
     if task is None and data_source is None:
         raise click.UsageError("give --task NAME, --task-file FILE or --data CSV")
@@ -476,7 +476,7 @@ def model_options(out: str) -> Callable[[Callable[..., Any]], Callable[..., Any]
             **kwargs: Any,
         ) -> Any:
             from unitprobe._utils import check_output_dir
-            from unitprobe.checkpoint import load
+            from unitprobe.model.checkpoint import load
 
             if out == "dir":
                 check_output_dir(kwargs["out"], kwargs["overwrite"])
@@ -574,7 +574,7 @@ def probe(
     quiet: bool,
 ) -> None:
     """Linear probes from every unit (and each layer's population) to the task's terms."""
-    from unitprobe.probes import probe_model
+    from unitprobe.methods.probes import probe_model
 
     _need_sequences(dataset, n_splits, "probes (cross-validated over sequences)", from_csv)
     table = probe_model(
@@ -623,7 +623,7 @@ def ablate(
     quiet: bool,
 ) -> None:
     """Ablate every unit (and groups) through the recurrence; report the change of output MSE."""
-    from unitprobe.ablation import ablation_table
+    from unitprobe.methods.ablation import ablation_table
 
     table = ablation_table(
         ckpt.model,
@@ -662,7 +662,7 @@ def attribute(
     quiet: bool,
 ) -> None:
     """Captum attributions: input × lag, unit → output, and each unit's receptive field."""
-    from unitprobe.attribution import attribution_table
+    from unitprobe.methods.attribution import attribution_table
 
     inputs = dataset.inputs[:max_sequences]
     table = attribution_table(
@@ -744,9 +744,9 @@ def analyze(
     quiet: bool,
 ) -> None:
     """Which unit holds which term? Probes, ablations, attributions, roles, figures, report."""
-    from unitprobe.analyze import AnalyzeConfig
-    from unitprobe.analyze import analyze as run_analysis
-    from unitprobe.roles import summarize_roles
+    from unitprobe.pipeline.analyze import AnalyzeConfig
+    from unitprobe.pipeline.analyze import analyze as run_analysis
+    from unitprobe.methods.roles import summarize_roles
 
     config = AnalyzeConfig(
         n_sequences=dataset.n_sequences,
@@ -786,7 +786,7 @@ def analyze(
 @quiet_option
 def figures(results: Path, formats: tuple[str, ...], quiet: bool) -> None:
     """Re-render every figure (and the report) of a results directory from its tables."""
-    from unitprobe.analyze import rerender
+    from unitprobe.pipeline.analyze import rerender
 
     paths = rerender(results, formats=formats)
     _say(quiet, f"wrote {len(paths)} files to {results / 'figures'}")
@@ -894,7 +894,7 @@ def sweep(
           --seeds 5 --out SWEEP/ --jobs 2
     """
     from unitprobe._utils import check_parent_writable
-    from unitprobe.sweep import quick_options, run_sweep
+    from unitprobe.pipeline.sweep import quick_options, run_sweep
     from unitprobe.tasks.csvdata import is_data_task
 
     if task_names is None and not task_files:
@@ -952,7 +952,7 @@ def sweep(
 @quiet_option
 def demo(out: Path, overwrite: bool, quiet: bool) -> None:
     """Train the `seed` task (the classic K/X answer) and analyze it, end to end."""
-    from unitprobe.analyze import run_demo
+    from unitprobe.pipeline.analyze import run_demo
 
     report = run_demo(
         out, overwrite=overwrite, progress=_progress(quiet), echo=lambda s: _say(quiet, s)

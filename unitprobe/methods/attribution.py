@@ -1,4 +1,4 @@
-"""Attributions for a :class:`~unitprobe.models.UnitLSTM`: what drives an output, what a unit reads.
+"""Attributions for a :class:`~unitprobe.model.lstm.UnitLSTM`: what drives an output, what a unit reads.
 
 Three kinds of attribution, one tidy table (``attribution.csv`` in DESIGN.md):
 
@@ -44,7 +44,7 @@ Conventions
 
 Example
 -------
->>> from unitprobe.planted import planted_lstm
+>>> from unitprobe.model.planted import planted_lstm
 >>> model = planted_lstm(2, [(0, 0), (0, 1)], n_outputs=1, readout=np.array([[0.0, 1.0]]))
 >>> x = np.random.default_rng(0).normal(size=(64, 12, 2)).astype(np.float32)
 >>> rf = receptive_fields(model, x, ["K", "X"])
@@ -74,7 +74,7 @@ from tqdm.auto import tqdm
 
 from unitprobe import schemas
 from unitprobe.errors import DataError, UnitprobeError
-from unitprobe.models import SITES, UnitLSTM, as_tensor
+from unitprobe.model.lstm import SITES, UnitLSTM, as_tensor
 
 __all__ = [
     "COLUMNS",

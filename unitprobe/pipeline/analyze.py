@@ -13,7 +13,7 @@ receptive fields), ``roles``, ``figures`` and ``report``.
 
 Example
 -------
->>> from unitprobe.checkpoint import load
+>>> from unitprobe.model.checkpoint import load
 >>> result = analyze(load("model.pt"), "results", AnalyzeConfig(n_sequences=256))
 >>> result.tables["roles"][["unit", "role", "decided_by"]]
 """
@@ -35,7 +35,7 @@ import torch
 from unitprobe import __version__, schemas
 from unitprobe._utils import staged_output_dir, torch_threads, write_csv, write_json
 from unitprobe.errors import UnitprobeError
-from unitprobe.models import run
+from unitprobe.model.lstm import run
 
 __all__ = ["AnalyzeConfig", "Analysis", "analyze", "compute_analysis", "write_results", "run_demo"]
 
@@ -158,7 +158,7 @@ def analyze(
     Parameters
     ----------
     checkpoint : Checkpoint
-        From :func:`unitprobe.checkpoint.load`.
+        From :func:`unitprobe.model.checkpoint.load`.
     out : path
         Output directory; an existing non-empty one is replaced only with ``overwrite``.
     config : AnalyzeConfig, optional
@@ -195,11 +195,11 @@ def compute_analysis(
 
     See :func:`analyze` for the parameters.
     """
-    from unitprobe.ablation import ablation_table
-    from unitprobe.attribution import attribution_table
-    from unitprobe.probes import identifiability, probe_model
-    from unitprobe.roles import assign_roles
-    from unitprobe.targets import default_targets, make_targets
+    from unitprobe.methods.ablation import ablation_table
+    from unitprobe.methods.attribution import attribution_table
+    from unitprobe.methods.probes import identifiability, probe_model
+    from unitprobe.methods.roles import assign_roles
+    from unitprobe.methods.targets import default_targets, make_targets
     from unitprobe.tasks import generate
     from unitprobe.tasks.csvdata import is_data_task
 
@@ -290,8 +290,8 @@ def write_results(
     With ``figures=False`` only the tables and ``summary.json`` are written (no figures, no
     report). Returns the written paths. CSVs are byte-identical for identical tables.
     """
-    from unitprobe.figures import render_all
-    from unitprobe.report import write_report
+    from unitprobe.views.figures import render_all
+    from unitprobe.views.report import write_report
 
     config = config or AnalyzeConfig()
     directory = Path(directory)
@@ -390,8 +390,8 @@ def rerender(results: str | Path, *, formats: tuple[str, ...] = ("png", "pdf")) 
     """
     import json
 
-    from unitprobe.figures import render_all
-    from unitprobe.report import write_report
+    from unitprobe.views.figures import render_all
+    from unitprobe.views.report import write_report
 
     results = Path(results)
     summary_path = results / "summary.json"
@@ -418,10 +418,10 @@ def run_demo(
 
     Writes ``model.pt``, every result table, ``figures/`` and ``report.html`` into ``out``.
     """
-    from unitprobe.checkpoint import Checkpoint, save_trained
-    from unitprobe.roles import summarize_roles
+    from unitprobe.model.checkpoint import Checkpoint, save_trained
+    from unitprobe.methods.roles import summarize_roles
     from unitprobe.tasks import get_preset
-    from unitprobe.train import TrainConfig, train_task
+    from unitprobe.model.train import TrainConfig, train_task
 
     echo = echo or (lambda s: None)
     out = Path(out)

@@ -341,8 +341,8 @@ def sweep_summary(
 ) -> pd.DataFrame:
     """:func:`capacity_table` and :func:`index_table` side by side, one row per (task, units).
 
-    The table that :func:`unitprobe.figures.plot_capacity_curve` and
-    :func:`unitprobe.figures.plot_specialization` read (``sweep_summary.csv``).
+    The table that :func:`unitprobe.views.figures.plot_capacity_curve` and
+    :func:`unitprobe.views.figures.plot_specialization` read (``sweep_summary.csv``).
     """
     kw = dict(n_resamples=n_resamples, confidence=confidence, seed=seed)
     capacity = capacity_table(sweep, metric=metric, tol=tol, relative=relative, **kw)

@@ -1,4 +1,4 @@
-"""Seeded, deterministic training of a :class:`~unitprobe.models.UnitLSTM` on a task dataset.
+"""Seeded, deterministic training of a :class:`~unitprobe.model.lstm.UnitLSTM` on a task dataset.
 
 Adam on the mean squared error of every output at every step (normalized units), minibatches
 of whole sequences, a validation split by sequence, gradient-norm clipping, a learning rate
@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from unitprobe._utils import torch_threads
 from unitprobe.errors import TrainingError, UnitprobeError
-from unitprobe.models import ModelConfig, UnitLSTM
+from unitprobe.model.lstm import ModelConfig, UnitLSTM
 
 __all__ = [
     "TrainConfig",

@@ -10,7 +10,7 @@ a row per configuration (columns :data:`SWEEP_COLUMNS`):
     Validation MSE of the trained network (normalized units², held-out sequences of the
     training data), the repeat-last-value baseline on the same sequences, and their ratio.
 ``n_roles``, ``specialization``, ``redundancy``
-    Units whose role is not ``none``, and the indices of :mod:`unitprobe.sweepstats`.
+    Units whose role is not ``none``, and the indices of :mod:`unitprobe.pipeline.sweepstats`.
 ``wall_seconds``, ``status``, ``error``, ``key``
     Time the configuration took, ``ok`` or ``failed``, the error in one line (empty when
     ok), and the configuration's hash.
@@ -25,7 +25,7 @@ Layout of ``SWEEP/``::
         result.json                            # written atomically, LAST
 
 Each run writes the analysis tables and ``summary.json`` only; ``figures=True`` also draws
-the per-run figures and ``report.html`` (:func:`unitprobe.analyze.write_results`).
+the per-run figures and ``report.html`` (:func:`unitprobe.pipeline.analyze.write_results`).
 
 Resuming
 --------
@@ -93,9 +93,9 @@ from unitprobe._utils import (
     write_csv_atomic,
     write_json,
 )
-from unitprobe.analyze import AnalyzeConfig
+from unitprobe.pipeline.analyze import AnalyzeConfig
 from unitprobe.errors import UnitprobeError
-from unitprobe.train import TrainConfig
+from unitprobe.model.train import TrainConfig
 
 __all__ = [
     "SWEEP_COLUMNS",
@@ -207,11 +207,11 @@ class RunConfig:
         return f"{task}-u{self.units}-s{self.seed}-{self.key}"
 
     def train_config(self) -> TrainConfig:
-        """The :class:`~unitprobe.train.TrainConfig` of this run."""
+        """The :class:`~unitprobe.model.train.TrainConfig` of this run."""
         return TrainConfig(**self.train)
 
     def analyze_config(self) -> AnalyzeConfig:
-        """The :class:`~unitprobe.analyze.AnalyzeConfig` of this run."""
+        """The :class:`~unitprobe.pipeline.analyze.AnalyzeConfig` of this run."""
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in self.analysis.items()}
         return AnalyzeConfig(**values)
 
@@ -227,7 +227,7 @@ def sweep_analysis_config(**overrides: Any) -> AnalyzeConfig:
     Parameters
     ----------
     **overrides
-        Any :class:`~unitprobe.analyze.AnalyzeConfig` field.
+        Any :class:`~unitprobe.pipeline.analyze.AnalyzeConfig` field.
     """
     base = dict(
         n_sequences=256,
@@ -324,7 +324,7 @@ def plan_sweep(
     n_sequences : int, default 512
         Sequences generated per training run (>= 2).
     train_overrides : mapping, optional
-        :class:`~unitprobe.train.TrainConfig` fields other than ``n_units`` and ``seed``
+        :class:`~unitprobe.model.train.TrainConfig` fields other than ``n_units`` and ``seed``
         (e.g. ``{"epochs": 100}``).
     analysis : AnalyzeConfig, optional
         Default :func:`sweep_analysis_config`; its ``jobs`` is set to 1.
@@ -410,11 +410,11 @@ def _empty_row(config: RunConfig) -> dict[str, Any]:
 
 def _train_and_analyze(config: RunConfig, run_dir: Path, figures: bool, row: dict) -> dict:
     """Train, save, analyze and write the tables; fills ``row`` as it goes."""
-    from unitprobe.analyze import compute_analysis, write_results
-    from unitprobe.checkpoint import load, save_trained
-    from unitprobe.sweepstats import run_indices
+    from unitprobe.pipeline.analyze import compute_analysis, write_results
+    from unitprobe.model.checkpoint import load, save_trained
+    from unitprobe.pipeline.sweepstats import run_indices
     from unitprobe.tasks import TaskSpec
-    from unitprobe.train import train_task
+    from unitprobe.model.train import train_task
 
     spec = TaskSpec.from_dict(config.task)
     train_config = config.train_config()

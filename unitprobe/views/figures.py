@@ -40,7 +40,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FixedLocator, NullLocator
 
-from unitprobe import _style, schemas
+from unitprobe import schemas
+from unitprobe.views import style as _style
 from unitprobe.errors import DataError
 
 __all__ = [

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from unitprobe.errors import CheckpointError, UnitprobeError
-from unitprobe.models import ModelConfig, UnitLSTM
+from unitprobe.model.lstm import ModelConfig, UnitLSTM
 
 __all__ = [
     "FORMAT",
@@ -125,7 +125,7 @@ def save(
 
 
 def save_trained(path: str | os.PathLike, result: Any, task: Any, train_config: Any) -> Path:
-    """:func:`save` a :class:`~unitprobe.train.TrainResult` with its history and metrics.
+    """:func:`save` a :class:`~unitprobe.model.train.TrainResult` with its history and metrics.
 
     Parameters
     ----------

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from unitprobe.errors import UnitprobeError
-from unitprobe.models import ModelConfig, UnitLSTM
+from unitprobe.model.lstm import ModelConfig, UnitLSTM
 
 __all__ = ["planted_lstm"]
 

@@ -688,7 +688,7 @@ def _formula(attribution: pd.DataFrame | None, layer: int, unit: int, fields_rf:
     """The unit's receptive field as a short formula over lagged inputs ("" without one)."""
     if attribution is None or (layer, unit) not in fields_rf:
         return ""
-    from unitprobe.attribution import unit_formula
+    from unitprobe.methods.attribution import unit_formula
 
     return unit_formula(attribution, layer, unit, top=3)
 

@@ -2,7 +2,7 @@
 
 An ablation overwrites some units of one layer's hidden state ``h`` (or cell state ``c``, or
 both) at every step from ``start`` on, inside the stepwise forward pass of
-:func:`unitprobe.models.run`, so the edit propagates through the recurrence to every later step,
+:func:`unitprobe.model.lstm.run`, so the edit propagates through the recurrence to every later step,
 to the layers above and to the readout. Three replacement values:
 
 - ``zero``: 0.
@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 
 from unitprobe import schemas
 from unitprobe.errors import DataError, UnitprobeError
-from unitprobe.models import SITES, Intervention, Trace, UnitLSTM, as_tensor, interventions, run
+from unitprobe.model.lstm import SITES, Intervention, Trace, UnitLSTM, as_tensor, interventions, run
 
 __all__ = [
     "MODES",
@@ -300,7 +300,7 @@ def generic_ablation(
         In the model's (normalized) units.
     units : int or sequence of int
         0-based units of ``layer`` to ablate; empty ablates nothing (the run then equals the
-        plain :func:`~unitprobe.models.run` exactly).
+        plain :func:`~unitprobe.model.lstm.run` exactly).
     values : callable ``(reference, n_sequences, seed) -> Tensor``
         Makes the replacement values, of shape (n_steps, n_sequences or 1, n_units), from the
         clean activations ``reference`` of shape (n_reference, n_steps, n_units) of the edited
@@ -315,7 +315,7 @@ def generic_ablation(
     seed : int, default 0
         Passed to ``values`` (the resample derangement).
     reference : Trace, or array-like of shape (n_reference, >= n_steps, n_inputs), optional
-        Where mean and resample values come from: a :class:`~unitprobe.models.Trace` of a
+        Where mean and resample values come from: a :class:`~unitprobe.model.lstm.Trace` of a
         clean run with the edited sites recorded (reused as is), or inputs to run clean.
         Default: the clean run of ``inputs``.
     record : sequence of site names, default all
@@ -330,7 +330,7 @@ def generic_ablation(
     Notes
     -----
     The clean reference run is done without gradients; the ablated run follows the caller's
-    grad mode. The edits are attached with :func:`~unitprobe.models.interventions`, so none stay
+    grad mode. The edits are attached with :func:`~unitprobe.model.lstm.interventions`, so none stay
     on the model if the run fails.
     """
     x = as_tensor(inputs, model)
@@ -664,7 +664,7 @@ def ablation_table(
 
     Every (ablation, mode) pair is a block of rows of one stepwise forward pass: the inputs
     are repeated once per pair, each block gets its own unit mask and replacement values
-    (a per-row mask in one :class:`~unitprobe.models.Intervention` per layer and site), and
+    (a per-row mask in one :class:`~unitprobe.model.lstm.Intervention` per layer and site), and
     the rows are cut into chunks that stay under ``memory_budget_mb``. The result equals one
     :func:`ablate` run per unit and mode (tested to 1e-6).
 
@@ -714,7 +714,7 @@ def ablation_table(
     float32 forward may round differently from a lone :func:`ablate` run (about 1e-9 here).
 
     On CPU a chunk holds at most 1,024 rows whatever the budget: per row, the stepwise pass of
-    :func:`~unitprobe.models.run` is fastest around 1,000 rows. Batching saves the per-run
+    :func:`~unitprobe.model.lstm.run` is fastest around 1,000 rows. Batching saves the per-run
     Python overhead, which matters for small datasets; for thousands of sequences a run is
     bound by arithmetic and memory traffic, and the table costs about as much as one
     :func:`ablate` call per ablation.
@@ -817,7 +817,7 @@ def _population_r2(
 ) -> dict[str, float]:
     """Held-out R² per target of a probe on all columns of ``states`` (rows with finite targets)."""
     if probe is None:
-        from unitprobe.probes import population_probe
+        from unitprobe.methods.probes import population_probe
 
         probe = partial(population_probe, n_splits=n_splits)
     keep = np.isfinite(values).all(axis=1)
@@ -877,7 +877,7 @@ def decodability_drop(
         Resample derangement seed.
     probe : callable ``(states, targets_df, groups) -> DataFrame``, optional
         Population probe returning columns ``target`` and ``r2`` (rows with ``unit`` "all");
-        default :func:`unitprobe.probes.population_probe` with ``n_splits``.
+        default :func:`unitprobe.methods.probes.population_probe` with ``n_splits``.
 
     Returns
     -------

@@ -1,6 +1,6 @@
 """``report.html``: one self-contained page (figures embedded) summarizing an analysis.
 
-The page reads only what :func:`unitprobe.analyze.write_results` wrote: the summary, the
+The page reads only what :func:`unitprobe.pipeline.analyze.write_results` wrote: the summary, the
 result tables and the PNG figures, so it can be rebuilt from a results directory.
 """
 
@@ -130,7 +130,7 @@ def _roles_section(directory: Path) -> str:
 
 
 def _figures_section(directory: Path) -> str:
-    from unitprobe.figures import FIGURES
+    from unitprobe.views.figures import FIGURES
 
     figdir = directory / "figures"
     captions = {_name(entry): _caption(entry) for entry in FIGURES}
