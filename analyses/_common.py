@@ -1,8 +1,8 @@
 """Shared pieces of the figure scripts: the sweep settings, loading runs, saving figures.
 
 Each ``fig_*.py`` script makes one figure of the paper from a finished sweep directory (as
-written by :func:`unitprobe.pipeline.sweep.run_sweep`); ``make_figures.py`` runs the sweep and all of
-them.
+written by :func:`unitprobe.pipeline.sweep.run_sweep`); ``make_figures.py`` runs the sweep
+and all of them.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from unitprobe.views.figures import save_figure
 from unitprobe.pipeline.sweep import RUNS_DIR, SWEEP_FILE, quick_options, sweep_analysis_config
+from unitprobe.views.figures import save_figure
 
 HERE = Path(__file__).resolve().parent
 FORMATS = ("png", "pdf")

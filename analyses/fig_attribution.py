@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 from _common import KNEE_TOL, METRIC, cli, load_sweep, pick_run, run_dir, run_label, save
 
-from unitprobe.views.figures import plot_input_lag
 from unitprobe.pipeline.sweepstats import capacity_table
+from unitprobe.views.figures import plot_input_lag
 
 
 def tasks_of(tasks) -> list[str]:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from _common import KNEE_TOL, METRIC, cli, load_sweep, save, write_table
 
-from unitprobe.views.figures import plot_capacity_curve
 from unitprobe.pipeline.sweepstats import knee_table, sweep_summary
+from unitprobe.views.figures import plot_capacity_curve
 
 
 def make(sweep_dir: Path, out: Path) -> list[Path]:

@@ -4,7 +4,8 @@ For each task, the runs at its knee (the smallest sufficient layer, at least 2 u
 layer sizes where some unit has a role) are compared: the units of every pair of seeds are
 matched one-to-one by the Hungarian algorithm on their profiles (probe R² per target,
 clipped at 0, followed by the receptive field ``|d h / d input[t-lag]|`` scaled to a maximum
-of 1; see :func:`unitprobe.pipeline.sweepstats.role_stability`). ``frequency`` = fraction of seeds in
+of 1; see :func:`unitprobe.pipeline.sweepstats.role_stability`).
+``frequency`` = fraction of seeds in
 which some unit takes the role; ``stability`` = fraction of matched pairs whose units share
 the role.
 
@@ -19,8 +20,8 @@ from pathlib import Path
 import pandas as pd
 from _common import KNEE_TOL, METRIC, cli, load_sweep, run_tables, save, write_table
 
-from unitprobe.views.figures import plot_role_stability
 from unitprobe.pipeline.sweepstats import capacity_table, role_stability
+from unitprobe.views.figures import plot_role_stability
 
 
 def stability_table(sweep_dir: Path) -> pd.DataFrame:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from _common import KNEE_TOL, METRIC, cli, load_sweep, save
 
-from unitprobe.views.figures import plot_specialization
 from unitprobe.pipeline.sweepstats import sweep_summary
+from unitprobe.views.figures import plot_specialization
 
 
 def make(sweep_dir: Path, out: Path) -> list[Path]:

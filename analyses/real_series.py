@@ -50,11 +50,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from unitprobe.pipeline.analyze import AnalyzeConfig, compute_analysis
 from unitprobe.model.checkpoint import Checkpoint
+from unitprobe.model.train import TrainConfig, train
+from unitprobe.pipeline.analyze import AnalyzeConfig, compute_analysis
 from unitprobe.tasks import Dataset, load_csv
 from unitprobe.tasks.csvdata import data_task
-from unitprobe.model.train import TrainConfig, train
 
 HERE = Path(__file__).resolve().parent
 FIGURES = HERE.parent / "figures"

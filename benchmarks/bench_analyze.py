@@ -26,10 +26,10 @@ from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.model_selection import GroupKFold, cross_val_score
 
 from unitprobe.methods.ablation import ablate
-from unitprobe.pipeline.analyze import AnalyzeConfig, compute_analysis
+from unitprobe.methods.targets import default_targets, make_targets
 from unitprobe.model.checkpoint import Checkpoint
 from unitprobe.model.lstm import ModelConfig, UnitLSTM, run
-from unitprobe.methods.targets import default_targets, make_targets
+from unitprobe.pipeline.analyze import AnalyzeConfig, compute_analysis
 from unitprobe.tasks import generate, get_preset
 
 

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+from unitprobe.errors import DataError, UnitprobeError
 from unitprobe.methods.ablation import (
     ABLATION_COLUMNS,
     DECODABILITY_COLUMNS,
@@ -22,7 +23,6 @@ from unitprobe.methods.ablation import (
     top_k_units,
     zero_values,
 )
-from unitprobe.errors import DataError, UnitprobeError
 from unitprobe.model.lstm import SITES, Intervention, ModelConfig, UnitLSTM, interventions, run
 from unitprobe.model.planted import planted_lstm
 

@@ -7,10 +7,10 @@ import torch
 from click.testing import CliRunner
 
 from unitprobe.cli import main
-from unitprobe.views.figures import FIGURES
 from unitprobe.model.lstm import run
 from unitprobe.model.planted import planted_lstm
 from unitprobe.tasks import generate, get_preset
+from unitprobe.views.figures import FIGURES
 
 FAST = (
     "--n-sequences",

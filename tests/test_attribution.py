@@ -1,4 +1,5 @@
-"""Tests of unitprobe.methods.attribution against closed forms, autograd, Captum and planted models."""
+"""Tests of unitprobe.methods.attribution against closed forms, autograd,
+Captum and planted models."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 from captum.attr import NeuronGradient, NeuronIntegratedGradients
 from torch import nn
 
+from unitprobe.errors import DataError, UnitprobeError
 from unitprobe.methods.attribution import (
     COLUMNS,
     _LayerStack,
@@ -23,7 +25,6 @@ from unitprobe.methods.attribution import (
     unit_attribution_per_sequence,
     unit_formula,
 )
-from unitprobe.errors import DataError, UnitprobeError
 from unitprobe.model.lstm import ModelConfig, UnitLSTM, run
 from unitprobe.model.planted import planted_lstm
 

@@ -24,11 +24,11 @@ import torch
 from click.testing import CliRunner
 
 from unitprobe import cli
-from unitprobe.model.checkpoint import save
 from unitprobe.cli import main
+from unitprobe.model.checkpoint import save
 from unitprobe.model.planted import planted_lstm
-from unitprobe.tasks import get_preset
 from unitprobe.model.train import TrainConfig, train_task
+from unitprobe.tasks import get_preset
 
 FAST = "--n-sequences 8 --n-permutations 2 --n-controls 0 -q"
 
@@ -480,8 +480,8 @@ def test_unsafe_load_really_runs_the_pickled_code(workspace):
 
 def test_cli_choices_match_the_library():
     from unitprobe.methods.ablation import MODES
-    from unitprobe.pipeline.analyze import ABLATION_MODES, ATTRIBUTION_METHODS
     from unitprobe.methods.attribution import INPUT_METHODS
+    from unitprobe.pipeline.analyze import ABLATION_MODES, ATTRIBUTION_METHODS
 
     assert cli.ABLATION_MODES == ABLATION_MODES == tuple(MODES)
     assert cli.ATTRIBUTION_METHODS == ATTRIBUTION_METHODS

@@ -4,8 +4,8 @@ import pickle
 import pytest
 import torch
 
-from unitprobe.model.checkpoint import load, save
 from unitprobe.errors import CheckpointError
+from unitprobe.model.checkpoint import load, save
 from unitprobe.model.lstm import ModelConfig, UnitLSTM
 from unitprobe.tasks import get_preset
 

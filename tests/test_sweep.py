@@ -1,4 +1,5 @@
-"""Tests of unitprobe.pipeline.sweep: keys, the sweep table, resuming, failures, dask, the figures."""
+"""Tests of unitprobe.pipeline.sweep: keys, the sweep table, resuming,
+failures, dask, the figures."""
 
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from unitprobe.errors import TrainingError, UnitprobeError
-from unitprobe.tasks import baseline_mse, generate, get_preset
 from unitprobe.model.train import TrainConfig, split_sequences, train, train_task
+from unitprobe.tasks import baseline_mse, generate, get_preset
 
 
 @pytest.fixture(scope="module")

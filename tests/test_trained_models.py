@@ -8,11 +8,11 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import GroupKFold, cross_val_score
 
 from unitprobe.methods.attribution import input_lag_attribution
-from unitprobe.model.lstm import run
 from unitprobe.methods.probes import identifiability, probe_model, unit_probes
 from unitprobe.methods.targets import default_targets, make_targets
-from unitprobe.tasks import generate, get_preset
+from unitprobe.model.lstm import run
 from unitprobe.model.train import TrainConfig, train_task
+from unitprobe.tasks import generate, get_preset
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,5 @@
-"""Numeric core of :mod:`unitprobe.methods.probes`: per-fold sufficient statistics and closed-form ridge.
+"""Numeric core of :mod:`unitprobe.methods.probes`: per-fold sufficient statistics and
+closed-form ridge.
 
 Everything here works on float64 arrays that the public functions have already validated.
 The cross-validated probes read ``states`` in row chunks of :data:`CHUNK_BYTES`, so they make

@@ -744,9 +744,9 @@ def analyze(
     quiet: bool,
 ) -> None:
     """Which unit holds which term? Probes, ablations, attributions, roles, figures, report."""
+    from unitprobe.methods.roles import summarize_roles
     from unitprobe.pipeline.analyze import AnalyzeConfig
     from unitprobe.pipeline.analyze import analyze as run_analysis
-    from unitprobe.methods.roles import summarize_roles
 
     config = AnalyzeConfig(
         n_sequences=dataset.n_sequences,

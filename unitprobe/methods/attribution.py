@@ -1,4 +1,5 @@
-"""Attributions for a :class:`~unitprobe.model.lstm.UnitLSTM`: what drives an output, what a unit reads.
+"""Attributions for a :class:`~unitprobe.model.lstm.UnitLSTM`: what drives an output,
+what a unit reads.
 
 Three kinds of attribution, one tidy table (``attribution.csv`` in DESIGN.md):
 

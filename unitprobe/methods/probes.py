@@ -1156,7 +1156,8 @@ def probe_model(
         are evaluated on its raw series.
     targets : list of str or Targets, optional
         Target expressions (``"K[t-1]"``, ``"K[t-1] + 2*X[t]"``) or a ready
-        :class:`~unitprobe.methods.targets.Targets`; default :func:`unitprobe.methods.targets.default_targets`.
+        :class:`~unitprobe.methods.targets.Targets`;
+        default :func:`unitprobe.methods.targets.default_targets`.
     state : {"h", "c", "both"}
         Which unit states to probe.
     n_splits, alpha : int, float
@@ -1186,8 +1187,8 @@ def probe_model(
     import torch
     from tqdm.auto import tqdm
 
-    from unitprobe.model.lstm import UnitLSTM, run
     from unitprobe.methods.targets import Targets, default_targets, make_targets
+    from unitprobe.model.lstm import UnitLSTM, run
 
     if state not in ("h", "c", "both"):
         raise DataError(f"state == {state!r}, must be one of h, c, both")

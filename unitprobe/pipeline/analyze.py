@@ -418,10 +418,10 @@ def run_demo(
 
     Writes ``model.pt``, every result table, ``figures/`` and ``report.html`` into ``out``.
     """
-    from unitprobe.model.checkpoint import Checkpoint, save_trained
     from unitprobe.methods.roles import summarize_roles
-    from unitprobe.tasks import get_preset
+    from unitprobe.model.checkpoint import Checkpoint, save_trained
     from unitprobe.model.train import TrainConfig, train_task
+    from unitprobe.tasks import get_preset
 
     echo = echo or (lambda s: None)
     out = Path(out)

@@ -93,9 +93,9 @@ from unitprobe._utils import (
     write_csv_atomic,
     write_json,
 )
-from unitprobe.pipeline.analyze import AnalyzeConfig
 from unitprobe.errors import UnitprobeError
 from unitprobe.model.train import TrainConfig
+from unitprobe.pipeline.analyze import AnalyzeConfig
 
 __all__ = [
     "SWEEP_COLUMNS",
@@ -410,11 +410,11 @@ def _empty_row(config: RunConfig) -> dict[str, Any]:
 
 def _train_and_analyze(config: RunConfig, run_dir: Path, figures: bool, row: dict) -> dict:
     """Train, save, analyze and write the tables; fills ``row`` as it goes."""
-    from unitprobe.pipeline.analyze import compute_analysis, write_results
     from unitprobe.model.checkpoint import load, save_trained
+    from unitprobe.model.train import train_task
+    from unitprobe.pipeline.analyze import compute_analysis, write_results
     from unitprobe.pipeline.sweepstats import run_indices
     from unitprobe.tasks import TaskSpec
-    from unitprobe.model.train import train_task
 
     spec = TaskSpec.from_dict(config.task)
     train_config = config.train_config()

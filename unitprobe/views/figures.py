@@ -41,8 +41,8 @@ from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from unitprobe import schemas
-from unitprobe.views import style as _style
 from unitprobe.errors import DataError
+from unitprobe.views import style as _style
 
 __all__ = [
     "FIGURES",
