@@ -1,33 +1,203 @@
-"""Column names of the result tables (the schemas of DESIGN.md), in one place.
+"""Every result table's columns, their dtypes, and the vocabularies of the package, in one place.
 
-Each tuple lists a table's required columns in order; functions that build a table may add
-documented extra columns after them.
+A :class:`Schema` lists a table's columns in order with a pandas dtype each. Functions that
+build a table return exactly these columns (:meth:`Schema.empty` and :meth:`Schema.coerce`
+help); :class:`unitprobe.tables.Tables` uses the dtypes to restore a table read back from CSV.
+Each table is one kind of row: population probes, VIF values, receptive fields and unit
+attributions have tables of their own, so no row stands for something else (no ``unit ==
+"all"``, no ``target_b == "VIF"``, no ``kind`` column). ``docs/architecture.md`` documents
+every table.
+
+Words used in column names: ``target`` is a probe target (an expression over series, such as
+``K[t-1]``); ``output`` is one of the network's predicted series; ``state`` is a unit state
+(``h`` or ``c``); ``feature`` is an input series.
 """
 
 from __future__ import annotations
 
-__all__ = ["PROBES", "ABLATION", "ATTRIBUTION", "IDENTIFIABILITY", "ROLES", "TRACES", "FIELDS"]
+from dataclasses import dataclass
+from typing import Any
 
-#: ``probes.csv``: one row per layer x unit (or ``"all"``) x state x target.
+import pandas as pd
+
+__all__ = [
+    "Schema",
+    "SCHEMAS",
+    "ABLATION_MODES",
+    "ATTRIBUTION_METHODS",
+    "UNIT_ATTRIBUTION_METHODS",
+    "FIELD_METHODS",
+    "FIGURE_FORMATS",
+    "STATES",
+    "STATE_CHOICES",
+    "ALL_OUTPUTS",
+    "NO_ROLE",
+]
+
+# ----------------------------------------------------------------------------- vocabularies
+
+#: Ablation modes: replace a unit's state by 0, by its mean, or by another sequence's value.
+ABLATION_MODES = ("zero", "mean", "resample")
+#: Input x lag attribution methods (Captum).
+ATTRIBUTION_METHODS = ("integrated_gradients", "saliency", "input_x_gradient")
+#: Unit attribution methods (Captum layer methods).
+UNIT_ATTRIBUTION_METHODS = (
+    "layer_integrated_gradients",
+    "layer_conductance",
+    "layer_gradient_x_activation",
+)
+#: Receptive-field methods: the data-averaged Jacobian, or integrated gradients.
+FIELD_METHODS = ("gradient", "integrated_gradients")
+#: Figure file formats.
+FIGURE_FORMATS = ("png", "pdf", "svg")
+#: Unit states that are probed and ablated.
+STATES = ("h", "c")
+#: A choice of states on the command line and in configs.
+STATE_CHOICES = ("h", "c", "both")
+#: ``ablation.output`` of the rows pooled over every output.
+ALL_OUTPUTS = "all"
+#: ``roles.role`` of a unit that holds no term.
+NO_ROLE = "none"
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A result table's name, its columns in order with their pandas dtypes, and what a row is.
+
+    Dtypes: ``int64``, ``float64``, ``bool``, ``string`` (text, may be missing) and ``Int64``
+    (an integer that may be missing).
+    """
+
+    name: str
+    dtypes: tuple[tuple[str, str], ...]
+    row: str
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Column names, in order."""
+        return tuple(c for c, _ in self.dtypes)
+
+    def empty(self) -> pd.DataFrame:
+        """A table with these columns and dtypes and no rows."""
+        return self.coerce(pd.DataFrame({c: [] for c in self.columns}))
+
+    def coerce(self, df: pd.DataFrame) -> pd.DataFrame:
+        """``df`` with exactly these columns (in order) cast to these dtypes; a new frame."""
+        out = df.loc[:, list(self.columns)].copy()
+        for column, dtype in self.dtypes:
+            out[column] = _cast(out[column], dtype)
+        return out.reset_index(drop=True)
+
+
+def _cast(values: pd.Series, dtype: str) -> pd.Series:
+    if dtype == "string":
+        text = values.astype(object).where(values.notna(), None)
+        return text.map(lambda v: v if v is None else str(v)).astype(object)
+    if dtype == "bool":
+        if values.dtype == object:
+            values = values.map(lambda v: str(v).strip().lower() in ("true", "1"))
+        return values.astype(bool)
+    if dtype == "Int64":
+        return pd.to_numeric(values, errors="raise").astype("Int64")
+    return pd.to_numeric(values, errors="raise").astype(dtype)
+
+
+def _schema(name: str, row: str, **dtypes: str) -> Schema:
+    return Schema(name, tuple(dtypes.items()), row)
+
+
+_F, _I, _S, _B = "float64", "int64", "string", "bool"
+
+SCHEMAS: dict[str, Schema] = {
+    s.name: s
+    for s in (
+        _schema(
+            "probes", "layer x unit x state x target: a probe from one unit",
+            layer=_I, unit=_I, state=_S, target=_S, r2=_F, r2_std=_F, r2_control=_F,
+            selectivity=_F, p_value=_F, partial_r2=_F, coef=_F, n_samples=_I, intercept=_F,
+            p_value_raw=_F, note=_S,
+        ),
+        _schema(
+            "population_probes", "layer x state x target: a probe from all units of a layer",
+            layer=_I, state=_S, target=_S, r2=_F, r2_std=_F, r2_control=_F, selectivity=_F,
+            n_samples=_I,
+        ),
+        _schema(
+            "identifiability", "pair of probe targets: can a probe tell them apart?",
+            target_a=_S, target_b=_S, r2=_F, separable=_B,
+        ),
+        _schema(
+            "vif", "probe target: its variance inflation among all targets",
+            target=_S, vif=_F, r2=_F, separable=_B,
+        ),
+        _schema(
+            "ablation", "layer x unit group x mode x output (or 'all' pooled)",
+            layer=_I, units=_S, mode=_S, output=_S, mse=_F, mse_base=_F, delta_mse=_F,
+            rel_delta=_F,
+        ),
+        _schema(
+            "input_lag", "method x output x input feature x lag",
+            method=_S, output=_S, feature=_S, lag=_I, attribution=_F, attribution_signed=_F,
+        ),
+        _schema(
+            "unit_attribution", "method x output x layer x unit",
+            method=_S, output=_S, layer=_I, unit=_I, attribution=_F, attribution_signed=_F,
+        ),
+        _schema(
+            "receptive_fields", "method x state x layer x unit x input feature x lag",
+            method=_S, state=_S, layer=_I, unit=_I, feature=_S, lag=_I, attribution=_F,
+            attribution_signed=_F,
+        ),
+        _schema(
+            "roles", "layer x unit: the term the unit holds and the evidence that decided",
+            layer=_I, unit=_I, role=_S, r2=_F, selectivity=_F, delta_mse=_F, confidence=_F,
+            decided_by=_S, evidence=_S, used=_B, usage=_F, usage_mode=_S,
+            attribution_share=_F, p_value=_F, partial_r2=_F, field_cosine=_F, sign=_F,
+            runner_up=_S, confusable_with=_S, shared_with=_S, formula=_S,
+        ),
+        _schema(
+            "traces", "role unit x sequence x step: its activation beside its z-scored target",
+            layer=_I, unit=_I, role=_S, sequence=_I, step=_I, activation=_F, target_value=_F,
+        ),
+        _schema(
+            "target_fields", "probe target x input feature x lag: the target as a linear map",
+            target=_S, feature=_S, lag=_I, weight=_F,
+        ),
+    )
+}  # fmt: skip
+
+
+def schema(name: str) -> Schema:
+    """The schema of table ``name``; a clear error for an unknown name."""
+    try:
+        return SCHEMAS[name]
+    except KeyError:
+        raise KeyError(f"no table named {name!r}; tables: {', '.join(SCHEMAS)}") from None
+
+
+def columns(name: str) -> list[str]:
+    """Column names of table ``name``, in order (a new list)."""
+    return list(schema(name).columns)
+
+
+def frame(name: str, rows: Any) -> pd.DataFrame:
+    """Table ``name`` built from records (dicts or tuples in column order), with its dtypes."""
+    df = pd.DataFrame.from_records(list(rows), columns=columns(name))
+    return schema(name).coerce(df)
+
+
+# Column tuples of the combined tables before they were split; read only by modules that have
+# not moved to SCHEMAS yet.
 PROBES = (
     "layer", "unit", "state", "target", "r2", "r2_std", "r2_control", "selectivity",
     "p_value", "partial_r2", "coef", "n_samples",
 )  # fmt: skip
-#: ``ablation.csv``: one row per layer x unit group x mode x output (or ``"all"``).
 ABLATION = ("layer", "units", "mode", "target", "mse", "mse_base", "delta_mse", "rel_delta")
-#: ``attribution.csv``: one row per method x output x kind x feature x lag x unit.
 ATTRIBUTION = (
     "method", "target", "kind", "feature", "lag", "layer", "unit", "attribution",
     "attribution_signed",
 )  # fmt: skip
-#: ``identifiability.csv``: one row per target pair, plus one per target with ``target_b = VIF``.
 IDENTIFIABILITY = ("target_a", "target_b", "r2", "separable")
-#: ``roles.csv``: one row per unit.
-ROLES = (
-    "layer", "unit", "role", "r2", "selectivity", "delta_mse", "confidence", "decided_by",
-    "evidence",
-)  # fmt: skip
-#: ``traces.csv``: a role unit's activation beside its z-scored target, per sequence and step.
-TRACES = ("layer", "unit", "role", "sequence", "step", "activation", "target_value")
-#: ``target_fields.csv``: each target as a linear combination of normalized lagged inputs.
-FIELDS = ("target", "feature", "lag", "weight")
+ROLES = SCHEMAS["roles"].columns[:9]
+TRACES = SCHEMAS["traces"].columns
+FIELDS = SCHEMAS["target_fields"].columns

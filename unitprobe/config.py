@@ -1,0 +1,316 @@
+"""One config tree for an analysis; its defaults are the library's defaults.
+
+:class:`AnalyzeConfig` nests one dataclass per stage (:class:`ProbeConfig`,
+:class:`AblationConfig`, :class:`AttributionConfig`, :class:`RoleConfig`). Every library
+function that has the same parameter takes its default from here (``n_permutations:
+int = ProbeConfig.n_permutations``), so a parameter has exactly one default, whichever way it
+is reached: the command line, :func:`unitprobe.analyze`, or a method called on its own.
+
+:meth:`AnalyzeConfig.from_options` builds the tree from flat option names (``n_permutations``,
+``ablation_modes``, ...), as the command line and sweeps spell them; :meth:`AnalyzeConfig.to_dict`
+is the plain-data form stored in ``summary.json`` and hashed into sweep keys.
+
+Example
+-------
+>>> config = AnalyzeConfig.from_options(n_sequences=128, n_permutations=19)
+>>> config.probes.n_permutations
+19
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from unitprobe import schemas
+from unitprobe.errors import UnitprobeError
+from unitprobe.validation import check_choice, check_choices, check_float, check_int
+
+__all__ = [
+    "ProbeConfig",
+    "AblationConfig",
+    "AttributionConfig",
+    "RoleConfig",
+    "AnalyzeConfig",
+    "CORRECTIONS",
+]
+
+#: Multiple-testing corrections of probe p-values: Benjamini-Hochberg, Holm, none.
+CORRECTIONS = ("bh", "holm", "none")
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """Probe settings.
+
+    Parameters
+    ----------
+    targets : tuple of str, optional
+        Probe targets in the relation language; default: the task's default target set.
+    state : {"h", "c", "both"}
+        Which unit states to probe.
+    n_splits : int
+        GroupKFold folds over sequences for every probe.
+    alpha : float
+        Ridge penalty of the per-unit probes.
+    n_controls : int
+        Untrained networks of the same configuration averaged into ``r2_control``.
+    n_permutations : int
+        Whole-sequence target permutations for ``p_value``.
+    correction : {"bh", "holm", "none"}
+        Correction of the p-values over units x targets: Benjamini-Hochberg (the default;
+        Holm cannot reach 0.05 with a few hundred permutations and tens of tests), Holm, none.
+    """
+
+    targets: tuple[str, ...] | None = None
+    state: str = "h"
+    n_splits: int = 5
+    alpha: float = 1e-3
+    n_controls: int = 3
+    n_permutations: int = 99
+    correction: str = "bh"
+
+    def __post_init__(self) -> None:
+        if self.targets is not None:
+            object.__setattr__(self, "targets", tuple(self.targets))
+        check_choice(self.state, "state", schemas.STATE_CHOICES)
+        check_int(self.n_splits, "n_splits", minimum=2)
+        check_float(self.alpha, "alpha", minimum=0)
+        check_int(self.n_controls, "n_controls", minimum=0)
+        check_int(self.n_permutations, "n_permutations", minimum=1)
+        check_choice(self.correction, "correction", CORRECTIONS)
+
+    @property
+    def states(self) -> tuple[str, ...]:
+        """The states to probe, as a tuple of state names."""
+        return schemas.STATES if self.state == "both" else (self.state,)
+
+
+@dataclass(frozen=True)
+class AblationConfig:
+    """Ablation settings.
+
+    Parameters
+    ----------
+    modes : tuple of str
+        Any of ``zero``, ``mean``, ``resample``.
+    max_sequences : int
+        Sequences used by the ablation stage (the first ones). Every unit and mode costs a
+        forward pass through the recurrence, so this stage grows with units x units; a few
+        hundred sequences already pin the MSE changes down.
+    memory_budget_mb : float
+        Memory the batched ablation forward passes may take at once.
+    """
+
+    modes: tuple[str, ...] = schemas.ABLATION_MODES
+    max_sequences: int = 512
+    memory_budget_mb: float = 512.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "modes", check_choices(self.modes, "ablation mode", schemas.ABLATION_MODES)
+        )
+        check_int(self.max_sequences, "max_ablation_sequences", minimum=2)
+        check_float(self.memory_budget_mb, "memory_budget_mb", minimum=0, strict_minimum=True)
+
+
+@dataclass(frozen=True)
+class AttributionConfig:
+    """Attribution settings.
+
+    Parameters
+    ----------
+    methods : tuple of str
+        Input x lag methods: ``integrated_gradients``, ``saliency``, ``input_x_gradient``.
+    unit_methods : tuple of str
+        Unit attribution methods (Captum layer methods).
+    field_methods : tuple of str
+        Receptive-field methods: ``gradient`` (the data-averaged Jacobian) and/or
+        ``integrated_gradients``.
+    baseline : {"mean", "zero"}
+        Integrated-gradients baseline: the per-step mean input (the input a sequence would
+        have with no information) or zeros.
+    n_steps_ig : int
+        Quadrature points of integrated gradients for outputs and units.
+    field_n_steps_ig : int
+        Quadrature points of integrated-gradient receptive fields.
+    max_sequences : int
+        Sequences used by the attribution stage (gradients cost more than forward passes).
+    max_examples : int
+        (sequence, step) pairs sampled per attribution.
+    """
+
+    methods: tuple[str, ...] = ("integrated_gradients",)
+    unit_methods: tuple[str, ...] = ("layer_integrated_gradients",)
+    field_methods: tuple[str, ...] = ("gradient",)
+    baseline: str = "mean"
+    n_steps_ig: int = 32
+    field_n_steps_ig: int = 16
+    max_sequences: int = 128
+    max_examples: int = 512
+
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("methods", schemas.ATTRIBUTION_METHODS),
+            ("unit_methods", schemas.UNIT_ATTRIBUTION_METHODS),
+            ("field_methods", schemas.FIELD_METHODS),
+        ):
+            label = "attribution method" if name == "methods" else name[:-1].replace("_", " ")
+            value = check_choices(getattr(self, name), label, allowed, allow_empty=True)
+            object.__setattr__(self, name, value)
+        check_choice(self.baseline, "baseline", ("mean", "zero"))
+        check_int(self.n_steps_ig, "n_steps_ig", minimum=2)
+        check_int(self.field_n_steps_ig, "field_n_steps_ig", minimum=2)
+        check_int(self.max_sequences, "max_attribution_sequences", minimum=2)
+        check_int(self.max_examples, "max_examples", minimum=1)
+
+
+@dataclass(frozen=True)
+class RoleConfig:
+    """Thresholds of the role rules.
+
+    Parameters
+    ----------
+    alpha : float
+        Largest corrected probe p-value that counts as significant.
+    min_selectivity, min_r2, min_partial_r2 : float
+        Probe evidence a role needs.
+    min_field_similarity : float
+        Cosine between a unit's receptive field and a target's field that names the target.
+    min_usage : float
+        Relative MSE increase on ablation that counts as "used by the output".
+    """
+
+    alpha: float = 0.05
+    min_selectivity: float = 0.1
+    min_r2: float = 0.5
+    min_partial_r2: float = 0.05
+    min_field_similarity: float = 0.8
+    min_usage: float = 0.05
+
+    def __post_init__(self) -> None:
+        check_float(self.alpha, "alpha", minimum=0, maximum=1, strict_minimum=True)
+        for name in ("min_selectivity", "min_r2", "min_partial_r2", "min_field_similarity"):
+            check_float(getattr(self, name), name, minimum=-1, maximum=1)
+        check_float(self.min_usage, "min_usage", minimum=0)
+
+
+@dataclass(frozen=True)
+class AnalyzeConfig:
+    """Options of :func:`unitprobe.analyze` (all shown by ``unitprobe analyze --help``).
+
+    Parameters
+    ----------
+    n_sequences : int
+        Sequences generated from the checkpoint's task (ignored when a dataset is given).
+    seed : int
+        The one seed of the analysis; every random stream (data, controls, permutations,
+        ablation, attribution) is derived from it (:mod:`unitprobe.seeds`).
+    formats : tuple of str
+        Figure formats (``png``, ``pdf``, ``svg``).
+    jobs : int
+        CPU threads torch may use.
+    probes, ablation, attribution, roles
+        The stage settings.
+    """
+
+    n_sequences: int = 256
+    seed: int = 0
+    formats: tuple[str, ...] = ("png", "pdf")
+    jobs: int = 1
+    probes: ProbeConfig = field(default_factory=ProbeConfig)
+    ablation: AblationConfig = field(default_factory=AblationConfig)
+    attribution: AttributionConfig = field(default_factory=AttributionConfig)
+    roles: RoleConfig = field(default_factory=RoleConfig)
+
+    def __post_init__(self) -> None:
+        check_int(self.n_sequences, "n_sequences", minimum=2)
+        check_int(self.seed, "seed", minimum=0, maximum=2**63 - 1)
+        check_int(self.jobs, "jobs", minimum=1)
+        object.__setattr__(
+            self, "formats", check_choices(self.formats, "format", schemas.FIGURE_FORMATS)
+        )
+
+    # Flat option name -> (stage, field) for options that live in a stage.
+    _FLAT = {
+        "targets": ("probes", "targets"),
+        "state": ("probes", "state"),
+        "n_splits": ("probes", "n_splits"),
+        "alpha": ("probes", "alpha"),
+        "n_controls": ("probes", "n_controls"),
+        "n_permutations": ("probes", "n_permutations"),
+        "correction": ("probes", "correction"),
+        "ablation_modes": ("ablation", "modes"),
+        "max_ablation_sequences": ("ablation", "max_sequences"),
+        "attribution_methods": ("attribution", "methods"),
+        "max_attribution_sequences": ("attribution", "max_sequences"),
+        "attribution_baseline": ("attribution", "baseline"),
+    }
+
+    @classmethod
+    def options(cls) -> list[str]:
+        """Every flat option name :meth:`from_options` and :meth:`replace` accept."""
+        stages = ("probes", "ablation", "attribution", "roles")
+        top = [f.name for f in fields(cls) if f.name not in stages]
+        return sorted([*top, *cls._FLAT])
+
+    @classmethod
+    def from_options(cls, **options: Any) -> AnalyzeConfig:
+        """Build the tree from flat option names (see :meth:`options`)."""
+        return cls().replace(**options)
+
+    def replace(self, **options: Any) -> AnalyzeConfig:
+        """A copy with flat options changed (``config.replace(n_permutations=19)``)."""
+        unknown = sorted(set(options) - set(self.options()))
+        if unknown:
+            raise UnitprobeError(
+                f"unknown analysis option(s) {', '.join(unknown)}; "
+                f"allowed: {', '.join(self.options())}"
+            )
+        stages: dict[str, dict[str, Any]] = {}
+        top = {}
+        for name, value in options.items():
+            if name in self._FLAT:
+                stage, key = self._FLAT[name]
+                stages.setdefault(stage, {})[key] = value
+            else:
+                top[name] = value
+        for stage, values in stages.items():
+            top[stage] = replace(getattr(self, stage), **values)
+        return replace(self, **top)
+
+    @property
+    def states(self) -> tuple[str, ...]:
+        """The states to probe."""
+        return self.probes.states
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (tuples as lists), as stored in ``summary.json``."""
+        return _plain(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AnalyzeConfig:
+        """Inverse of :meth:`to_dict`."""
+        data = dict(data)
+        stages = {
+            "probes": ProbeConfig,
+            "ablation": AblationConfig,
+            "attribution": AttributionConfig,
+            "roles": RoleConfig,
+        }
+        for name, kind in stages.items():
+            if name in data:
+                data[name] = kind(**_tuples(data[name]))
+        return cls(**_tuples(data))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _tuples(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
