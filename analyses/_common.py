@@ -16,6 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from unitprobe.pipeline.sweep import RUNS_DIR, SWEEP_FILE, quick_options, sweep_analysis_config
+from unitprobe.tables import Tables
 from unitprobe.views.figures import save_figure
 
 HERE = Path(__file__).resolve().parent
@@ -79,7 +80,7 @@ def run_tables(sweep_dir: Path, rows: pd.DataFrame, name: str) -> pd.DataFrame:
     """``<name>.csv`` of every run in ``rows``, with ``task``, ``units``, ``seed`` columns."""
     parts = []
     for row in rows.itertuples():
-        table = pd.read_csv(run_dir(sweep_dir, row) / f"{name}.csv")
+        table = Tables.read(run_dir(sweep_dir, row), (name,))[name]
         parts.append(table.assign(task=row.task, units=row.units, seed=row.seed))
     return pd.concat(parts, ignore_index=True)
 

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 from _common import cli, load_sweep, pick_run, run_dir, run_label, save
 
+from unitprobe.tables import Tables
 from unitprobe.views.figures import plot_ablation
 
 
 def make(sweep_dir: Path, out: Path, units: int | None = None) -> list[Path]:
     row = pick_run(load_sweep(sweep_dir), "seed", units)
-    fig = plot_ablation(pd.read_csv(run_dir(sweep_dir, row) / "ablation.csv"))
+    fig = plot_ablation(Tables.read(run_dir(sweep_dir, row), ("ablation",))["ablation"])
     fig.suptitle(f"Ablation effects ('seed' task, {run_label(row)})")
     return save(fig, out, "seed_ablation")
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 from _common import KNEE_TOL, METRIC, cli, load_sweep, pick_run, run_dir, run_label, save
 
 from unitprobe.pipeline.sweepstats import capacity_table
+from unitprobe.tables import Tables
 from unitprobe.views.figures import plot_input_lag
 
 
@@ -32,7 +32,7 @@ def make(sweep_dir: Path, out: Path) -> list[Path]:
     written = []
     for task in tasks_of(sweep["task"]):
         row = pick_run(sweep, task, int(knees[task]) if task in knees else None)
-        fig = plot_input_lag(pd.read_csv(run_dir(sweep_dir, row) / "attribution.csv"))
+        fig = plot_input_lag(Tables.read(run_dir(sweep_dir, row), ("input_lag",))["input_lag"])
         fig.suptitle(f"Input × lag attribution ('{task}', {run_label(row)})")
         written += save(fig, out, f"input_lag_{task}")
     return written

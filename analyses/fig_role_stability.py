@@ -20,7 +20,8 @@ from pathlib import Path
 import pandas as pd
 from _common import KNEE_TOL, METRIC, cli, load_sweep, run_tables, save, write_table
 
-from unitprobe.pipeline.sweepstats import capacity_table, role_stability
+from unitprobe.pipeline.stability import role_stability
+from unitprobe.pipeline.sweepstats import capacity_table
 from unitprobe.views.figures import plot_role_stability
 
 
@@ -29,8 +30,8 @@ def stability_table(sweep_dir: Path) -> pd.DataFrame:
     sweep = load_sweep(sweep_dir)
     probes = run_tables(sweep_dir, sweep, "probes")
     roles = run_tables(sweep_dir, sweep, "roles")
-    attribution = run_tables(sweep_dir, sweep, "attribution")
-    return role_stability(probes, roles, attribution=attribution, profile="both")
+    fields = run_tables(sweep_dir, sweep, "receptive_fields")
+    return role_stability(probes, roles, receptive_fields=fields, profile="both")
 
 
 def make(sweep_dir: Path, out: Path) -> list[Path]:

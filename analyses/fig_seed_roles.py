@@ -12,20 +12,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 from _common import cli, load_sweep, pick_run, run_dir, run_label, save
 
+from unitprobe.tables import Tables
 from unitprobe.views.figures import plot_probe_heatmap, plot_roles
 
 
 def make(sweep_dir: Path, out: Path, units: int | None = None) -> list[Path]:
     row = pick_run(load_sweep(sweep_dir), "seed", units)
-    run = run_dir(sweep_dir, row)
+    tables = Tables.read(run_dir(sweep_dir, row), ("probes", "roles"))
     label = f"'seed' task, {run_label(row)}"
-    fig = plot_probe_heatmap(pd.read_csv(run / "probes.csv"), state="h", layer=None)
+    fig = plot_probe_heatmap(
+        tables["probes"], tables.get("population_probes"), state="h", layer=None
+    )
     fig.suptitle(f"Probe R² per unit and target ({label})")
     written = save(fig, out, "seed_probe_r2")
-    fig = plot_roles(pd.read_csv(run / "roles.csv"))
+    fig = plot_roles(tables["roles"])
     fig.suptitle(f"Unit roles ({label})")
     return written + save(fig, out, "seed_roles")
 

@@ -50,11 +50,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from unitprobe.config import AnalyzeConfig
+from unitprobe.methods.roles import summarize_roles
 from unitprobe.model.checkpoint import Checkpoint
 from unitprobe.model.train import TrainConfig, train
-from unitprobe.pipeline.analyze import AnalyzeConfig, compute_analysis
+from unitprobe.pipeline.analyze import compute_analysis
 from unitprobe.tasks import Dataset, load_csv
 from unitprobe.tasks.csvdata import data_task
+from unitprobe.views.figures import plot_probe_heatmap, save_figure
+from unitprobe.views.style import categorical, new_figure, style
 
 HERE = Path(__file__).resolve().parent
 FIGURES = HERE.parent / "figures"
@@ -199,16 +203,10 @@ def run(settings: Settings = FULL, work: Path | None = None, echo=print) -> dict
     )
     result = train(train_data, config)
     errors = test_errors(result.model, train_data, test_data)
-    ckpt = Checkpoint(
-        model=result.model,
-        task=whole.spec,
-        path=Path("stock_returns.pt"),
-        source="unitprobe",
-        metrics=result.metrics,
-    )
+    ckpt = Checkpoint.from_training(result, whole.spec, "stock_returns.pt", config)
     analysis = compute_analysis(
         ckpt,
-        AnalyzeConfig(
+        AnalyzeConfig.from_options(
             n_sequences=whole.n_sequences,
             seed=settings.seed,
             targets=TARGETS,
@@ -237,19 +235,17 @@ def run(settings: Settings = FULL, work: Path | None = None, echo=print) -> dict
     }
 
 
-def population_r2(probes: pd.DataFrame, column: str = "r2") -> pd.Series:
+def population_r2(population: pd.DataFrame, column: str = "r2") -> pd.Series:
     """Population-probe R² (state h, layer 0) per target, in :data:`TARGETS` order."""
-    rows = probes[(probes["unit"].astype(str) == "all") & (probes["state"] == "h")]
+    rows = population[(population["layer"] == 0) & (population["state"] == "h")]
     return rows.set_index("target")[column].reindex(list(TARGETS))
 
 
 def report(out: dict[str, Any]) -> str:
     """The numbers of a run as text: held-out errors, population probes, roles."""
-    from unitprobe.methods.roles import summarize_roles
-
     e = out["errors"]
-    pop = population_r2(out["tables"]["probes"])
-    control = population_r2(out["tables"]["probes"], "r2_control")
+    pop = population_r2(out["tables"]["population_probes"])
+    control = population_r2(out["tables"]["population_probes"], "r2_control")
     lines = [
         f"held-out MSE (months from {SPLIT[:7]}, normalized units): model {e['model']:.3f}, "
         f"predict the training mean {e['train_mean']:.3f}, repeat the last return "
@@ -263,8 +259,6 @@ def report(out: dict[str, Any]) -> str:
 
 def data_figure(out: dict[str, Any]):
     """The two return series with the train/test split, and the held-out errors."""
-    from unitprobe.views.style import categorical, new_figure, style
-
     returns, errors = out["returns"], out["errors"]
     dates = pd.to_datetime(returns["Date"])
     colours = categorical(3)
@@ -296,10 +290,9 @@ def data_figure(out: dict[str, Any]):
 
 def probe_figure(out: dict[str, Any]):
     """Probe R² per unit and target (cells also give selectivity over the untrained network)."""
-    from unitprobe.views.figures import plot_probe_heatmap
-
     s = out["settings"]
-    fig = plot_probe_heatmap(out["tables"]["probes"], state="h", layer=0)
+    tables = out["tables"]
+    fig = plot_probe_heatmap(tables["probes"], tables["population_probes"], state="h", layer=0)
     fig.suptitle(
         f"What the units hold: {s.units}-unit LSTM predicting next-month S&P 500 and NASDAQ returns"
     )
@@ -308,8 +301,6 @@ def probe_figure(out: dict[str, Any]):
 
 def save_figures(out: dict[str, Any], directory: Path = FIGURES) -> list[Path]:
     """Write ``real_series_data`` and ``real_series_probes`` as PNG and PDF."""
-    from unitprobe.views.figures import save_figure
-
     written = save_figure(data_figure(out), directory / "real_series_data")
     return written + save_figure(probe_figure(out), directory / "real_series_probes")
 

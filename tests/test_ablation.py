@@ -6,16 +6,14 @@ import pandas as pd
 import pytest
 import torch
 
+from unitprobe import schemas
 from unitprobe.errors import DataError, UnitprobeError
 from unitprobe.methods.ablation import (
-    ABLATION_COLUMNS,
-    DECODABILITY_COLUMNS,
     MODES,
     ablate,
     ablation_table,
     ablation_table_arrays,
     all_but,
-    decodability_drop,
     derangement,
     generic_ablation,
     mean_values,
@@ -24,7 +22,6 @@ from unitprobe.methods.ablation import (
     zero_values,
 )
 from unitprobe.model.lstm import SITES, Intervention, ModelConfig, UnitLSTM, interventions, run
-from unitprobe.model.planted import planted_lstm
 
 
 def _model(n_layers=2, n_units=6, n_inputs=3, n_outputs=2, seed=0):
@@ -187,9 +184,9 @@ def test_batched_table_equals_per_unit_loop(site, start):
     table = ablation_table(
         model, ds, groups=groups, site=site, start=start, seed=3, memory_budget_mb=0.05
     )
-    assert list(table.columns) == list(ABLATION_COLUMNS)
+    assert list(table.columns) == schemas.columns("ablation")
     assert len(table) == 2 * (6 + len(groups)) * 3 * 3  # conditions x modes x (2 outputs + all)
-    rows = table.set_index(["layer", "units", "mode", "target"])
+    rows = table.set_index(["layer", "units", "mode", "output"])
     x = torch.as_tensor(ds.inputs)
     with torch.no_grad():
         clean = run(model, x, record=("h", "c"))
@@ -232,7 +229,7 @@ def test_unit_without_outgoing_weights_has_zero_delta(site):
     ]
     assert len(dead) == 2 * 3 * 3
     assert dead.delta_mse.abs().max() < 1e-12
-    live = table[(table.target == "all") & ~table.index.isin(dead.index)]
+    live = table[(table.output == "all") & ~table.index.isin(dead.index)]
     assert (live.delta_mse.abs() > 1e-6).all()
 
 
@@ -247,29 +244,15 @@ def test_per_step_mean_leaves_a_unit_that_is_constant_across_sequences_unchanged
     assert torch.equal(h, h[:1].expand_as(h))  # the same in every sequence ...
     assert h[0].std() > 1e-3  # ... but not over time: a global mean would change it
     table = ablation_table(model, ds)
-    unit = table[(table.units == str(u))].set_index(["mode", "target"]).delta_mse
+    unit = table[(table.units == str(u))].set_index(["mode", "output"]).delta_mse
     assert unit["mean"].abs().max() < 1e-12
     assert unit["resample"].abs().max() < 1e-12
     assert abs(unit["zero", "all"]) > 1e-6
 
 
-def _planted(n_seq=200, n_steps=12, seed=0):
-    """Units hold K[t], K[t-1], X[t], X[t-1]; output a = 10 h(X[t-1]), output b = 10 h(K[t])."""
-    readout = np.zeros((2, 4))
-    readout[0, 3] = 10.0
-    readout[1, 0] = 10.0
-    model = planted_lstm(2, [(0, 0), (0, 1), (1, 0), (1, 1)], n_outputs=2, readout=readout)
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n_seq, n_steps, 2)).astype(np.float32)
-    y = np.zeros((n_seq, n_steps, 2), np.float32)
-    y[:, 1:, 0] = x[:, :-1, 1]  # X[t-1]
-    y[:, :, 1] = x[:, :, 0]  # K[t]
-    return model, types.SimpleNamespace(inputs=x, targets=y, output_names=["a", "b"])
-
-
-def test_planted_model_ablations_hit_exactly_the_outputs_that_read_the_unit():
-    model, ds = _planted()
-    table = ablation_table(model, ds).set_index(["units", "mode", "target"])
+def test_planted_model_ablations_hit_exactly_the_outputs_that_read_the_unit(planted_kx):
+    model, ds = planted_kx()
+    table = ablation_table(model, ds).set_index(["units", "mode", "output"])
     for mode in MODES:
         x_lag = table.loc[("3", mode, "a")]  # the X[t-1] unit, read by output a
         assert x_lag.mse_base < 0.01
@@ -294,7 +277,7 @@ def test_table_options_layer_units_and_groups():
     )
     assert table.layer.unique().tolist() == [1]
     assert table.units.unique().tolist() == ["1", "5", "1+2+3+4+5"]
-    assert table.target.tolist()[:3] == ["a", "b", "all"]
+    assert table.output.tolist()[:3] == ["a", "b", "all"]
     same = ablation_table_arrays(
         model, ds.inputs, ds.targets, ds.output_names, [5, 1], [all_but(0, 6)], ("zero",),
         layer=1, progress=True,
@@ -302,8 +285,8 @@ def test_table_options_layer_units_and_groups():
     pd.testing.assert_frame_equal(table, same)
 
 
-def test_rel_delta_is_nan_where_the_base_mse_is_zero():
-    model, ds = _planted(n_seq=20)
+def test_rel_delta_is_nan_where_the_base_mse_is_zero(planted_kx):
+    model, ds = planted_kx(n_seq=20)
     with torch.no_grad():
         ds.targets = run(model, ds.inputs, record=()).outputs.numpy()  # mse_base == 0
     table = ablation_table(model, ds, modes=("zero",))
@@ -364,10 +347,10 @@ def test_validation_messages():
 def test_top_k_units_and_all_but():
     probes = pd.DataFrame(
         {
-            "layer": [0, 0, 0, 0, 0, 1, 0],
-            "unit": ["0", "1", "2", "3", "all", "0", "1"],
-            "target": ["X[t-1]"] * 6 + ["K[t]"],
-            "r2": [0.2, 0.9, np.nan, 0.5, 0.99, 1.0, 0.95],
+            "layer": [0, 0, 0, 0, 1, 0],
+            "unit": [0, 1, 2, 3, 0, 1],
+            "target": ["X[t-1]"] * 5 + ["K[t]"],
+            "r2": [0.2, 0.9, np.nan, 0.5, 1.0, 0.95],
         }
     )
     assert top_k_units(probes, "X[t-1]", 2) == [1, 3]
@@ -380,47 +363,6 @@ def test_top_k_units_and_all_but():
     assert all_but(2, 5) == [0, 1, 3, 4]
     with pytest.raises(UnitprobeError, match="unit 5 out of range"):
         all_but(5, 5)
-
-
-# --------------------------------------------------------------------------------------------
-# decodability
-# --------------------------------------------------------------------------------------------
-
-
-def test_ablating_k_t_destroys_k_t_minus_1_downstream_but_an_x_unit_does_not():
-    model, ds = _planted(n_seq=80, n_steps=20)
-    x = ds.inputs
-    lagged = np.zeros((80, 20, 2), np.float32)
-    lagged[:, 1:, 0] = x[:, :-1, 0]  # K[t-1]
-    lagged[:, 1:, 1] = x[:, :-1, 1]  # X[t-1]
-    table = decodability_drop(
-        model, ds, lagged, ["K[t-1]", "X[t-1]"], units=[0, 2], modes=("zero", "resample")
-    )
-    assert list(table.columns) == list(DECODABILITY_COLUMNS)
-    drop = table.set_index(["units", "mode", "target"]).r2_drop
-    base = table.set_index(["units", "mode", "target"]).r2_base
-    assert (base > 0.99).all()  # K[t-1] and X[t-1] sit in units 1 and 3
-    for mode in ("zero", "resample"):
-        assert drop["0", mode, "K[t-1]"] > 0.7  # unit 1 copies unit 0 one step later
-        assert abs(drop["0", mode, "X[t-1]"]) < 0.01
-        assert abs(drop["2", mode, "K[t-1]"]) < 0.01  # an X unit: K[t-1] stays readable
-        assert drop["2", mode, "X[t-1]"] > 0.7
-
-
-def test_decodability_drop_accepts_arrays_and_a_custom_probe():
-    model, ds = _planted(n_seq=30, n_steps=10)
-    lagged = np.zeros((30, 10, 1))
-    lagged[:, 1:, 0] = ds.inputs[:, :-1, 0]
-
-    def probe(states, targets, groups):
-        return pd.DataFrame({"unit": "all", "target": targets.columns, "r2": states.shape[1]})
-
-    table = decodability_drop(model, ds.inputs, lagged, ["K[t-1]"], [[0, 1]], step=5, probe=probe)
-    assert table.r2_base.tolist() == [2.0] and table.r2_drop.tolist() == [0.0]
-    with pytest.raises(DataError, match="probe_targets of shape"):
-        decodability_drop(model, ds, lagged[:, :5], ["K[t-1]"], [0])
-    with pytest.raises(UnitprobeError, match="must be a non-empty list"):
-        decodability_drop(model, ds, lagged, ["K[t-1]"], [])
 
 
 def test_generic_ablation_partials_match_ablate():

@@ -9,6 +9,8 @@ from click.testing import CliRunner
 from unitprobe.cli import main
 from unitprobe.model.lstm import run
 from unitprobe.model.planted import planted_lstm
+from unitprobe.schemas import SCHEMAS
+from unitprobe.tables import Tables
 from unitprobe.tasks import generate, get_preset
 from unitprobe.views.figures import FIGURES
 
@@ -72,8 +74,7 @@ def test_hand_wired_roles_are_found_through_the_cli(analyzed):
     assert (live["decided_by"] == "receptive_field").all()
     assert (live["confidence"] > 0.8).all()
     assert roles.loc[4:, "evidence"].str.contains("constant activation").all()
-    ident = pd.read_csv(out / "identifiability.csv")
-    pairs = ident[ident["target_b"] != "VIF"]
+    pairs = pd.read_csv(out / "identifiability.csv")
     pair = pairs[(pairs["target_a"] == "K[t]") & (pairs["target_b"] == "K[t-1]")]
     assert len(pair) == 1 and not pair["separable"].iloc[0] and pair["r2"].iloc[0] > 0.99
     for role in ROLES[:4]:
@@ -82,29 +83,18 @@ def test_hand_wired_roles_are_found_through_the_cli(analyzed):
 
 
 @pytest.mark.slow
-def test_outputs_follow_the_design_schemas(analyzed):
+def test_outputs_follow_the_schemas(analyzed):
     out, _ = analyzed
-    schemas = {
-        "probes.csv": "layer unit state target r2 r2_std r2_control selectivity p_value partial_r2 "
-        "coef n_samples",
-        "ablation.csv": "layer units mode target mse mse_base delta_mse rel_delta",
-        "attribution.csv": "method target kind feature lag layer unit attribution "
-        "attribution_signed",
-        "identifiability.csv": "target_a target_b r2 separable",
-        "roles.csv": "layer unit role r2 selectivity delta_mse confidence decided_by evidence",
-    }
-    for name, names in schemas.items():
-        columns = names.split()
-        table = pd.read_csv(out / name)
-        assert table.columns.tolist()[: len(columns)] == columns, name
-        assert len(table) > 0
-    probes = pd.read_csv(out / "probes.csv")
-    assert set(probes["unit"].astype(str)) == {*map(str, range(6)), "all"}
-    assert set(pd.read_csv(out / "attribution.csv")["kind"]) == {
-        "input_lag",
-        "unit",
-        "unit_input_lag",
-    }
+    for name, schema in SCHEMAS.items():
+        table = pd.read_csv(out / f"{name}.csv")
+        assert table.columns.tolist() == list(schema.columns), name
+        assert len(table) > 0, name
+    tables = Tables.read(out)
+    assert sorted(tables) == sorted(SCHEMAS)
+    assert set(tables["probes"]["unit"]) == set(range(6))  # no population rows
+    assert set(tables["population_probes"]["target"]) == set(tables["probes"]["target"])
+    assert set(tables["vif"]["target"]) == set(tables["probes"]["target"])
+    assert set(tables["receptive_fields"]["unit"]) == set(range(6))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seed"] == 0 and summary["task"]["name"] == "seed"
     assert summary["model"] == {"n_inputs": 2, "n_units": 6, "n_outputs": 2, "n_layers": 1}

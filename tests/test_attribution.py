@@ -12,19 +12,18 @@ import torch
 from captum.attr import NeuronGradient, NeuronIntegratedGradients
 from torch import nn
 
+from unitprobe import schemas
+from unitprobe.config import AttributionConfig
 from unitprobe.errors import DataError, UnitprobeError
 from unitprobe.methods.attribution import (
-    COLUMNS,
-    _LayerStack,
-    _pairs,
-    attribution_table,
+    attribution_tables,
     input_lag_attribution,
     input_lag_per_sequence,
     receptive_fields,
     unit_attribution,
     unit_attribution_per_sequence,
-    unit_formula,
 )
+from unitprobe.methods.attribution._common import CaptumNetwork, pairs
 from unitprobe.model.lstm import ModelConfig, UnitLSTM, run
 from unitprobe.model.planted import planted_lstm
 
@@ -132,8 +131,8 @@ def test_input_lag_puts_mass_on_the_read_input_and_lag():
     model = planted_lstm(2, TAPS, readout=np.array([[0.0, 1.0, 0.0, 0.0, 0.0]]))
     x = normal_inputs(64, 12, 2)
     df = input_lag_attribution(model, x, NAMES, ["y"], max_lag=4, max_examples=64)
-    assert list(df.columns) == list(COLUMNS)
-    assert len(df) == 2 * 5 and set(df["kind"]) == {"input_lag"}
+    assert list(df.columns) == schemas.columns("input_lag")
+    assert len(df) == 2 * 5 and set(df["output"]) == {"y"}
     top = df.loc[df["attribution"].idxmax()]
     assert (top["feature"], top["lag"]) == ("K", 1)
     assert top["attribution"] / df["attribution"].sum() > 0.9
@@ -148,7 +147,7 @@ def test_input_lag_finds_a_lag_two_tap():
     for method in ("integrated_gradients", "saliency", "input_x_gradient"):
         df = input_lag_attribution(model, x, NAMES, ["y"], method=method, max_lag=3)
         top = df.loc[df["attribution"].idxmax()]
-        assert (top["feature"], top["lag"], top["target"]) == ("K", 2, "y"), method
+        assert (top["feature"], top["lag"], top["output"]) == ("K", 2, "y"), method
         assert top["attribution"] / df["attribution"].sum() > 0.99, method
 
 
@@ -180,8 +179,8 @@ def test_trained_model_attributes_to_the_delay_it_learned():
 def test_receptive_fields_name_each_planted_unit():
     model = planted_lstm(2, TAPS)
     rf = receptive_fields(model, normal_inputs(128, 12, 2), NAMES, max_lag=3)
-    assert list(rf.columns) == list(COLUMNS) and len(rf) == 5 * 2 * 4
-    assert set(rf["kind"]) == {"unit_input_lag"} and set(rf["target"]) == {"h"}
+    assert list(rf.columns) == schemas.columns("receptive_fields") and len(rf) == 5 * 2 * 4
+    assert set(rf["state"]) == {"h"} and set(rf["method"]) == {"gradient"}
     for unit, tap in enumerate(TAPS[:4]):
         field = rf[rf["unit"] == unit]
         top = field.loc[field["attribution"].idxmax()]
@@ -189,12 +188,9 @@ def test_receptive_fields_name_each_planted_unit():
         assert top["attribution_signed"] == pytest.approx(0.1, rel=0.1)  # the planted gain
         others = field.drop(index=top.name)
         assert others["attribution"].max() < 1e-6
-        assert unit_formula(rf, 0, unit) == f"{top['attribution_signed']:.3g}·{NAMES[tap[0]]}" + (
-            "[t]" if tap[1] == 0 else f"[t-{tap[1]}]"
-        )
+        assert others["attribution_signed"].abs().max() < 1e-6
     dead = rf[rf["unit"] == 4]
     assert (dead["attribution"] == 0).all() and (dead["attribution_signed"] == 0).all()
-    assert unit_formula(rf, 0, 4) == "0"
 
 
 def test_receptive_fields_separate_collinear_terms():
@@ -207,7 +203,7 @@ def test_receptive_fields_separate_collinear_terms():
     with torch.no_grad():
         h = run(model, x).numpy("h")
     assert np.corrcoef(h[:, late, 0].ravel(), h[:, late, 1].ravel())[0, 1] > 0.99
-    rf = receptive_fields(model, x, NAMES, max_lag=2, steps=list(range(8, 16)))
+    rf = receptive_fields(model, x, NAMES, max_lag=2, steps=list(range(8, 16)), max_sequences=256)
     for unit, lag in ((0, 0), (1, 1)):
         field = rf[(rf["unit"] == unit) & (rf["feature"] == "K")].set_index("lag")["attribution"]
         assert field.idxmax() == lag
@@ -268,38 +264,27 @@ def test_receptive_fields_average_each_lag_over_the_steps_where_it_exists():
     assert not np.allclose(both[~lag3]["attribution"], late[~lag3]["attribution"])
 
 
-def test_unit_formula_format():
-    rf = pd.DataFrame(
-        {
-            "method": "gradient",
-            "target": "h",
-            "kind": "unit_input_lag",
-            "feature": ["K", "K", "X", "X"],
-            "lag": [0, 1, 0, 1],
-            "layer": 0,
-            "unit": 3,
-            "attribution": [0.1, 0.0, 0.01, 0.004],
-            "attribution_signed": [0.098, 1e-7, 0.0, -0.004],
-        }
-    )
-    assert unit_formula(rf, 0, 3) == "0.098·K[t] - 0.004·X[t-1]"
-    assert unit_formula(rf, 0, 3, top=1) == "0.098·K[t]"
-    with pytest.raises(UnitprobeError, match="no receptive-field rows"):
-        unit_formula(rf, 0, 5)
-
-
 # --------------------------------------------------------------------------------------------
 # outputs <- units
 # --------------------------------------------------------------------------------------------
 
 
-def test_layer_stack_computes_the_fused_forward():
+def test_captum_network_computes_the_fused_forward():
     # the per-layer modules that Captum hooks share the model's weights and its function
     model = random_model(12, n_layers=3)
     x = torch.as_tensor(normal_inputs(5, 7, 3, seed=12))
+    net = CaptumNetwork(model)
     with torch.no_grad():
-        torch.testing.assert_close(_LayerStack(model)(x), model(x), atol=1e-6, rtol=0)
-        torch.testing.assert_close(_LayerStack(model)(x), run(model, x).outputs, atol=1e-6, rtol=0)
+        torch.testing.assert_close(net.sequence(x), model(x), atol=1e-6, rtol=0)
+        torch.testing.assert_close(net.sequence(x), run(model, x).outputs, atol=1e-6, rtol=0)
+        # each tap carries its layer's hidden states; forward reads one step per sequence
+        seen = []
+        handle = net.taps[1].register_forward_hook(lambda _m, _i, out: seen.append(out))
+        step = torch.tensor([0, 6, 3, 2, 5])
+        at_steps = net(x - 1.0, torch.ones_like(x), step)
+        handle.remove()
+        torch.testing.assert_close(seen[0], run(model, x).h[1], atol=1e-6, rtol=0)
+        torch.testing.assert_close(at_steps, model(x)[torch.arange(5), step], atol=1e-6, rtol=0)
 
 
 def test_unit_attribution_only_credits_the_units_the_readout_reads():
@@ -307,7 +292,9 @@ def test_unit_attribution_only_credits_the_units_the_readout_reads():
     model = planted_lstm(2, TAPS, readout=weights)
     x = normal_inputs(64, 10, 2, seed=8)
     df = unit_attribution(model, x, ["y"], max_examples=64)
-    assert list(df.columns) == list(COLUMNS) and len(df) == 5
+    assert list(df.columns) == schemas.columns("unit_attribution") and len(df) == 5
+    assert set(df["layer"]) == {0} and set(df["output"]) == {"y"}
+    assert df.attrs["baseline"] == "mean"  # AttributionConfig's baseline
     by_unit = df.set_index("unit")["attribution"]
     assert by_unit[[0, 3, 4]].max() < 1e-7
     assert by_unit[[1, 2]].min() > 0.05
@@ -353,34 +340,83 @@ def test_gradient_x_activation_is_h_times_readout_weight_on_the_last_layer():
 # --------------------------------------------------------------------------------------------
 
 
-def test_attribution_table_schema_and_dataset_duck_typing():
+def test_attribution_tables_schema_and_dataset_duck_typing():
     model = random_model(11, n_inputs=2, n_outputs=1)
     data = SimpleNamespace(inputs=normal_inputs(20, 6, 2), input_names=NAMES, output_names=["y"])
-    df = attribution_table(model, data, max_lag=2, max_examples=20, max_sequences=10, n_steps_ig=8)
-    assert list(df.columns) == list(COLUMNS)
-    counts = df["kind"].value_counts().to_dict()
-    assert counts == {"input_lag": 2 * 3, "unit": 2 * 6, "unit_input_lag": 2 * 6 * 2 * 3}
-    kinds = df["kind"]
-    assert kinds[kinds.ne(kinds.shift())].tolist() == ["input_lag", "unit", "unit_input_lag"]
-    assert str(df["lag"].dtype) == "Int64" and df.loc[df["kind"] == "unit", "lag"].isna().all()
-    assert df.loc[df["kind"] == "input_lag", "unit"].isna().all()
-    assert set(df["feature"].dropna()) == set(NAMES) and set(df["layer"].dropna()) == {0, 1}
-    assert df.attrs["convergence_delta_max"] < 1e-4
-    again = attribution_table(
-        model, data, max_lag=2, max_examples=20, max_sequences=10, n_steps_ig=8
+    config = AttributionConfig(max_examples=20, max_sequences=10, n_steps_ig=8)
+    tables = attribution_tables(model, data, config=config)
+    assert list(tables) == ["input_lag", "unit_attribution", "receptive_fields"]
+    for name, df in tables.items():  # exactly the schema's columns, in order, with its dtypes
+        schema = schemas.SCHEMAS[name]
+        assert list(df.columns) == list(schema.columns), name
+        assert [str(df[c].dtype) for c in df.columns] == [
+            "object" if d == "string" else d for _, d in schema.dtypes
+        ], name
+        pd.testing.assert_frame_equal(df, schema.coerce(df))
+    n_lags = 6  # max_lag defaults to min(10, n_steps - 1) == 5
+    assert len(tables["input_lag"]) == 2 * n_lags
+    assert len(tables["unit_attribution"]) == 2 * 6
+    assert len(tables["receptive_fields"]) == 2 * 6 * 2 * n_lags
+    for name in ("input_lag", "receptive_fields"):
+        assert set(tables[name]["feature"]) == set(NAMES)
+        assert set(tables[name]["lag"]) == set(range(n_lags))
+    for name in ("unit_attribution", "receptive_fields"):
+        assert set(tables[name]["layer"]) == {0, 1}
+    assert set(tables["input_lag"]["output"]) == set(tables["unit_attribution"]["output"]) == {"y"}
+    assert set(tables["receptive_fields"]["state"]) == {"h"}
+    for name in ("input_lag", "unit_attribution"):
+        assert tables[name].attrs["convergence_delta_max"] < 1e-4
+        assert 0 <= tables[name].attrs["convergence_delta_mean"]
+        assert (
+            tables[name].attrs["convergence_delta_mean"]
+            <= (tables[name].attrs["convergence_delta_max"])
+        )
+    again = attribution_tables(model, data, config=config)
+    for name, df in tables.items():
+        pd.testing.assert_frame_equal(df, again[name])
+    # the same numbers as the functions called on their own with the config's settings
+    alone = unit_attribution(
+        model, data, layer=0, n_steps_ig=8, max_examples=20, baseline=config.baseline
     )
-    pd.testing.assert_frame_equal(df, again)
+    units = tables["unit_attribution"]
+    pd.testing.assert_frame_equal(units[units["layer"] == 0].reset_index(drop=True), alone)
+    fields = receptive_fields(model, data, layer=1, max_sequences=10, baseline=config.baseline)
+    rf = tables["receptive_fields"]
+    pd.testing.assert_frame_equal(rf[rf["layer"] == 1].reset_index(drop=True), fields)
+    pd.testing.assert_frame_equal(
+        tables["input_lag"],
+        input_lag_attribution(model, data, n_steps_ig=8, max_examples=20),
+    )
+
+
+def test_attribution_tables_follow_the_config_methods():
+    model = random_model(13, n_layers=1, n_inputs=2, n_outputs=2)
+    x = normal_inputs(12, 5, 2, seed=13)
+    config = AttributionConfig(
+        methods=("saliency", "input_x_gradient"),
+        unit_methods=("layer_gradient_x_activation",),
+        field_methods=(),
+        n_steps_ig=4,
+        max_examples=12,
+    )
+    tables = attribution_tables(model, x, config=config)
+    assert tables["input_lag"]["method"].unique().tolist() == ["saliency", "input_x_gradient"]
+    assert set(tables["unit_attribution"]["method"]) == {"layer_gradient_x_activation"}
+    assert tables["input_lag"].attrs["convergence_delta_max"] is None  # no integrated method
+    empty = tables["receptive_fields"]
+    assert empty.empty and list(empty.columns) == schemas.columns("receptive_fields")
+    pd.testing.assert_frame_equal(empty, schemas.SCHEMAS["receptive_fields"].empty())
 
 
 def test_pairs_are_distinct_and_balanced_over_steps():
     steps = np.array([5, 6, 7, 8])
-    seq, step = _pairs(10, steps, 25, seed=0)
+    seq, step = pairs(10, steps, 25, seed=0)
     assert len(set(zip(seq.tolist(), step.tolist(), strict=True))) == 25
     assert np.bincount(step - 5).tolist() == [7, 6, 6, 6]
     assert np.bincount(seq).max() - np.bincount(seq).min() <= 1  # sequences used evenly
-    seq, step = _pairs(10, steps, 8, seed=0)
+    seq, step = pairs(10, steps, 8, seed=0)
     assert len(set(seq.tolist())) == 8  # under the sequence count: no sequence twice
-    seq, step = _pairs(3, steps, None, seed=0)
+    seq, step = pairs(3, steps, None, seed=0)
     assert len(set(zip(seq.tolist(), step.tolist(), strict=True))) == 12  # every pair
 
 

@@ -16,6 +16,7 @@ import os
 import pickle
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from unitprobe import cli
 from unitprobe.cli import main
 from unitprobe.model.checkpoint import save
 from unitprobe.model.planted import planted_lstm
@@ -479,13 +479,16 @@ def test_unsafe_load_really_runs_the_pickled_code(workspace):
 
 
 def test_cli_choices_match_the_library():
-    from unitprobe.methods.ablation import MODES
-    from unitprobe.methods.attribution import INPUT_METHODS
-    from unitprobe.pipeline.analyze import ABLATION_MODES, ATTRIBUTION_METHODS
+    from unitprobe.cli import ablate, analyze, attribute
+    from unitprobe.config import AblationConfig, AttributionConfig
+    from unitprobe.schemas import ABLATION_MODES, ATTRIBUTION_METHODS
 
-    assert cli.ABLATION_MODES == ABLATION_MODES == tuple(MODES)
-    assert cli.ATTRIBUTION_METHODS == ATTRIBUTION_METHODS
-    assert set(cli.ATTRIBUTION_METHODS) == set(INPUT_METHODS)
+    # the CLI takes its vocabularies from unitprobe.schemas (the one source), not a copy
+    assert ablate.ABLATION_MODES is analyze.ABLATION_MODES is ABLATION_MODES
+    assert attribute.ATTRIBUTION_METHODS is analyze.ATTRIBUTION_METHODS is ATTRIBUTION_METHODS
+    # ... and the library accepts every one of them
+    assert AblationConfig(modes=ABLATION_MODES).modes == ABLATION_MODES
+    assert AttributionConfig(methods=ATTRIBUTION_METHODS).methods == ATTRIBUTION_METHODS
 
 
 def test_divergent_training_stops_with_the_epoch_and_writes_no_checkpoint(workspace):
@@ -525,7 +528,7 @@ def test_proc_is_not_writable_even_for_root():
     from unitprobe.errors import UnitprobeError
 
     with pytest.raises(UnitprobeError, match="is not writable"):
-        check_output_file(cli.Path("/proc/unitprobe.csv"), overwrite=False)
+        check_output_file(Path("/proc/unitprobe.csv"), overwrite=False)
 
 
 @pytest.mark.slow

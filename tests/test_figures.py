@@ -1,5 +1,6 @@
-"""Tests of unitprobe.views.figures: every figure is drawn from a small hand-made table in the
-DESIGN.md schema and its data, labels and layout are read back from the matplotlib objects."""
+"""Tests of unitprobe.views: every figure is drawn from a small hand-made table in its
+unitprobe.schemas shape and its data, labels and layout are read back from the matplotlib
+objects; render_all and the report work from an in-memory Tables."""
 
 from __future__ import annotations
 
@@ -17,19 +18,37 @@ from matplotlib.text import Text
 
 from unitprobe import figures as F
 from unitprobe.errors import DataError
+from unitprobe.schemas import SCHEMAS
+from unitprobe.tables import Tables
+from unitprobe.views.report import write_report
 
 TARGETS = ["K[t]", "X[t-1]"]
+ROWS = ["0", "1", "2", "population"]
 
 # ---------------------------------------------------------------------------------------------
 # hand-made tables
 # ---------------------------------------------------------------------------------------------
 
+_DEFAULTS = {"float64": np.nan, "string": None, "bool": False, "int64": 0, "Int64": pd.NA}
+
+
+def _table(name: str, rows) -> pd.DataFrame:
+    """Table ``name`` from records holding some of its columns; the rest take a neutral value."""
+    df = pd.DataFrame(list(rows))
+    for column, dtype in SCHEMAS[name].dtypes:
+        if column not in df:
+            df[column] = _DEFAULTS[dtype]
+    return SCHEMAS[name].coerce(df)
+
+
+_PROBE_R2 = {0: (0.93, 0.12), 1: (0.20, 0.88), 2: (-0.05, 0.31)}
+_POPULATION_R2 = (0.97, 0.95)
+
 
 @pytest.fixture
 def probes() -> pd.DataFrame:
     rows = []
-    r2 = {0: (0.93, 0.12), 1: (0.20, 0.88), 2: (-0.05, 0.31), "all": (0.97, 0.95)}
-    for unit, values in r2.items():
+    for unit, values in _PROBE_R2.items():
         for j, target in enumerate(TARGETS):
             for state, shift in (("h", 0.0), ("c", 0.01)):
                 rows.append(
@@ -48,7 +67,27 @@ def probes() -> pd.DataFrame:
                         "n_samples": 100,
                     }
                 )
-    return pd.DataFrame(rows)
+    return _table("probes", rows)
+
+
+@pytest.fixture
+def population() -> pd.DataFrame:
+    rows = []
+    for j, target in enumerate(TARGETS):
+        for state, shift in (("h", 0.0), ("c", 0.01)):
+            rows.append(
+                {
+                    "layer": 0,
+                    "state": state,
+                    "target": target,
+                    "r2": _POPULATION_R2[j] + shift,
+                    "r2_std": 0.01,
+                    "r2_control": 0.52,
+                    "selectivity": _POPULATION_R2[j] + shift - 0.52,
+                    "n_samples": 100,
+                }
+            )
+    return _table("population_probes", rows)
 
 
 @pytest.fixture
@@ -56,155 +95,133 @@ def ablation() -> pd.DataFrame:
     rows = []
     for m, mode in enumerate(("zero", "mean", "resample")):
         for u, units in enumerate(["0+2", 1, "0", "2"]):  # groups before singles, mixed types
-            for t, target in enumerate(("all", "K", "X")):
+            for t, output in enumerate(("all", "K", "X")):
                 delta = 0.01 * (m + 1) * (u - 1.5) + 0.001 * t
                 rows.append(
                     {
                         "layer": 0,
                         "units": units,
                         "mode": mode,
-                        "target": target,
+                        "output": output,
                         "mse": 0.1 + delta,
                         "mse_base": 0.1,
                         "delta_mse": delta,
                         "rel_delta": delta / 0.1,
                     }
                 )
-    return pd.DataFrame(rows)
+    return _table("ablation", rows)
 
 
-def _attr_row(**kw) -> dict:
-    base = {
-        "method": "integrated_gradients",
-        "target": np.nan,
-        "kind": np.nan,
-        "feature": np.nan,
-        "lag": np.nan,
-        "layer": np.nan,
-        "unit": np.nan,
-        "attribution": np.nan,
-        "attribution_signed": np.nan,
-    }
-    return base | kw
+METHOD = "integrated_gradients"
 
 
 @pytest.fixture
-def attribution() -> pd.DataFrame:
+def input_lag() -> pd.DataFrame:
     rows = []
     for o, output in enumerate(("K", "X")):
         for f, feature in enumerate(("K", "X")):
             for lag in range(3):
                 a = 1.0 / (1 + lag) + 0.1 * f + 0.01 * o
                 rows.append(
-                    _attr_row(
-                        target=output,
-                        kind="input_lag",
-                        feature=feature,
-                        lag=lag,
-                        attribution=a,
-                        attribution_signed=-a,
-                    )
+                    {
+                        "method": METHOD,
+                        "output": output,
+                        "feature": feature,
+                        "lag": lag,
+                        "attribution": a,
+                        "attribution_signed": -a,
+                    }
                 )
+    return _table("input_lag", rows)
+
+
+@pytest.fixture
+def unit_attribution() -> pd.DataFrame:
+    rows = []
+    for o, output in enumerate(("K", "X")):
         for unit in range(3):
             a = 0.1 * (unit + 1) + 0.05 * o
             rows.append(
-                _attr_row(
-                    target=output,
-                    kind="unit",
-                    layer=0,
-                    unit=unit,
-                    attribution=a,
-                    attribution_signed=a,
-                )
+                {
+                    "method": "layer_integrated_gradients",
+                    "output": output,
+                    "layer": 0,
+                    "unit": unit,
+                    "attribution": a,
+                    "attribution_signed": a,
+                }
             )
+    return _table("unit_attribution", rows)
+
+
+@pytest.fixture
+def receptive_fields() -> pd.DataFrame:
+    rows = []
     for unit in range(3):
         for f, feature in enumerate(("K", "X")):
             for lag in range(3):
                 s = (unit - 1) * 0.5 + 0.1 * lag - 0.2 * f
                 rows.append(
-                    _attr_row(
-                        target="h",
-                        kind="unit_input_lag",
-                        feature=feature,
-                        lag=lag,
-                        layer=0,
-                        unit=unit,
-                        attribution=abs(s),
-                        attribution_signed=s,
-                    )
+                    {
+                        "method": "gradient",
+                        "state": "h",
+                        "layer": 0,
+                        "unit": unit,
+                        "feature": feature,
+                        "lag": lag,
+                        "attribution": abs(s),
+                        "attribution_signed": s,
+                    }
                 )
-    return pd.DataFrame(rows)
+    return _table("receptive_fields", rows)
 
 
 @pytest.fixture
 def identifiability() -> pd.DataFrame:
-    return pd.DataFrame(
+    return _table(
+        "identifiability",
         [
-            {
-                "target_a": "K[t]",
-                "target_b": "X[t]",
-                "r2": 0.995,
-                "separable": False,
-                "vif": np.nan,
-            },
-            {
-                "target_a": "K[t]",
-                "target_b": "X[t-1]",
-                "r2": 0.40,
-                "separable": True,
-                "vif": np.nan,
-            },
-            {
-                "target_a": "X[t]",
-                "target_b": "X[t-1]",
-                "r2": 0.60,
-                "separable": True,
-                "vif": np.nan,
-            },
-            {
-                "target_a": "K[t]",
-                "target_b": "VIF",
-                "r2": np.nan,
-                "separable": np.nan,
-                "vif": 210.0,
-            },
-            {
-                "target_a": "X[t]",
-                "target_b": "VIF",
-                "r2": np.nan,
-                "separable": np.nan,
-                "vif": 199.5,
-            },
-            {
-                "target_a": "X[t-1]",
-                "target_b": "VIF",
-                "r2": np.nan,
-                "separable": np.nan,
-                "vif": 1.7,
-            },
-        ]
+            {"target_a": "K[t]", "target_b": "X[t]", "r2": 0.995, "separable": False},
+            {"target_a": "K[t]", "target_b": "X[t-1]", "r2": 0.40, "separable": True},
+            {"target_a": "X[t]", "target_b": "X[t-1]", "r2": 0.60, "separable": True},
+        ],
+    )
+
+
+@pytest.fixture
+def vif() -> pd.DataFrame:
+    return _table(
+        "vif",
+        [
+            {"target": "K[t]", "vif": 210.0, "r2": 0.995, "separable": False},
+            {"target": "X[t]", "vif": 199.5, "r2": 0.995, "separable": False},
+            {"target": "X[t-1]", "vif": 1.7, "r2": 0.41, "separable": True},
+        ],
     )
 
 
 @pytest.fixture
 def roles() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "layer": [0, 0, 0, 0],
-            "unit": [2, 0, 1, 3],  # out of order on purpose
-            "role": ["K[t]", "X[t-1]", "none", "K[t]"],
-            "r2": [0.9, 0.95, 0.1, 0.8],
-            "selectivity": [0.4, 0.5, 0.0, 0.3],
-            "delta_mse": [0.02, 0.05, 0.001, 0.01],
-            "confidence": [0.7, 0.9, 0.05, 0.6],
-            "decided_by": ["probe", "receptive_field", "ablation", "probe"],
-            "evidence": [
-                "probe R² 0.90",
-                "receptive field peaks at X lag 1 and the ablation of this unit hurts output X",
-                "no target explains it",
-                "probe R² 0.80",
-            ],
-        }
+    return _table(
+        "roles",
+        pd.DataFrame(
+            {
+                "layer": [0, 0, 0, 0],
+                "unit": [2, 0, 1, 3],  # out of order on purpose
+                "role": ["K[t]", "X[t-1]", "none", "K[t]"],
+                "r2": [0.9, 0.95, 0.1, 0.8],
+                "selectivity": [0.4, 0.5, 0.0, 0.3],
+                "delta_mse": [0.02, 0.05, 0.001, 0.01],
+                "confidence": [0.7, 0.9, 0.05, 0.6],
+                "decided_by": ["probe", "receptive_field", "ablation", "probe"],
+                "evidence": [
+                    "probe R² 0.90",
+                    "receptive field peaks at X lag 1 and the ablation of this unit hurts output X",
+                    "no target explains it",
+                    "probe R² 0.80",
+                ],
+            }
+        ).to_dict("records"),
     )
 
 
@@ -227,7 +244,7 @@ def traces() -> pd.DataFrame:
                         "target_value": z if role != "none" else np.nan,
                     }
                 )
-    return pd.DataFrame(rows)
+    return _table("traces", rows)
 
 
 @pytest.fixture
@@ -312,27 +329,32 @@ def _assert_layout(fig: Figure) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_probe_heatmap_matrix_annotations_and_labels(probes):
-    fig = F.plot_probe_heatmap(probes, state="h", layer=0)
+def _expected_probe(probes, population, value, state="h"):
+    """``value`` as units (then the population) x targets, from the hand-made tables."""
+    units = probes[probes["state"] == state]
+    frame = units.assign(row=units["unit"].astype(str)).pivot(
+        index="row", columns="target", values=value
+    )
+    if population is not None:
+        pop = population[population["state"] == state].assign(row="population")
+        frame = pd.concat([frame, pop.pivot(index="row", columns="target", values=value)])
+    return frame.loc[:, TARGETS]
+
+
+def test_probe_heatmap_matrix_annotations_and_labels(probes, population):
+    fig = F.plot_probe_heatmap(probes, population, state="h", layer=0)
     assert isinstance(fig, Figure)
     (ax,) = _panels(fig)
-    h = probes[probes["state"] == "h"]
-    expected = (
-        h.assign(unit=h["unit"].astype(str)).pivot(index="unit", columns="target", values="r2")
-    ).loc[["0", "1", "2", "all"], TARGETS]
+    expected = _expected_probe(probes, population, "r2").loc[ROWS]
     np.testing.assert_allclose(_matrix(ax, (4, 2)), expected.to_numpy())
     assert _ticks(ax.get_yticklabels()) == ["0", "1", "2", "population"]
     assert _ticks(ax.get_xticklabels()) == TARGETS
     # cell (unit 0, K[t]) reads r2 over signed selectivity
     texts = [t.get_text() for t in ax.texts]
     assert texts[0] == "0.93\n+0.41"
-    sel = h.assign(unit=h["unit"].astype(str)).pivot(
-        index="unit", columns="target", values="selectivity"
-    )
+    sel = _expected_probe(probes, population, "selectivity")
     assert texts == [
-        f"{expected.loc[u, t]:.2f}\n{sel.loc[u, t]:+.2f}"
-        for u in ["0", "1", "2", "all"]
-        for t in TARGETS
+        f"{expected.loc[u, t]:.2f}\n{sel.loc[u, t]:+.2f}" for u in ROWS for t in TARGETS
     ]
     # the population row is separated by a horizontal line at y = 3 (after 3 units)
     assert any(np.allclose(line.get_ydata(), 3) for line in ax.lines)
@@ -343,18 +365,30 @@ def test_probe_heatmap_matrix_annotations_and_labels(probes):
     assert _mesh(ax).norm.vmin == 0 and _mesh(ax).norm.vmax == 1
 
 
-def test_probe_heatmap_reads_csv_with_mixed_unit_column(probes, tmp_path):
-    probes.to_csv(tmp_path / "probes.csv", index=False)
-    back = pd.read_csv(tmp_path / "probes.csv")  # 'unit' comes back as strings
-    fig_a = F.plot_probe_heatmap(back, state="c")
-    fig_b = F.plot_probe_heatmap(probes, state="c")
+def test_probe_heatmap_without_population_shows_units_only(probes):
+    fig = F.plot_probe_heatmap(probes)
+    ax = fig.axes[0]
+    assert _ticks(ax.get_yticklabels()) == ["0", "1", "2"]
+    expected = _expected_probe(probes, None, "r2").loc[["0", "1", "2"]]
+    np.testing.assert_allclose(_matrix(ax, (3, 2)), expected.to_numpy())
+    assert not any(np.allclose(line.get_ydata(), 3) for line in ax.lines)
+
+
+def test_probe_heatmap_from_tables_read_back_from_csv(probes, population, tmp_path):
+    Tables({"probes": probes, "population_probes": population}).write(tmp_path)
+    back = Tables.read(tmp_path)  # dtypes restored from the schemas
+    fig_a = F.plot_probe_heatmap(back["probes"], back["population_probes"], state="c")
+    fig_b = F.plot_probe_heatmap(probes, population, state="c")
     np.testing.assert_allclose(_matrix(fig_a.axes[0], (4, 2)), _matrix(fig_b.axes[0], (4, 2)))
     assert _matrix(fig_a.axes[0], (4, 2))[0, 0] == pytest.approx(0.94)
 
 
-def test_probe_heatmap_all_layers_labels_rows_by_layer(probes):
+def test_probe_heatmap_all_layers_labels_rows_by_layer(probes, population):
     two = pd.concat([probes, probes.assign(layer=1, r2=probes["r2"] / 2)], ignore_index=True)
-    fig = F.plot_probe_heatmap(two, layer=None)
+    pop = pd.concat(
+        [population, population.assign(layer=1, r2=population["r2"] / 2)], ignore_index=True
+    )
+    fig = F.plot_probe_heatmap(two, pop, layer=None)
     ax = fig.axes[0]
     labels = _ticks(ax.get_yticklabels())
     assert labels == [
@@ -369,6 +403,7 @@ def test_probe_heatmap_all_layers_labels_rows_by_layer(probes):
     ]
     m = _matrix(ax, (8, 2))
     np.testing.assert_allclose(m[3:6], m[0:3] / 2)
+    np.testing.assert_allclose(m[7], m[6] / 2)
 
 
 def test_probe_heatmap_rejects_absent_state_and_layer(probes):
@@ -378,24 +413,30 @@ def test_probe_heatmap_rejects_absent_state_and_layer(probes):
         F.plot_probe_heatmap(probes, layer=3)
 
 
-def test_probe_heatmap_rejects_duplicate_cells(probes):
+def test_probe_heatmap_rejects_duplicate_cells(probes, population):
     dup = pd.concat([probes, probes.iloc[:1]], ignore_index=True)
     with pytest.raises(DataError, match="more than one row"):
         F.plot_probe_heatmap(dup)
+    dup_pop = pd.concat([population, population.iloc[:1]], ignore_index=True)
+    with pytest.raises(DataError, match="more than one row"):
+        F.plot_probe_heatmap(probes, dup_pop)
 
 
 def test_partial_r2_matrix(probes):
     fig = F.plot_partial_r2(probes)
     ax = fig.axes[0]
-    h = probes[probes["state"] == "h"]
-    expected = (
-        h.assign(unit=h["unit"].astype(str))
-        .pivot(index="unit", columns="target", values="partial_r2")
-        .loc[["0", "1", "2", "all"], TARGETS]
-    )
-    np.testing.assert_allclose(_matrix(ax, (4, 2)), expected.to_numpy())
+    expected = _expected_probe(probes, None, "partial_r2").loc[["0", "1", "2"]]
+    np.testing.assert_allclose(_matrix(ax, (3, 2)), expected.to_numpy())
     assert [t.get_text() for t in ax.texts][:2] == ["0.47", "0.06"]
     assert "Partial R²" in ax.get_title()
+
+
+def test_partial_r2_undefined_everywhere_says_why(probes):
+    undefined = probes.assign(partial_r2=np.nan, note="target explained by controls")
+    fig = F.plot_partial_r2(undefined)
+    text = _all_text(fig)
+    assert "partial R² undefined everywhere" in text
+    assert "linear combination of the others" in text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,7 +457,7 @@ def test_ablation_one_panel_per_mode_singles_first(ablation):
     assert _ticks(panels[0].get_xticklabels()) == ["K", "X", "all"]
     for ax, mode in zip(panels, ("zero", "mean", "resample"), strict=True):
         sub = ablation[ablation["mode"] == mode].assign(units=lambda d: d["units"].astype(str))
-        expected = sub.pivot(index="units", columns="target", values="delta_mse").loc[
+        expected = sub.pivot(index="units", columns="output", values="delta_mse").loc[
             rows, ["K", "X", "all"]
         ]
         np.testing.assert_allclose(_matrix(ax, (4, 3)), expected.to_numpy())
@@ -435,9 +476,9 @@ def test_ablation_single_mode_and_rel_delta(ablation):
     (ax,) = _panels(fig)
     sub = ablation[(ablation["mode"] == "mean") & (ablation["units"].astype(str) == "0")]
     np.testing.assert_allclose(
-        _matrix(ax, (4, 3))[0], sub.set_index("target").loc[["K", "X", "all"], "rel_delta"]
+        _matrix(ax, (4, 3))[0], sub.set_index("output").loc[["K", "X", "all"], "rel_delta"]
     )
-    assert ax.texts[0].get_text() == f"{sub.set_index('target').loc['K', 'rel_delta']:.3f}"
+    assert ax.texts[0].get_text() == f"{sub.set_index('output').loc['K', 'rel_delta']:.3f}"
     with pytest.raises(DataError, match="mode == 'drop'"):
         F.plot_ablation(ablation, mode="drop")
     with pytest.raises(DataError, match="value == 'mse'"):
@@ -449,13 +490,12 @@ def test_ablation_single_mode_and_rel_delta(ablation):
 # ---------------------------------------------------------------------------------------------
 
 
-def test_input_lag_one_panel_per_output(attribution):
-    fig = F.plot_input_lag(attribution)
+def test_input_lag_one_panel_per_output(input_lag):
+    fig = F.plot_input_lag(input_lag)
     panels = _panels(fig)
     assert [ax.get_title() for ax in panels] == ["output K", "output X"]
-    il = attribution[attribution["kind"] == "input_lag"]
     for ax, output in zip(panels, ("K", "X"), strict=True):
-        expected = il[il["target"] == output].pivot(
+        expected = input_lag[input_lag["output"] == output].pivot(
             index="feature", columns="lag", values="attribution"
         )
         np.testing.assert_allclose(
@@ -470,30 +510,33 @@ def test_input_lag_one_panel_per_output(attribution):
     assert _mesh(panels[0]).norm.vmin == 0
 
 
-def test_input_lag_rejects_unknown_method(attribution):
+def test_input_lag_rejects_unknown_method(input_lag):
     with pytest.raises(DataError, match=r"method == 'saliency'.*integrated_gradients"):
-        F.plot_input_lag(attribution, method="saliency")
+        F.plot_input_lag(input_lag, method="saliency")
+    with pytest.raises(DataError, match="value == 'mse'"):
+        F.plot_input_lag(input_lag, value="mse")
 
 
-def test_unit_attribution_bar_heights(attribution):
-    fig = F.plot_unit_attribution(attribution)
+def test_unit_attribution_bar_heights(unit_attribution):
+    fig = F.plot_unit_attribution(unit_attribution)
     (ax,) = _panels(fig)
-    ua = attribution[attribution["kind"] == "unit"]
+    ua = unit_attribution
     assert len(ax.containers) == 2  # one bar group per output
     for container, output in zip(ax.containers, ("K", "X"), strict=True):
         heights = [bar.get_height() for bar in container]
-        expected = ua[ua["target"] == output].sort_values("unit")["attribution"].to_numpy()
+        expected = ua[ua["output"] == output].sort_values("unit")["attribution"].to_numpy()
         np.testing.assert_allclose(heights, expected)
     assert _ticks(ax.get_xticklabels()) == ["0", "1", "2"]
     assert ax.get_ylabel() == "mean |attribution|" and ax.get_xlabel() == "unit"
     assert ax.get_legend().get_title().get_text() == "output"
     assert _ticks(ax.get_legend().get_texts()) == ["K", "X"]
+    assert "layer_integrated_gradients" in ax.get_title()
 
 
-def test_receptive_fields_signed_matrix(attribution):
-    fig = F.plot_receptive_fields(attribution)
+def test_receptive_fields_signed_matrix(receptive_fields):
+    fig = F.plot_receptive_fields(receptive_fields)
     ax = [a for a in _panels(fig) if a.collections][0]
-    rf = attribution[attribution["kind"] == "unit_input_lag"]
+    rf = receptive_fields
     expected = rf.pivot(index="unit", columns=["feature", "lag"], values="attribution_signed")
     expected = expected.loc[[0, 1, 2], [(f, lag) for f in ("K", "X") for lag in range(3)]]
     np.testing.assert_allclose(_matrix(ax, (3, 6)), expected.to_numpy())
@@ -506,10 +549,24 @@ def test_receptive_fields_signed_matrix(attribution):
     assert any(np.allclose(line.get_xdata(), 3) for line in ax.lines)  # feature separator
 
 
-def test_attribution_figures_skip_when_kind_absent(attribution):
-    only_lag = attribution[attribution["kind"] == "input_lag"]
-    with pytest.raises(DataError, match="kind == 'unit_input_lag'"):
-        F.plot_receptive_fields(only_lag)
+def test_receptive_fields_state_choice(receptive_fields):
+    both = pd.concat(
+        [receptive_fields.assign(state="c", attribution_signed=7.0), receptive_fields],
+        ignore_index=True,
+    )
+    h = F.plot_receptive_fields(both)  # h preferred even though c comes first
+    assert np.nanmax(_matrix(h.axes[0], (3, 6))) < 7.0
+    c = F.plot_receptive_fields(both, state="c")
+    np.testing.assert_allclose(_matrix(c.axes[0], (3, 6)), 7.0)
+    with pytest.raises(DataError, match=r"state == 'x'.*available: \['c', 'h'\]"):
+        F.plot_receptive_fields(both, state="x")
+
+
+def test_attribution_figures_skip_when_table_empty():
+    with pytest.raises(DataError, match="receptive_fields table has no rows"):
+        F.plot_receptive_fields(SCHEMAS["receptive_fields"].empty())
+    with pytest.raises(DataError, match="input_lag table has no rows"):
+        F.plot_input_lag(SCHEMAS["input_lag"].empty())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -551,8 +608,8 @@ def test_role_traces_sequence_and_max_units(traces):
         F.plot_role_traces(traces, sequence=7)
 
 
-def test_identifiability_matrix_hatching_and_vif(identifiability):
-    fig = F.plot_identifiability(identifiability)
+def test_identifiability_matrix_hatching_and_vif(identifiability, vif):
+    fig = F.plot_identifiability(identifiability, vif)
     ax = [a for a in _panels(fig) if a.collections][0]
     m = _matrix(ax, (3, 3))
     expected = np.array([[1.0, 0.995, 0.40], [0.995, 1.0, 0.60], [0.40, 0.60, 1.0]])
@@ -565,20 +622,27 @@ def test_identifiability_matrix_hatching_and_vif(identifiability):
         "X[t-1]  (VIF 1.7)",
     ]
     assert "not separable by a probe" in _ticks(fig.legends[0].get_texts())[0]
-    fig2 = F.plot_identifiability(identifiability, threshold=0.95)
+    fig2 = F.plot_identifiability(identifiability, vif, threshold=0.95)
     assert _ticks(fig2.legends[0].get_texts()) == ["r² ≥ 0.95: not separable by a probe"]
-    fig3 = F.plot_identifiability(identifiability.assign(threshold=0.99))
+    fig3 = F.plot_identifiability(identifiability.assign(threshold=0.99), vif)
     assert _ticks(fig3.legends[0].get_texts()) == ["r² ≥ 0.99: not separable by a probe"]
 
 
-def test_identifiability_vif_in_r2_column_and_string_bools(identifiability):
-    alt = identifiability.drop(columns="vif")
-    alt.loc[alt["target_b"] == "VIF", "r2"] = [5.0, 6.0, 7.0]
-    alt["separable"] = alt["separable"].map({True: "True", False: "False"})
-    fig = F.plot_identifiability(alt)
+def test_identifiability_from_csv_and_without_vif(identifiability, vif, tmp_path):
+    # tables read back from CSV text get their dtypes (bool separable) from the schemas
+    Tables({"identifiability": identifiability, "vif": vif.assign(vif=[5.0, 6.0, 7.0])}).write(
+        tmp_path
+    )
+    back = Tables.read(tmp_path)
+    assert back["identifiability"]["separable"].dtype == bool
+    fig = F.plot_identifiability(back["identifiability"], back["vif"])
     ax = fig.axes[0]
     assert _ticks(ax.get_yticklabels())[0] == "K[t]  (VIF 5.0)"
     assert len([p for p in ax.patches if p.get_hatch()]) == 2
+    bare = F.plot_identifiability(identifiability)
+    assert _ticks(bare.axes[0].get_yticklabels()) == ["K[t]", "X[t]", "X[t-1]"]
+    with pytest.raises(DataError, match="vif table is missing columns vif"):
+        F.plot_identifiability(identifiability, vif.drop(columns="vif"))
 
 
 def test_roles_bars_colours_and_text(roles):
@@ -660,9 +724,9 @@ FIGURE_CASES = [
     (F.plot_probe_heatmap, "probes", "r2"),
     (F.plot_partial_r2, "probes", "partial_r2"),
     (F.plot_ablation, "ablation", "delta_mse"),
-    (F.plot_input_lag, "attribution", "lag"),
-    (F.plot_unit_attribution, "attribution", "unit"),
-    (F.plot_receptive_fields, "attribution", "attribution_signed"),
+    (F.plot_input_lag, "input_lag", "lag"),
+    (F.plot_unit_attribution, "unit_attribution", "unit"),
+    (F.plot_receptive_fields, "receptive_fields", "attribution_signed"),
     (F.plot_identifiability, "identifiability", "separable"),
     (F.plot_roles, "roles", "evidence"),
     (F.plot_role_traces, "traces", "target_value"),
@@ -681,7 +745,7 @@ def test_every_figure_layout_and_missing_column(function, table, column, request
     assert isinstance(fig, Figure)
     assert fig.get_layout_engine() is not None
     _assert_layout(fig)
-    with pytest.raises(DataError, match=re.escape(f"missing column(s) '{column}'")):
+    with pytest.raises(DataError, match=re.escape(f"{table} table is missing columns {column}")):
         function(df.drop(columns=column))
 
 
@@ -692,7 +756,7 @@ def test_figures_are_deterministic(probes, tmp_path):
         assert pa.read_bytes() == pb.read_bytes()
 
 
-def test_layout_holds_for_many_units_and_long_names(probes):
+def test_layout_holds_for_many_units_and_long_names():
     wide = []
     for u in range(48):
         for t in ("K[t-1] + 2*X[t]", "X[t-2]", "K[t]"):
@@ -707,7 +771,7 @@ def test_layout_holds_for_many_units_and_long_names(probes):
                     "partial_r2": 0.1,
                 }
             )
-    fig = F.plot_probe_heatmap(pd.DataFrame(wide))
+    fig = F.plot_probe_heatmap(_table("probes", wide))
     _assert_layout(fig)
     assert not fig.axes[0].texts  # too many rows to annotate
 
@@ -736,72 +800,146 @@ def test_save_figure_png_pdf_fonts_and_close(probes, tmp_path):
         F.save_figure(F.plot_probe_heatmap(probes), tmp_path / "x", formats=("jpg",))
 
 
-def _write_results(tmp_path, probes, ablation, attribution, identifiability, roles, traces):
-    for name, df in {
-        "probes": probes,
-        "ablation": ablation,
-        "attribution": attribution,
-        "identifiability": identifiability,
-        "roles": roles,
-        "traces": traces,
-    }.items():
-        df.to_csv(tmp_path / f"{name}.csv", index=False)
+@pytest.fixture
+def tables(
+    probes,
+    population,
+    ablation,
+    input_lag,
+    unit_attribution,
+    receptive_fields,
+    identifiability,
+    vif,
+    roles,
+    traces,
+) -> Tables:
+    return Tables(
+        {
+            "probes": probes,
+            "population_probes": population,
+            "identifiability": identifiability,
+            "vif": vif,
+            "ablation": ablation,
+            "input_lag": input_lag,
+            "unit_attribution": unit_attribution,
+            "receptive_fields": receptive_fields,
+            "roles": roles,
+            "traces": traces,
+        }
+    )
 
 
-def test_render_all_writes_every_figure(
-    tmp_path, probes, ablation, attribution, identifiability, roles, traces
-):
-    _write_results(tmp_path, probes, ablation, attribution, identifiability, roles, traces)
-    paths = F.render_all(tmp_path, formats=("png",))
-    names = [
-        "probe_r2",
-        "probe_partial_r2",
-        "ablation",
-        "input_lag",
-        "unit_attribution",
-        "receptive_fields",
-        "identifiability",
-        "roles",
-        "role_traces",
-    ]
-    assert paths == [tmp_path / "figures" / f"{n}.png" for n in names]
+ALL_FIGURES = [
+    "probe_r2",
+    "probe_partial_r2",
+    "ablation",
+    "input_lag",
+    "unit_attribution",
+    "receptive_fields",
+    "identifiability",
+    "roles",
+    "role_traces",
+]
+
+
+def test_render_all_writes_every_figure(tmp_path, tables):
+    paths = F.render_all(tables, tmp_path / "figures", formats=("png",))
+    assert paths == [tmp_path / "figures" / f"{n}.png" for n in ALL_FIGURES]
     assert all(p.stat().st_size > 1000 for p in paths)
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == sorted(p.name for p in paths)
+    assert not list(tmp_path.glob("*.csv"))  # drawn from memory, nothing written but figures
 
 
-def test_render_all_optional_and_required_tables(tmp_path, probes, roles, attribution):
-    probes.to_csv(tmp_path / "probes.csv", index=False)
-    roles.to_csv(tmp_path / "roles.csv", index=False)
-    attribution[attribution["kind"] != "unit_input_lag"].to_csv(
-        tmp_path / "attribution.csv", index=False
+def test_render_all_optional_and_required_tables(
+    tmp_path, probes, roles, input_lag, unit_attribution
+):
+    tables = Tables(
+        {
+            "probes": probes,
+            "roles": roles,
+            "input_lag": input_lag,
+            "unit_attribution": unit_attribution,
+            "receptive_fields": SCHEMAS["receptive_fields"].empty(),  # skipped: no rows
+        }
     )
     out = tmp_path / "elsewhere"
-    paths = F.render_all(tmp_path, out_dir=out, formats=("pdf",))
+    paths = F.render_all(tables, out, formats=("pdf",))
     stems = sorted({p.stem for p in paths})
     assert stems == sorted(
         ["probe_r2", "probe_partial_r2", "input_lag", "unit_attribution", "roles"]
     )
     assert len(paths) == 5 and all(p.parent == out and p.suffix == ".pdf" for p in paths)
-    (tmp_path / "probes.csv").unlink()
-    with pytest.raises(DataError, match=r"has no probes.csv; run `unitprobe analyze` first"):
-        F.render_all(tmp_path)
-    with pytest.raises(DataError, match="does not exist"):
-        F.render_all(tmp_path / "nope")
+    plain = {"probes": probes, "roles": roles}  # a plain mapping is turned into Tables
+    assert [p.stem for p in F.render_all(plain, out, formats=("png",))] == [
+        "probe_r2",
+        "probe_partial_r2",
+        "roles",
+    ]
+    with pytest.raises(DataError, match=r"no probes table; run `unitprobe analyze` first"):
+        F.render_all(Tables({"roles": roles}), out)
+    with pytest.raises(DataError, match=r"no roles table; run `unitprobe analyze` first"):
+        F.render_all(Tables({"probes": probes}), out)
+    with pytest.raises(DataError, match="formats =="):
+        F.render_all(tables, out, formats=("gif",))
 
 
-def test_render_all_names_file_and_column_on_bad_table(tmp_path, probes, roles):
-    probes.drop(columns="selectivity").to_csv(tmp_path / "probes.csv", index=False)
-    roles.to_csv(tmp_path / "roles.csv", index=False)
+def test_render_all_names_figure_and_table_on_bad_table(tmp_path, probes, roles):
+    dup = pd.concat([probes, probes.iloc[:1]], ignore_index=True)
     with pytest.raises(
-        DataError, match=r"probes.csv: probes table is missing column\(s\) 'selectivity'"
+        DataError, match=r"probe_r2 figure \(probes table\): probes table has more than one row"
     ):
-        F.render_all(tmp_path)
+        F.render_all(Tables({"probes": dup, "roles": roles}), tmp_path)
+    # a table without a schema column cannot even enter a Tables
+    with pytest.raises(DataError, match=r"probes table is missing columns.*selectivity"):
+        Tables({"probes": probes.drop(columns="selectivity"), "roles": roles})
+
+
+def test_report_from_tables_and_rendered_figures(tmp_path, tables, roles):
+    paths = F.render_all(tables, tmp_path / "figures", formats=("png", "pdf"))
+    summary = {"task": {"name": "fib", "inputs": ["K", "X"], "predict": ["K"]}, "seed": 3}
+    report = write_report(tmp_path, tables, summary, paths)
+    assert report == tmp_path / "report.html"
+    html = report.read_text(encoding="utf-8")
+    # every table is listed, the new ones included, though no CSV was written
+    for name in (
+        "probes",
+        "population_probes",
+        "identifiability",
+        "vif",
+        "ablation",
+        "input_lag",
+        "unit_attribution",
+        "receptive_fields",
+        "roles",
+        "traces",
+    ):
+        assert f"<a href='{name}.csv'>{name}.csv</a>" in html
+    assert "attribution.csv'" not in html.replace("unit_attribution.csv'", "")
+    # each PNG is embedded once, in registry order, with its caption; PDFs are not
+    ids = re.findall(r"<figure id='(\w+)'>", html)
+    assert ids == ALL_FIGURES
+    assert html.count("data:image/png;base64,") == len(ALL_FIGURES)
+    captions = {spec.name: spec.caption for spec in F.FIGURES}
+    assert f"<b>roles</b>: {captions['roles']}" in html.replace("&#x27;", "'")
+    # the roles table comes from memory
+    assert "receptive_field" in html and "Unit → role" in html
+    assert html.count("<tr><td>0</td><td>") == len(roles)
+    # a mapping of name -> PNG works too, and other files are ignored
+    pngs = {p.stem: p for p in paths if p.suffix == ".png"}
+    again = write_report(tmp_path, tables, summary, {"roles": pngs["roles"]})
+    assert re.findall(r"<figure id='(\w+)'>", again.read_text()) == ["roles"]
+    none = write_report(tmp_path, Tables({"roles": roles}), summary, [])
+    text = none.read_text()
+    assert "No figures were rendered." in text and "vif.csv" not in text
 
 
 def test_registry_entries():
     names = [spec.name for spec in F.FIGURES]
     assert len(set(names)) == len(names)
-    for name, function, table, caption in F.FIGURES:
+    assert names == ALL_FIGURES
+    for name, function, tables, caption in F.FIGURES:
         assert function.__name__ in F.__all__
-        assert table and name
+        assert tables and name
+        assert all(t in SCHEMAS for t in tables)
         assert caption[0].isupper() and caption.endswith(".")
         assert caption.count(". ") == 0  # one sentence

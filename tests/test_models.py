@@ -1,8 +1,17 @@
 import pytest
 import torch
+from torch import nn
 
 from unitprobe.errors import DataError, UnitprobeError
-from unitprobe.model.lstm import SITES, Intervention, ModelConfig, UnitLSTM, interventions, run
+from unitprobe.model.lstm import (
+    SITES,
+    Intervention,
+    ModelConfig,
+    UnitLSTM,
+    interventions,
+    lstm_cell,
+    run,
+)
 from unitprobe.model.planted import planted_lstm
 
 
@@ -30,6 +39,44 @@ def test_stepwise_run_equals_fused_lstm(n_layers, dtype):
     assert (trace.c[:, :, -1] - c_n).abs().max() < 1e-6
     for site in SITES:
         assert trace.sites[site].shape == (n_layers, 7, 15, 5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_lstm_cell_equals_torch_lstm_cell(dtype):
+    torch.manual_seed(2)
+    cell = nn.LSTMCell(3, 5).to(dtype)
+    gen = torch.Generator().manual_seed(3)
+    x, h, c = (torch.randn(8, n, generator=gen, dtype=dtype) for n in (3, 5, 5))
+    with torch.no_grad():
+        h_ref, c_ref = cell(x, (h, c))
+        out = lstm_cell(x, h, c, cell.weight_ih, cell.weight_hh, cell.bias_ih + cell.bias_hh)
+    assert (out.h - h_ref).abs().max() < 1e-6
+    assert (out.c - c_ref).abs().max() < 1e-6
+    assert out._fields == SITES[:4] + ("c", "h") and all(v.shape == (8, 5) for v in out)
+    gates = torch.cat([out.i, out.f, out.g, out.o], dim=1)
+    pre = x @ cell.weight_ih.T + h @ cell.weight_hh.T + cell.bias_ih + cell.bias_hh
+    expected = torch.cat([pre[:, :10].sigmoid(), pre[:, 10:15].tanh(), pre[:, 15:].sigmoid()], 1)
+    assert (gates - expected).abs().max() < 1e-6
+
+
+def test_lstm_cell_edits_feed_the_later_sites():
+    torch.manual_seed(4)
+    cell = nn.LSTMCell(2, 4)
+    x, h, c = torch.randn(3, 2), torch.randn(3, 4), torch.randn(3, 4)
+    seen = []
+
+    def edit(site, value):
+        seen.append(site)
+        return torch.zeros_like(value) if site == "i" else value
+
+    with torch.no_grad():
+        out = lstm_cell(
+            x, h, c, cell.weight_ih, cell.weight_hh, cell.bias_ih + cell.bias_hh, edit=edit
+        )
+    assert seen == ["i", "f", "g", "o", "c", "h"]
+    assert torch.equal(out.i, torch.zeros(3, 4))
+    assert torch.equal(out.c, out.f * c)  # the zeroed input gate lets nothing in
+    assert torch.equal(out.h, out.o * torch.tanh(out.c))
 
 
 def test_gates_are_consistent_with_states():

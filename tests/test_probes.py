@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy import stats
 from sklearn.dummy import DummyRegressor
 from sklearn.linear_model import LinearRegression, Ridge, RidgeCV
@@ -17,7 +18,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from unitprobe.errors import DataError
+from unitprobe.config import ProbeConfig
+from unitprobe.errors import DataError, UnitprobeError
 from unitprobe.methods.probes import (
     UnitProbe,
     adjust_pvalues,
@@ -30,7 +32,13 @@ from unitprobe.methods.probes import (
     selectivity,
     unique_contribution,
     unit_probes,
+    vif_table,
 )
+from unitprobe.methods.targets import make_targets
+from unitprobe.model.lstm import ModelConfig, UnitLSTM, run
+from unitprobe.pipeline.probing import probe_model
+from unitprobe.schemas import SCHEMAS
+from unitprobe.tasks import generate, get_preset
 
 TOL = 1e-8
 
@@ -152,7 +160,10 @@ def test_population_probe_equals_ridgecv_in_groupkfold(uneven):
     X, Y, groups = uneven
     alphas = np.logspace(-4, 3, 15)
     table = population_probe(X, Y, groups, alphas=alphas)
-    assert list(table.unit) == ["all"] * Y.shape[1]
+    assert list(table.columns) == [
+        "target", "r2", "r2_std", "alpha", "alpha_folds", "n_samples", "note"
+    ]  # fmt: skip
+    assert list(table.target) == [str(k) for k in range(Y.shape[1])]
     for k in range(Y.shape[1]):
         scores, chosen = [], []
         for train, test in GroupKFold(5).split(X, groups=groups):
@@ -293,18 +304,24 @@ def test_identifiability_flags_planted_collinear_set():
     d = rng.normal(size=n)
     targets = pd.DataFrame({"a": a, "b": b, "a+d": a + d, "d": d, "flat": np.ones(n)})
     table = identifiability(targets)
-    pairs = table[table.target_b != "VIF"].set_index(["target_a", "target_b"])
+    assert list(table.columns) == list(SCHEMAS["identifiability"].columns)
+    assert table.dtypes.to_dict() == SCHEMAS["identifiability"].empty().dtypes.to_dict()
+    pairs = table.set_index(["target_a", "target_b"])
     assert len(pairs) == 10
     assert pairs.loc[("a", "b"), "r2"] > 0.99 and not pairs.loc[("a", "b"), "separable"]
     assert pairs.loc[("a", "d"), "separable"] and pairs.loc[("a", "d"), "r2"] < 0.01
     assert np.isnan(pairs.loc[("a", "flat"), "r2"]) and not pairs.loc[("a", "flat"), "separable"]
-    vif = table[table.target_b == "VIF"].set_index("target_a")
+    vif = vif_table(targets)
+    assert list(vif.columns) == list(SCHEMAS["vif"].columns)
+    assert vif.dtypes.to_dict() == SCHEMAS["vif"].empty().dtypes.to_dict()
+    assert list(vif.target) == list(targets.columns)
+    vif = vif.set_index("target")
     assert np.isinf(vif.loc["a", "vif"]) and np.isinf(vif.loc["d", "vif"])  # a+d is exact
     assert vif.loc["a", "r2"] == 1.0 and not vif.loc["a", "separable"]
     assert np.isnan(vif.loc["flat", "vif"])
+    assert np.isnan(vif.loc["flat", "r2"]) and not vif.loc["flat", "separable"]
 
-    small = identifiability(targets[["a", "b", "d"]])
-    vif = small[small.target_b == "VIF"].set_index("target_a")
+    vif = vif_table(targets[["a", "b", "d"]]).set_index("target")
     expected = np.diag(np.linalg.inv(np.corrcoef(targets[["a", "b", "d"]].to_numpy().T)))
     np.testing.assert_allclose(vif.vif, expected, rtol=1e-8)
     np.testing.assert_allclose(vif.r2, 1 - 1 / expected, rtol=1e-10)
@@ -314,6 +331,31 @@ def test_identifiability_flags_planted_collinear_set():
     expected = np.corrcoef(targets[["a", "b", "d"]].to_numpy().T)
     np.testing.assert_allclose(corr.to_numpy(), expected, atol=1e-12)
     assert list(corr.columns) == list(corr.index) == ["a", "b", "d"]
+
+
+def test_vif_table_independent_and_exactly_collinear_targets():
+    rng = np.random.default_rng(11)
+    a, b = rng.normal(size=(2, 5000))
+    independent = vif_table(pd.DataFrame({"a": a, "b": b})).set_index("target")
+    np.testing.assert_allclose(independent.vif, 1.0, atol=2e-3)
+    np.testing.assert_allclose(independent.r2, 1 - 1 / independent.vif, atol=1e-12)
+    assert independent.separable.all()
+    combined = vif_table(pd.DataFrame({"a": a, "b": b, "2a-b": 2 * a - b})).set_index("target")
+    assert np.isinf(combined.vif).all()
+    assert (combined.r2 == 1.0).all() and not combined.separable.any()
+    alone = vif_table(pd.DataFrame({"a": a}))
+    assert alone.vif.tolist() == [1.0] and alone.r2.tolist() == [0.0]
+
+
+def test_permutation_defaults_come_from_probe_config():
+    rng = np.random.default_rng(12)
+    groups = np.repeat(np.arange(20), 5)
+    X, Y = rng.normal(size=(100, 2)), rng.normal(size=(100, 1))
+    table = permutation_pvalues(X, Y, groups)
+    assert ProbeConfig.n_permutations == 99
+    assert (table.n_permutations == 99).all()
+    assert table.p_value_raw.mul(100).round(9).mod(1).eq(0).all()  # multiples of 1 / 100
+    np.testing.assert_allclose(table.p_value, adjust_pvalues(table.p_value_raw, "bh"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,10 +369,13 @@ def test_permutation_pvalues_uniform_under_null_and_null_selectivity():
     groups = np.repeat(np.arange(n_seq), n_steps)
     X = rng.normal(size=(n_seq * n_steps, 20))
     Y = rng.normal(size=(n_seq * n_steps, 10))
-    table = permutation_pvalues(X, Y, groups, n_permutations=199, seed=0)
+    table = permutation_pvalues(X, Y, groups, n_permutations=199, seed=0, correction="holm")
     assert len(table) == 200
     assert stats.kstest(table.p_value_raw, "uniform").pvalue > 0.01
     assert table.p_value.min() > 0.05  # nothing survives Holm under the null
+    bh = permutation_pvalues(X, Y, groups, n_permutations=199, seed=0)  # default: BH
+    np.testing.assert_array_equal(bh.p_value_raw, table.p_value_raw)
+    assert bh.p_value.min() > 0.05  # nor Benjamini-Hochberg
 
     control = unit_probes(rng.normal(size=X.shape), Y, groups)
     sel = selectivity(unit_probes(X, Y, groups).r2, control.r2)
@@ -387,7 +432,12 @@ def test_permutation_pvalues_equal_brute_force():
             row = _row(table, u, str(k))
             assert abs(row.r2_gain - obs[u, k]) < TOL
             assert row.p_value_raw == expected[u, k]
-    np.testing.assert_allclose(table.p_value, adjust_pvalues(table.p_value_raw, "holm"))
+    # the default correction is Benjamini-Hochberg, as ProbeConfig's
+    assert ProbeConfig.correction == "bh"
+    np.testing.assert_allclose(table.p_value, adjust_pvalues(table.p_value_raw, "bh"))
+    np.testing.assert_allclose(adjust_pvalues(table.p_value_raw), table.p_value)
+    holm = permutation_pvalues(X, Y, groups, n_permutations=n_perm, seed=seed, correction="holm")
+    np.testing.assert_allclose(holm.p_value, adjust_pvalues(table.p_value_raw, "holm"))
 
 
 def test_permutation_pvalues_unequal_lengths_warns():
@@ -452,6 +502,81 @@ def test_unit_probe_equals_ridge_and_composes(uneven):
 
 
 # --------------------------------------------------------------------------------------------
+# probe_model: a network and its untrained controls
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_network():
+    data = generate(get_preset("seed"), n_sequences=24, seed=0)
+    config = ModelConfig(n_inputs=len(data.input_names), n_units=3,
+                         n_outputs=len(data.output_names), n_layers=2)  # fmt: skip
+    torch.manual_seed(7)
+    return UnitLSTM(config).eval(), data
+
+
+def test_probe_model_returns_the_two_tables_with_their_schemas(small_network):
+    model, data = small_network
+    config = ProbeConfig(state="both", n_controls=2, n_permutations=9, n_splits=3)
+    targets = ["K[t]", "X[t-1]"]
+    probes, population = probe_model(
+        model, data, targets, config=config, control_seed=1, permutation_seed=2
+    )
+    for name, table in (("probes", probes), ("population_probes", population)):
+        assert list(table.columns) == list(SCHEMAS[name].columns)
+        assert table.dtypes.to_dict() == SCHEMAS[name].empty().dtypes.to_dict()
+    assert len(probes) == 2 * 2 * 3 * 2 and len(population) == 2 * 2 * 2  # layers, states, ...
+    assert probes["unit"].tolist() == [u for _ in range(4) for u in range(3) for _ in targets]
+    assert population[["layer", "state"]].drop_duplicates().values.tolist() == [
+        [0, "h"], [0, "c"], [1, "h"], [1, "c"]
+    ]  # fmt: skip
+    for table in (probes, population):
+        np.testing.assert_allclose(table.selectivity, table.r2 - table.r2_control)
+    assert (probes.p_value_raw * 10).round(9).mod(1).eq(0).all()  # 9 permutations
+    assert (probes.n_samples == population.n_samples.iloc[0]).all()
+
+    # the rows are the method tables of the network's states
+    tg = make_targets(data, targets)
+    states = run(model, data.inputs, record=("h", "c")).numpy("c", 1)[tg.mask]
+    expected = population_probe(states, tg.values, tg.groups, n_splits=3)
+    got = population[(population.layer == 1) & (population.state == "c")]
+    np.testing.assert_array_equal(got.r2, expected.r2)
+    units = unit_probes(states, tg.values, tg.groups, n_splits=3, alpha=config.alpha)
+    got = probes[(probes.layer == 1) & (probes.state == "c")]
+    np.testing.assert_array_equal(got.r2, units.r2)
+    np.testing.assert_array_equal(got.coef, units.coef)
+    perm = permutation_pvalues(states, tg.values, tg.groups, n_permutations=9, seed=2, n_splits=3)
+    np.testing.assert_array_equal(got.p_value, perm.p_value)
+
+
+def test_probe_model_seeds_and_defaults(small_network):
+    model, data = small_network
+    config = ProbeConfig(n_controls=1, n_permutations=9, n_splits=3, targets=("K[t]",))
+    probes, population = probe_model(model, data, config=config)
+    assert set(probes.target) == set(population.target) == {"K[t]"}  # config.targets
+    assert set(probes.state) == {"h"}
+    again = probe_model(model, data, config=config)
+    pd.testing.assert_frame_equal(probes, again[0])
+    pd.testing.assert_frame_equal(population, again[1])
+    trace = run(model, data.inputs, record=("h",))
+    pd.testing.assert_frame_equal(probe_model(model, data, config=config, trace=trace)[0], probes)
+    other_controls, other_population = probe_model(model, data, config=config, control_seed=5)
+    assert not np.allclose(other_controls.r2_control, probes.r2_control)
+    np.testing.assert_array_equal(other_controls.p_value_raw, probes.p_value_raw)
+    np.testing.assert_array_equal(other_population.r2, population.r2)
+    other_perms = probe_model(model, data, config=config, permutation_seed=5)[0]
+    np.testing.assert_array_equal(other_perms.r2_control, probes.r2_control)
+    assert not np.array_equal(other_perms.p_value_raw, probes.p_value_raw)
+    default, _ = probe_model(model, data, config=ProbeConfig(n_controls=0, n_permutations=9))
+    assert set(default.target) == {"X[t]", "X[t-1]", "X[t-2]", "K[t]", "K[t-1]"}
+    assert default.r2_control.isna().all() and default.selectivity.isna().all()
+    with pytest.raises(UnitprobeError, match="config must be a ProbeConfig"):
+        probe_model(model, data, config={"n_controls": 1})
+    with pytest.raises(UnitprobeError, match="control_seed == -1"):
+        probe_model(model, data, config=config, control_seed=-1)
+
+
+# --------------------------------------------------------------------------------------------
 # validation
 # --------------------------------------------------------------------------------------------
 
@@ -465,7 +590,7 @@ def test_input_validation_messages():
         unit_probes(X, Y, groups[:50])
     with pytest.raises(DataError, match=r"n_splits == 11, must be <= the number of groups .* 10"):
         unit_probes(X, Y, groups, n_splits=11)
-    with pytest.raises(DataError, match="n_splits == 1, must be >= 2"):
+    with pytest.raises(DataError, match="n_splits == 1, must be an integer >= 2"):
         population_probe(X, Y, groups, n_splits=1)
     bad = X.copy()
     bad[7, 2] = np.nan
@@ -477,16 +602,22 @@ def test_input_validation_messages():
         unit_probes(X[:, 0], Y, groups)
     with pytest.raises(DataError, match="targets contains 2 NaN or infinite"):
         unit_probes(X, np.where(np.arange(60)[:, None] == 3, np.inf, Y), groups)
-    with pytest.raises(DataError, match="alpha == -0.1, must be >= 0"):
+    with pytest.raises(DataError, match="alpha == -0.1, must be a finite number >= 0"):
         unit_probes(X, Y, groups, alpha=-0.1)
-    with pytest.raises(DataError, match="alpha == 0, must be > 0"):
+    with pytest.raises(DataError, match="alpha == 0, must be a finite number > 0"):
         unique_contribution(X, Y, groups, alpha=0)
     with pytest.raises(DataError, match="alphas == "):
         population_probe(X, Y, groups, alphas=[1.0, 0.0])
     with pytest.raises(DataError, match="duplicate column names"):
         unit_probes(X, pd.DataFrame(Y, columns=["a", "a"]), groups)
-    with pytest.raises(DataError, match="n_permutations == 0"):
+    with pytest.raises(DataError, match="n_permutations == 0, must be an integer >= 1"):
         permutation_pvalues(X, Y, groups, n_permutations=0)
+    with pytest.raises(DataError, match="correction == 'bonf', must be one of bh, holm, none"):
+        permutation_pvalues(X, Y, groups, correction="bonf")
+    with pytest.raises(DataError, match=r"threshold == 1.5, must be a finite number > 0"):
+        identifiability(Y, threshold=1.5)
+    with pytest.raises(DataError, match=r"threshold == 0, must be a finite number > 0"):
+        vif_table(Y, threshold=0)
     with pytest.raises(DataError, match="n_alphas == 1"):
         l1_path_ranking(X, Y, n_alphas=1)
     with warnings.catch_warnings():

@@ -114,8 +114,7 @@ def test_the_real_series_pipeline_at_small_size():
     assert e["model"] < 0.6 * e["repeat_last"]
     # ... and the network does not beat the training mean by much, nor fall far behind it
     assert abs(e["model"] - e["train_mean"]) < 0.05 * e["train_mean"]
-    probes = out["tables"]["probes"]
-    pop = R.population_r2(probes)
+    pop = R.population_r2(out["tables"]["population_probes"])
     assert pop["NDX[t]"] > 0.8  # the population holds the current input
     assert pop["NDX[t]"] > pop["NDX[t-1]"] > pop["NDX[t-2]"]  # and less of each older month
     roles = out["tables"]["roles"]

@@ -9,14 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unitprobe.errors import DataError
+from unitprobe.config import RoleConfig
+from unitprobe.errors import DataError, UnitprobeError
 from unitprobe.methods.roles import (
     ROLE_COLUMNS,
     assign_roles,
     role_counts,
     summarize_roles,
     target_fields_from_terms,
+    unit_formula,
 )
+from unitprobe.schemas import SCHEMAS
 
 LAGGED = ["K[t]", "K[t-1]", "X[t]", "X[t-1]"]
 CELLS = [("K", 0), ("K", 1), ("K", 2), ("X", 0), ("X", 1), ("X", 2)]
@@ -42,13 +45,13 @@ def probe_row(unit, target, r2, selectivity, p, partial, coef=1.0, layer=0, stat
     }
 
 
-def ablation_rows(unit, rel_deltas, layer=0, target="all", mse_base=0.1):
+def ablation_rows(unit, rel_deltas, layer=0, output="all", mse_base=0.1):
     return [
         {
             "layer": layer,
             "units": str(unit),
             "mode": mode,
-            "target": target,
+            "output": output,
             "mse": mse_base * (1 + rel),
             "mse_base": mse_base,
             "delta_mse": mse_base * rel,
@@ -58,17 +61,16 @@ def ablation_rows(unit, rel_deltas, layer=0, target="all", mse_base=0.1):
     ]
 
 
-def rf_rows(unit, values, layer=0, method="gradient"):
+def rf_rows(unit, values, layer=0, method="gradient", state="h"):
     """Receptive field rows: values maps (feature, lag) -> signed attribution; others 0."""
     return [
         {
             "method": method,
-            "target": "h",
-            "kind": "unit_input_lag",
-            "feature": f,
-            "lag": lag,
+            "state": state,
             "layer": layer,
             "unit": unit,
+            "feature": f,
+            "lag": lag,
             "attribution": abs(values.get((f, lag), 0.0)),
             "attribution_signed": values.get((f, lag), 0.0),
         }
@@ -80,10 +82,7 @@ def unit_attr_rows(values, layer=0, method="layer_integrated_gradients"):
     return [
         {
             "method": method,
-            "target": "all",
-            "kind": "unit",
-            "feature": np.nan,
-            "lag": np.nan,
+            "output": "all",
             "layer": layer,
             "unit": u,
             "attribution": a,
@@ -113,7 +112,6 @@ def collinear_identifiability(targets=LAGGED):
         for i, a in enumerate(targets)
         for b in targets[i + 1 :]
     ]
-    rows += [{"target_a": t, "target_b": "VIF", "r2": 200.0, "separable": False} for t in targets]
     return pd.DataFrame(rows)
 
 
@@ -127,7 +125,6 @@ def separable_probes():
         probe_row(2, "X[t]", 0.02, 0.00, 0.60, 0.01),
         probe_row(2, "K[t]", 0.03, 0.01, 0.70, 0.01),
     ]
-    rows.append({**probe_row(0, "X[t]", 0.9, 0.9, 0.001, 0.8), "unit": "all"})
     return pd.DataFrame(rows)
 
 
@@ -143,11 +140,17 @@ def collinear_tables():
         [probe_row(u, t, 0.99, 0.9, 0.001, 0.004) for u in range(4) for t in LAGGED]
     )
     peaks = [("K", 0), ("K", 1), ("X", 0), ("X", 1)]
-    attribution = pd.DataFrame([r for u, c in enumerate(peaks) for r in rf_rows(u, peaked_rf(c))])
+    fields = pd.DataFrame([r for u, c in enumerate(peaks) for r in rf_rows(u, peaked_rf(c))])
     ablation = pd.DataFrame(
         [r for u in range(4) for r in ablation_rows(u, {"zero": 0.12, "mean": 0.08})]
     )
-    return probes, ablation, attribution, collinear_identifiability(), lagged_fields()
+    return {
+        "probes": probes,
+        "ablation": ablation,
+        "receptive_fields": fields,
+        "identifiability": collinear_identifiability(),
+        "target_fields": lagged_fields(),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,7 +158,8 @@ def collinear_tables():
 # ---------------------------------------------------------------------------------------------
 def test_separable_targets_decided_by_probe():
     roles = assign_roles(separable_probes())
-    assert list(roles.columns[: len(ROLE_COLUMNS)]) == list(ROLE_COLUMNS)
+    assert list(roles.columns) == list(ROLE_COLUMNS) == list(SCHEMAS["roles"].columns)
+    assert roles.dtypes.to_dict() == SCHEMAS["roles"].empty().dtypes.to_dict()
     assert roles["unit"].tolist() == [0, 1, 2]
     assert roles["role"].tolist() == ["X[t]", "K[t]", "none"]
     assert roles["decided_by"].tolist() == ["probe", "probe", "probe"]
@@ -179,10 +183,10 @@ def test_probe_evidence_mentions_ablation_and_usage_columns():
         ablation_rows(0, {"zero": 0.35, "mean": 0.20, "resample": 0.25})
         + ablation_rows(1, {"zero": 0.01, "mean": 0.02})
         + ablation_rows(2, {"zero": 0.0})
-        + ablation_rows(0, {"zero": 9.0}, target="y")  # per-output rows are ignored here
+        + ablation_rows(0, {"zero": 9.0}, output="y")  # per-output rows are ignored here
         + [{**ablation_rows(0, {"zero": 5.0})[0], "units": "0+1"}]  # group row ignored
     )
-    roles = assign_roles(separable_probes(), ablation)
+    roles = assign_roles(separable_probes(), ablation=ablation)
     assert roles["evidence"].iloc[0] == "partial R² 0.80 vs 0.02 next; p=0.001; ablation +35% MSE"
     assert roles["usage"].tolist() == pytest.approx([0.35, 0.02, 0.0])
     assert roles["usage_mode"].tolist() == ["zero", "mean", "zero"]
@@ -194,7 +198,7 @@ def test_probe_evidence_mentions_ablation_and_usage_columns():
 # (b) collinear targets: receptive field decides
 # ---------------------------------------------------------------------------------------------
 def test_collinear_targets_decided_by_receptive_field():
-    roles = assign_roles(*collinear_tables())
+    roles = assign_roles(**collinear_tables())
     assert roles["role"].tolist() == LAGGED
     assert roles["decided_by"].tolist() == ["receptive_field"] * 4
     cos = 1 / math.sqrt(1 + 5 * 0.05**2)
@@ -210,25 +214,26 @@ def test_collinear_targets_decided_by_receptive_field():
 
 
 def test_collinear_without_identifiability_uses_low_partial_r2():
-    probes, ablation, attribution, _, fields = collinear_tables()
-    roles = assign_roles(probes, ablation, attribution, None, fields)
+    tables = collinear_tables()
+    del tables["identifiability"]
+    roles = assign_roles(**tables)
     assert roles["role"].tolist() == LAGGED
     assert roles["decided_by"].tolist() == ["receptive_field"] * 4
 
 
 def test_negative_receptive_field_and_sign():
-    probes, ablation, attribution, ident, fields = collinear_tables()
-    attribution = attribution[attribution["unit"] != 1]
-    attribution = pd.concat([attribution, pd.DataFrame(rf_rows(1, peaked_rf(("K", 1), -1.0)))])
-    roles = assign_roles(probes, ablation, attribution, ident, fields)
+    tables = collinear_tables()
+    fields = tables["receptive_fields"]
+    fields = fields[fields["unit"] != 1]
+    fields = pd.concat([fields, pd.DataFrame(rf_rows(1, peaked_rf(("K", 1), -1.0)))])
+    roles = assign_roles(**{**tables, "receptive_fields": fields})
     assert roles["role"].iloc[1] == "K[t-1]"
     assert roles["sign"].iloc[1] == -1.0
     assert roles["field_cosine"].iloc[1] < -0.99
 
 
 def test_collinear_without_receptive_field_claims_no_role():
-    probes, ablation, _, ident, fields = collinear_tables()
-    roles = assign_roles(probes, ablation, None, ident, fields)
+    roles = assign_roles(**{**collinear_tables(), "receptive_fields": None})
     # a probe alone must not pick one of targets it cannot tell apart
     assert roles["role"].tolist() == ["none"] * 4
     assert roles["decided_by"].tolist() == ["probe"] * 4
@@ -242,15 +247,16 @@ def test_collinear_without_receptive_field_claims_no_role():
 
 
 def test_spread_receptive_field_below_threshold_does_not_decide():
-    probes, ablation, attribution, ident, fields = collinear_tables()
+    tables = collinear_tables()
     spread = {("K", 0): 1.0, ("K", 1): 1.0, ("X", 0): 1.0}  # cos 1/sqrt(3) with each
-    attribution = pd.concat(
-        [attribution[attribution["unit"] != 2], pd.DataFrame(rf_rows(2, spread))]
+    fields = tables["receptive_fields"]
+    tables["receptive_fields"] = pd.concat(
+        [fields[fields["unit"] != 2], pd.DataFrame(rf_rows(2, spread))]
     )
-    roles = assign_roles(probes, ablation, attribution, ident, fields)
+    roles = assign_roles(**tables)
     assert roles["decided_by"].iloc[2] == "probe"
     assert "receptive field at most 0.58 cosine" in roles["evidence"].iloc[2]
-    loose = assign_roles(probes, ablation, attribution, ident, fields, min_field_similarity=0.5)
+    loose = assign_roles(**tables, config=RoleConfig(min_field_similarity=0.5))
     assert loose["decided_by"].iloc[2] == "receptive_field"
     assert loose["role"].iloc[2] == "K[t]"  # tie broken by name
     assert loose["confidence"].iloc[2] == pytest.approx(1 / math.sqrt(3) * 1 / 3)
@@ -259,9 +265,10 @@ def test_spread_receptive_field_below_threshold_does_not_decide():
 def test_combination_target_chosen_by_receptive_field():
     targets = [*LAGGED, "K[t-1] + 2*X[t]"]
     probes = pd.DataFrame([probe_row(0, t, 0.99, 0.9, 0.001, 0.0) for t in targets])
-    attribution = pd.DataFrame(rf_rows(0, {("K", 1): 0.5, ("X", 0): 1.0}))
-    roles = assign_roles(probes, None, attribution, collinear_identifiability(targets),
-                         lagged_fields())  # fmt: skip
+    fields = pd.DataFrame(rf_rows(0, {("K", 1): 0.5, ("X", 0): 1.0}))
+    roles = assign_roles(probes, receptive_fields=fields,
+                         identifiability=collinear_identifiability(targets),
+                         target_fields=lagged_fields())  # fmt: skip
     assert roles["role"].iloc[0] == "K[t-1] + 2*X[t]"
     assert roles["field_cosine"].iloc[0] == pytest.approx(1.0)
     assert roles["confidence"].iloc[0] == pytest.approx(1.0)
@@ -279,10 +286,11 @@ def test_dead_unit_is_none():
     probes = pd.DataFrame(
         [probe_row(0, t, np.nan, np.nan, np.nan, np.nan, coef=np.nan) for t in LAGGED]
     )
-    attribution = pd.DataFrame(rf_rows(0, {}))
+    fields = pd.DataFrame(rf_rows(0, {}))
     ablation = pd.DataFrame(ablation_rows(0, {"zero": 0.0, "mean": 0.0}))
-    roles = assign_roles(probes, ablation, attribution, collinear_identifiability(),
-                         lagged_fields())  # fmt: skip
+    roles = assign_roles(probes, ablation=ablation, receptive_fields=fields,
+                         identifiability=collinear_identifiability(),
+                         target_fields=lagged_fields())  # fmt: skip
     row = roles.iloc[0]
     assert (row["role"], row["decided_by"], row["evidence"]) == (
         "none",
@@ -321,7 +329,7 @@ def test_same_role_units_are_all_reported():
 def test_ablation_only_evidence():
     probes = separable_probes()
     ablation = pd.DataFrame(ablation_rows(2, {"zero": 0.35, "mean": 0.10}))
-    roles = assign_roles(probes, ablation)
+    roles = assign_roles(probes, ablation=ablation)
     row = roles.iloc[2]
     assert (row["role"], row["decided_by"]) == ("none", "ablation")
     assert row["evidence"] == "used by the output (+35% MSE) but holds no tested target"
@@ -329,7 +337,7 @@ def test_ablation_only_evidence():
     assert row["delta_mse"] == pytest.approx(0.035)
     # a unit seen only in the ablation table is reported too
     extra = pd.DataFrame(ablation_rows(7, {"zero": 0.5}))
-    roles = assign_roles(probes, pd.concat([ablation, extra]))
+    roles = assign_roles(probes, ablation=pd.concat([ablation, extra]))
     assert roles["unit"].tolist() == [0, 1, 2, 7]
     assert roles["decided_by"].iloc[3] == "ablation"
 
@@ -337,14 +345,18 @@ def test_ablation_only_evidence():
 def test_used_unit_without_probe_gets_role_from_receptive_field():
     probes = separable_probes()
     ablation = pd.DataFrame(ablation_rows(2, {"zero": 0.4}))
-    attribution = pd.DataFrame(rf_rows(2, peaked_rf(("K", 1))))
-    roles = assign_roles(probes, ablation, attribution, None, lagged_fields())
+    fields = pd.DataFrame(rf_rows(2, peaked_rf(("K", 1))))
+    roles = assign_roles(
+        probes, ablation=ablation, receptive_fields=fields, target_fields=lagged_fields()
+    )
     row = roles.iloc[2]
     assert (row["role"], row["decided_by"]) == ("K[t-1]", "receptive_field")
     assert row["evidence"].startswith("receptive field 0.99 cosine with K[t-1] (no significant")
     # not used -> the receptive field alone does not assign a role
     quiet = pd.DataFrame(ablation_rows(2, {"zero": 0.01}))
-    roles = assign_roles(probes, quiet, attribution, None, lagged_fields())
+    roles = assign_roles(
+        probes, ablation=quiet, receptive_fields=fields, target_fields=lagged_fields()
+    )
     assert (roles["role"].iloc[2], roles["decided_by"].iloc[2]) == ("none", "probe")
 
 
@@ -354,23 +366,18 @@ def test_used_unit_without_probe_gets_role_from_receptive_field():
 @pytest.mark.parametrize(
     ("table", "drop", "message"),
     [
-        ("probes", ["selectivity", "p_value"], "probes table is missing columns: selectivity, "
+        ("probes", ["selectivity", "p_value"], "probes table is missing columns selectivity, "
          "p_value"),
-        ("ablation", ["rel_delta"], "ablation table is missing columns: rel_delta"),
-        ("attribution", ["kind"], "attribution table is missing columns: kind"),
-        ("identifiability", ["separable"], "identifiability table is missing columns: separable"),
-        ("target_fields", ["lag", "weight"], "target_fields table is missing columns: lag, weight"),
+        ("ablation", ["rel_delta"], "ablation table is missing columns rel_delta"),
+        ("receptive_fields", ["state"], "receptive_fields table is missing columns state"),
+        ("unit_attribution", ["output"], "unit_attribution table is missing columns output"),
+        ("identifiability", ["separable"], "identifiability table is missing columns separable"),
+        ("target_fields", ["lag", "weight"], "target_fields table is missing columns lag, weight"),
     ],
 )  # fmt: skip
 def test_missing_columns(table, drop, message):
-    probes, ablation, attribution, ident, fields = collinear_tables()
-    tables = {
-        "probes": probes,
-        "ablation": ablation,
-        "attribution": attribution,
-        "identifiability": ident,
-        "target_fields": fields,
-    }
+    tables = collinear_tables()
+    tables["unit_attribution"] = pd.DataFrame(unit_attr_rows({0: 1.0, 1: 2.0}))
     tables[table] = tables[table].drop(columns=drop)
     with pytest.raises(DataError, match=f"^{message}$".replace("[", r"\[")):
         assign_roles(**tables)
@@ -380,26 +387,46 @@ def test_other_validation_errors():
     probes = separable_probes()
     with pytest.raises(DataError, match=r"state == 'c' has no probe rows; states present: \['h'\]"):
         assign_roles(probes, state="c")
-    with pytest.raises(DataError, match="alpha == 0, must be in"):
-        assign_roles(probes, alpha=0)
-    with pytest.raises(DataError, match="min_field_similarity == 1.5"):
-        assign_roles(probes, min_field_similarity=1.5)
-    bad = probes.copy()
+    with pytest.raises(UnitprobeError, match="alpha == 0, must be a finite number > 0"):
+        assign_roles(probes, config=RoleConfig(alpha=0))
+    with pytest.raises(UnitprobeError, match="min_field_similarity == 1.5"):
+        assign_roles(probes, config=RoleConfig(min_field_similarity=1.5))
+    with pytest.raises(UnitprobeError, match=r"min_field_similarity == -0.5, must be .* >= 0"):
+        RoleConfig(min_field_similarity=-0.5)
+    with pytest.raises(UnitprobeError, match=r"min_partial_r2 == -0.1, must be .* >= 0"):
+        RoleConfig(min_partial_r2=-0.1)
+    with pytest.raises(DataError, match="config must be a RoleConfig, got dict"):
+        assign_roles(probes, config={"alpha": 0.1})
+    with pytest.raises(DataError, match="state == 'both', must be one of h, c"):
+        assign_roles(probes, state="both")
+    bad = probes.astype({"unit": object})
     bad.loc[0, "unit"] = "u3"
     with pytest.raises(DataError, match="probes table has unit == 'u3', must be an integer"):
         assign_roles(bad)
-    attribution = pd.DataFrame(
+    population = probes.astype({"unit": object})
+    population.loc[0, "unit"] = "all"  # population probes have a table of their own
+    with pytest.raises(DataError, match="probes table has unit == 'all', must be an integer"):
+        assign_roles(population)
+    fields = pd.DataFrame(
         rf_rows(0, {}, method="saliency") + rf_rows(0, {}, method="integrated_gradients")
     )
-    with pytest.raises(DataError, match="choose one with field_method"):
-        assign_roles(probes, attribution=attribution)
-    with pytest.raises(DataError, match="field_method == 'ig' has no attribution rows"):
-        assign_roles(probes, attribution=attribution, field_method="ig")
-    roles = assign_roles(probes, attribution=attribution, field_method="saliency")
+    with pytest.raises(
+        DataError,
+        match=r"^receptive_fields table has 2 methods \(integrated_gradients, saliency\); "
+        "choose one with field_method$",
+    ):
+        assign_roles(probes, receptive_fields=fields)
+    with pytest.raises(DataError, match="field_method == 'ig' has no receptive_fields rows"):
+        assign_roles(probes, receptive_fields=fields, field_method="ig")
+    with pytest.raises(DataError, match="share_method == 'ig' has no unit_attribution rows"):
+        assign_roles(
+            probes, unit_attribution=pd.DataFrame(unit_attr_rows({0: 1.0})), share_method="ig"
+        )
+    roles = assign_roles(probes, receptive_fields=fields, field_method="saliency")
     assert len(roles) == 3
     with pytest.raises(DataError, match="max_evidence == 2"):
         summarize_roles(roles, max_evidence=2)
-    with pytest.raises(DataError, match="roles table is missing columns: evidence"):
+    with pytest.raises(DataError, match="^roles table is missing columns evidence$"):
         summarize_roles(roles.drop(columns="evidence"))
 
 
@@ -408,45 +435,50 @@ def test_other_validation_errors():
 # ---------------------------------------------------------------------------------------------
 def test_csv_round_trip_and_row_order_do_not_change_roles():
     tables = collinear_tables()
-    direct = assign_roles(*tables)
-    from_csv = []
-    for t in tables:
+    direct = assign_roles(**tables)
+    from_csv = {}
+    for name, t in tables.items():
         buffer = io.StringIO()
         t.to_csv(buffer, index=False)
         buffer.seek(0)
-        from_csv.append(pd.read_csv(buffer))
-    pd.testing.assert_frame_equal(assign_roles(*from_csv), direct)
+        from_csv[name] = pd.read_csv(buffer)
+    pd.testing.assert_frame_equal(assign_roles(**from_csv), direct)
     rng = np.random.default_rng(0)
-    shuffled = [t.iloc[rng.permutation(len(t))] for t in tables]
-    pd.testing.assert_frame_equal(assign_roles(*shuffled), direct)
+    shuffled = {name: t.iloc[rng.permutation(len(t))] for name, t in tables.items()}
+    pd.testing.assert_frame_equal(assign_roles(**shuffled), direct)
 
 
 def test_attribution_share_per_layer():
-    attribution = pd.DataFrame(
+    shares = pd.DataFrame(
         unit_attr_rows({0: 3.0, 1: 1.0, 2: 0.0}) + unit_attr_rows({0: 2.0}, layer=1)
     )
     probes = pd.concat([separable_probes(), pd.DataFrame([probe_row(0, "X[t]", 0.9, 0.9, 0.001,
                                                                     0.8, layer=1)])])  # fmt: skip
-    roles = assign_roles(probes, attribution=attribution)
+    roles = assign_roles(probes, unit_attribution=shares)
+    assert roles["attribution_share"].tolist() == pytest.approx([0.75, 0.25, 0.0, 1.0])
+    # per-output rows are ignored where rows pooled over the outputs exist
+    per_output = pd.DataFrame(unit_attr_rows({0: 0.0, 1: 9.0})).assign(output="y")
+    roles = assign_roles(probes, unit_attribution=pd.concat([shares, per_output]))
     assert roles["attribution_share"].tolist() == pytest.approx([0.75, 0.25, 0.0, 1.0])
     # several unit methods: the first by name ("layer_conductance") unless one is chosen
     other = pd.DataFrame(unit_attr_rows({0: 1.0, 1: 1.0, 2: 2.0}, method="layer_conductance"))
-    both = pd.concat([attribution, other])
-    roles = assign_roles(probes, attribution=both)
+    both = pd.concat([shares, other])
+    roles = assign_roles(probes, unit_attribution=both)
     assert roles["attribution_share"].tolist()[:3] == pytest.approx([0.25, 0.25, 0.5])
-    roles = assign_roles(probes, attribution=both, share_method="layer_integrated_gradients")
+    roles = assign_roles(probes, unit_attribution=both, share_method="layer_integrated_gradients")
     assert roles["attribution_share"].tolist()[:3] == pytest.approx([0.75, 0.25, 0.0])
 
 
 def test_receptive_field_method_defaults_to_gradient():
-    probes, ablation, attribution, ident, fields = collinear_tables()
-    wrong = attribution.assign(method="integrated_gradients")  # every unit peaked at its X[t]
+    tables = collinear_tables()
+    fields = tables.pop("receptive_fields")
+    wrong = fields.assign(method="integrated_gradients")  # every unit peaked at its X[t]
     wrong["attribution_signed"] = np.where(
         (wrong["feature"] == "X") & (wrong["lag"] == 0), 1.0, 0.0
     )
-    both = pd.concat([wrong, attribution])
-    assert assign_roles(probes, ablation, both, ident, fields)["role"].tolist() == LAGGED
-    roles = assign_roles(probes, ablation, both, ident, fields, field_method="integrated_gradients")
+    both = pd.concat([wrong, fields])
+    assert assign_roles(**tables, receptive_fields=both)["role"].tolist() == LAGGED
+    roles = assign_roles(**tables, receptive_fields=both, field_method="integrated_gradients")
     assert roles["role"].tolist() == ["X[t]"] * 4
 
 
@@ -466,7 +498,7 @@ def test_target_fields_from_terms():
 
 
 def test_summarize_roles_is_fixed_width():
-    roles = assign_roles(*collinear_tables())
+    roles = assign_roles(**collinear_tables())
     text = summarize_roles(roles, max_evidence=30)
     lines = text.splitlines()
     assert len(lines) == 2 + 4
@@ -485,13 +517,13 @@ def test_summarize_roles_is_fixed_width():
 
 def test_usage_falls_back_to_per_output_rows_and_dead_unit_used_as_bias():
     ablation = pd.DataFrame(
-        ablation_rows(0, {"zero": 0.3}, target="y1") + ablation_rows(0, {"mean": 0.5}, target="y2")
+        ablation_rows(0, {"zero": 0.3}, output="y1") + ablation_rows(0, {"mean": 0.5}, output="y2")
     )
-    roles = assign_roles(separable_probes(), ablation)
+    roles = assign_roles(separable_probes(), ablation=ablation)
     assert (roles["usage"].iloc[0], roles["usage_mode"].iloc[0]) == (0.5, "mean")
     assert roles["delta_mse"].iloc[0] == pytest.approx(0.05)
     dead = pd.DataFrame([probe_row(0, t, np.nan, np.nan, np.nan, np.nan) for t in LAGGED])
-    roles = assign_roles(dead, pd.DataFrame(ablation_rows(0, {"zero": 0.3, "mean": 0.0})))
+    roles = assign_roles(dead, ablation=pd.DataFrame(ablation_rows(0, {"zero": 0.3, "mean": 0.0})))
     assert (roles["role"].iloc[0], roles["decided_by"].iloc[0]) == ("none", "ablation")
     assert (
         roles["evidence"].iloc[0]
@@ -519,15 +551,16 @@ def test_random_tables_give_valid_roles(seed):
             for t in LAGGED
         ]
     )  # fmt: skip
-    attribution = pd.DataFrame(
+    fields = pd.DataFrame(
         [r for u in range(n_units) for r in rf_rows(u, {c: rng.normal() for c in CELLS})]
     )
     ablation = pd.DataFrame(
         [r for u in range(n_units) for r in ablation_rows(u, {"zero": rng.uniform(0, 0.5)})]
     )
     ident = collinear_identifiability(LAGGED[:2])
-    roles = assign_roles(probes, ablation, attribution, ident, lagged_fields(),
-                         min_field_similarity=0.5)  # fmt: skip
+    roles = assign_roles(probes, ablation=ablation, receptive_fields=fields, identifiability=ident,
+                         target_fields=lagged_fields(),
+                         config=RoleConfig(min_field_similarity=0.5))  # fmt: skip
     assert roles["unit"].tolist() == list(range(n_units))
     assert roles["confidence"].between(0, 1).all()
     assert set(roles["decided_by"]) <= {"probe", "receptive_field", "ablation"}
@@ -537,3 +570,79 @@ def test_random_tables_give_valid_roles(seed):
     assert (by_probe["r2"] >= 0.5).all() and (by_probe["p_value"] <= 0.05).all()
     by_rf = roles[roles["decided_by"] == "receptive_field"]
     assert (by_rf["field_cosine"].abs() >= 0.5).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# receptive fields: formula, state
+# ---------------------------------------------------------------------------------------------
+def test_unit_formula_format():
+    fields = pd.DataFrame(
+        {
+            "method": "gradient",
+            "state": "h",
+            "layer": 0,
+            "unit": 3,
+            "feature": ["K", "K", "X", "X"],
+            "lag": [0, 1, 0, 1],
+            "attribution": [0.1, 0.0, 0.01, 0.004],
+            "attribution_signed": [0.098, 1e-7, 0.0, -0.004],
+        }
+    )
+    assert unit_formula(fields, 0, 3) == "0.098·K[t] - 0.004·X[t-1]"
+    assert unit_formula(fields, 0, 3, top=1) == "0.098·K[t]"
+    with pytest.raises(UnitprobeError, match="no receptive-field rows"):
+        unit_formula(fields, 0, 5)
+    assert unit_formula(fields.assign(attribution_signed=0.0), 0, 3) == "0"
+    negative = fields.assign(attribution_signed=[-0.218, 0.0973, 0.0, 0.0705])
+    assert unit_formula(negative, 0, 3) == "-0.218·K[t] + 0.0973·K[t-1] + 0.0705·X[t-1]"
+    # several methods or states: the first present unless one is chosen
+    other = fields.assign(state="c", attribution_signed=[0.0, 0.5, 0.0, 0.0])
+    both = pd.concat([other, fields])
+    assert unit_formula(both, 0, 3) == "0.5·K[t-1]"
+    assert unit_formula(both, 0, 3, state="h") == "0.098·K[t] - 0.004·X[t-1]"
+    with pytest.raises(UnitprobeError, match="no receptive-field rows with method == 'saliency'"):
+        unit_formula(both, 0, 3, method="saliency")
+    with pytest.raises(UnitprobeError, match="top == 0, must be an integer >= 1"):
+        unit_formula(fields, 0, 3, top=0)
+
+
+def test_roles_read_the_receptive_fields_table_and_its_formula():
+    tables = collinear_tables()
+    fields = tables["receptive_fields"]
+    assert list(fields.columns) == list(SCHEMAS["receptive_fields"].columns)
+    roles = assign_roles(**tables)
+    for unit in range(4):
+        assert roles["formula"].iloc[unit] == unit_formula(fields, 0, unit, top=3)
+    assert roles["formula"].iloc[1] == "1·K[t-1] + 0.05·K[t] + 0.05·K[t-2]"
+    # a used unit that holds no target: the formula explains what it does read
+    no_probe = pd.DataFrame([probe_row(u, t, 0.1, 0.0, 0.5, 0.0) for u in range(4) for t in LAGGED])
+    roles = assign_roles(**{**tables, "probes": no_probe, "target_fields": None})
+    assert roles["role"].tolist() == ["none"] * 4
+    assert roles["evidence"].iloc[1] == (
+        "used by the output (+12% MSE) but holds no tested target; "
+        "h ≈ 1·K[t-1] + 0.05·K[t] + 0.05·K[t-2]"
+    )
+    # without receptive fields there is no formula
+    assert (assign_roles(**{**tables, "receptive_fields": None})["formula"] == "").all()
+
+
+def test_roles_read_the_receptive_fields_of_the_probed_state():
+    tables = collinear_tables()
+    h_fields = tables["receptive_fields"]
+    # the c fields name the targets in reverse order
+    peaks = [("X", 1), ("X", 0), ("K", 1), ("K", 0)]
+    c_fields = pd.DataFrame(
+        [r for u, c in enumerate(peaks) for r in rf_rows(u, peaked_rf(c), state="c")]
+    )
+    c_probes = tables["probes"].assign(state="c")
+    both_states = pd.concat([h_fields, c_fields])
+    roles = assign_roles(**{**tables, "receptive_fields": both_states})
+    assert roles["role"].tolist() == LAGGED
+    roles = assign_roles(
+        **{**tables, "probes": c_probes, "receptive_fields": both_states}, state="c"
+    )
+    assert roles["role"].tolist() == LAGGED[::-1]
+    assert roles["decided_by"].tolist() == ["receptive_field"] * 4
+    # one state only: read whatever state it is
+    roles = assign_roles(**{**tables, "probes": c_probes, "receptive_fields": h_fields}, state="c")
+    assert roles["role"].tolist() == LAGGED

@@ -170,7 +170,13 @@ def test_run_directories_hold_model_tables_and_result(finished):
     for row in table.itertuples():
         run = out / "runs" / f"{row.task}-u{row.units}-s{row.seed}-{row.key}"
         names = {p.name for p in run.iterdir()}
-        assert {"model.pt", "probes.csv", "roles.csv", "ablation.csv", "attribution.csv"} <= names
+        assert {
+            "model.pt",
+            "probes.csv",
+            "roles.csv",
+            "ablation.csv",
+            "receptive_fields.csv",
+        } <= names
         assert {"result.json", "summary.json"} <= names and "report.html" not in names
         result = json.loads((run / "result.json").read_text())
         assert result["key"] == row.key and result["config"]["units"] == row.units

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unitprobe import sweepstats as S
 from unitprobe.errors import DataError
+from unitprobe.pipeline import stability
+from unitprobe.pipeline import sweepstats as S
 
 # ---------------------------------------------------------------------------------------------
 # bootstrap
@@ -171,8 +172,6 @@ def _probes(profile: dict[int, list[float]], targets: list[str], value: str = "r
                         value: v if state == "h" else 0.0,
                     }
                 )
-    for target in targets:  # population rows are ignored
-        rows.append({"layer": 0, "unit": "all", "state": "h", "target": target, value: 1.0})
     return pd.DataFrame(rows)
 
 
@@ -229,12 +228,12 @@ def test_match_units_recovers_a_planted_permutation_exactly():
     reference = rng.uniform(0, 1, size=(8, 6))
     perm = rng.permutation(8)
     other = reference[perm] + rng.normal(0, 0.01, size=(8, 6))  # other[j] = reference[perm[j]]
-    match = S.match_units(reference, other)
+    match = stability.match_units(reference, other)
     assert (perm[match] == np.arange(8)).all()
     # fewer units on the other side: the worst-fitting reference unit is left out
-    assert S.match_units(reference, other[:7]).tolist().count(-1) == 1
+    assert stability.match_units(reference, other[:7]).tolist().count(-1) == 1
     with pytest.raises(DataError, match="same targets"):
-        S.match_units(reference, other[:, :5])
+        stability.match_units(reference, other[:, :5])
 
 
 def _seed_tables(perms: dict[int, list[int]], role_names: list[str], flip: dict | None = None):
@@ -271,31 +270,31 @@ def test_role_stability_on_permuted_seeds():
     names = ["K[t]", "K[t-1]", "X[t]", "none"]
     perms = {0: [0, 1, 2, 3], 1: [2, 0, 3, 1], 2: [3, 2, 1, 0]}
     probes, roles = _seed_tables(perms, names)
-    table = S.role_stability(probes, roles)
+    table = stability.role_stability(probes, roles)
     assert table["role"].tolist() == ["K[t-1]", "K[t]", "X[t]"]
     assert (table["frequency"] == 1.0).all() and (table["stability"] == 1.0).all()
     assert (table["n_pairs"] == 6).all() and (table["n_seeds"] == 3).all()
     assert table[["task", "units"]].drop_duplicates().values.tolist() == [["t", 4]]
-    with_none = S.role_stability(probes, roles, include_none=True)
+    with_none = stability.role_stability(probes, roles, include_none=True)
     assert "none" in with_none["role"].tolist()
 
     # seed 2 gives its X[t] unit (unit 1, source 2) the role "none" instead
     probes, roles = _seed_tables(perms, names, flip={(2, 1): "none"})
-    table = S.role_stability(probes, roles).set_index("role")
+    table = stability.role_stability(probes, roles).set_index("role")
     assert table.loc["X[t]", "frequency"] == pytest.approx(2 / 3)
     # X[t] units in seeds 0, 1 (2 refs x 2 others = 4 pairs): the pairs to seed 2 fail
     assert table.loc["X[t]", "stability"] == pytest.approx(2 / 4)
     assert table.loc["K[t]", "stability"] == 1.0
-    ref = S.role_stability(probes, roles, reference=2).set_index("role")
+    ref = stability.role_stability(probes, roles, reference=2).set_index("role")
     assert math.isnan(ref.loc["X[t]", "stability"]) and ref.loc["X[t]", "n_pairs"] == 0
     assert ref.loc["K[t]", "n_pairs"] == 2
     with pytest.raises(DataError, match="reference seed 7"):
-        S.role_stability(probes, roles, reference=7)
+        stability.role_stability(probes, roles, reference=7)
     with pytest.raises(DataError, match="seed"):
-        S.role_stability(probes.drop(columns="seed"), roles)
+        stability.role_stability(probes.drop(columns="seed"), roles)
 
 
-def _attribution(perms: dict[int, list[int]]) -> pd.DataFrame:
+def _fields(perms: dict[int, list[int]]) -> pd.DataFrame:
     """Receptive fields: source unit j looks at input K at lag j (sign alternating)."""
     rows = []
     for seed, perm in perms.items():
@@ -308,8 +307,7 @@ def _attribution(perms: dict[int, list[int]]) -> pd.DataFrame:
                         "units": 4,
                         "seed": seed,
                         "method": "gradient",
-                        "target": "h",
-                        "kind": "unit_input_lag",
+                        "state": "h",
                         "feature": "K",
                         "lag": lag,
                         "layer": 0,
@@ -318,12 +316,11 @@ def _attribution(perms: dict[int, list[int]]) -> pd.DataFrame:
                         "attribution_signed": v,
                     }
                 )
-    rows.append({**rows[0], "kind": "input_lag", "unit": np.nan, "attribution_signed": 9.0})
     return pd.DataFrame(rows)
 
 
 def test_unit_fields_are_sign_free_and_scaled():
-    fields = S.unit_fields(_attribution({0: [0, 1, 2, 3]}).query("seed == 0"))
+    fields = S.unit_fields(_fields({0: [0, 1, 2, 3]}).query("seed == 0"))
     assert fields.columns.tolist() == ["K[t-0]", "K[t-1]", "K[t-2]", "K[t-3]"]
     expected = np.full((4, 4), 0.05) + np.eye(4) * 0.95
     assert fields.to_numpy() == pytest.approx(expected)
@@ -334,11 +331,11 @@ def test_role_stability_matches_by_receptive_fields_when_probes_are_flat():
     perms = {0: [0, 1, 2, 3], 1: [1, 3, 0, 2]}
     probes, roles = _seed_tables(perms, names)
     probes["r2"] = 0.9  # collinear targets: every probe profile is the same
-    attribution = _attribution(perms)
+    fields = _fields(perms)
     for profile in ("receptive_field", "both"):
-        table = S.role_stability(probes, roles, attribution=attribution, profile=profile)
+        table = stability.role_stability(probes, roles, receptive_fields=fields, profile=profile)
         assert (table["stability"] == 1.0).all(), profile
-    with pytest.raises(DataError, match="attribution"):
-        S.role_stability(probes, roles, profile="both")
+    with pytest.raises(DataError, match="receptive_fields"):
+        stability.role_stability(probes, roles, profile="both")
     with pytest.raises(DataError, match="profile"):
-        S.role_stability(probes, roles, profile="gates")
+        stability.role_stability(probes, roles, profile="gates")

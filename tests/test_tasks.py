@@ -12,18 +12,24 @@ import pytest
 
 from unitprobe.errors import DataError, TaskSpecError
 from unitprobe.tasks import (
+    MAX_GENERATED_VALUES,
     PRESETS,
     SEED_ANSWER,
     SEED_ANSWER_NOTE,
+    DataSource,
     TaskSpec,
     baseline_mse,
     check_summary,
+    data_task,
+    dataset_for,
     dataset_from_raw,
     generate,
     get_preset,
     load_csv,
     parse_series_arg,
     relation_residuals,
+    require_sequences,
+    training_dataset,
 )
 
 
@@ -144,6 +150,47 @@ def test_generate_shapes_types_and_determinism():
     assert not np.allclose(ds.raw["X"], other.raw["X"])
     with pytest.raises(TaskSpecError, match="n_sequences == 0"):
         generate(spec, 0, 0)
+
+
+def test_generate_refuses_a_request_over_the_size_cap_before_allocating():
+    spec = seed_spec(length=1000)  # 1001 steps x 2 series
+    huge = MAX_GENERATED_VALUES // 2000 + 1
+    with pytest.raises(TaskSpecError) as err:
+        generate(spec, huge, 0)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message == (
+        f"task 'seed' asks for {huge} sequences x 1001 steps (burn_in + length + horizon) x 2 "
+        f"series = {huge * 2002:.3g} values, more than {MAX_GENERATED_VALUES:.3g}; "
+        "use fewer or shorter sequences"
+    )
+    with pytest.raises(TaskSpecError, match="more than 2.15e\\+09"):
+        generate(seed_spec(), 10**9, 0)
+    assert generate(seed_spec(length=100), 2, 0).n_sequences == 2
+
+
+def test_dataset_for_generates_or_reads_and_refuses_a_data_task_without_data(tmp_path):
+    spec = get_preset("fibonacci")
+    generated = dataset_for(spec, None, 4, 3)
+    np.testing.assert_array_equal(generated.inputs, generate(spec, 4, 3).inputs)
+    (tmp_path / "k.csv").write_text("K\n" + "".join(f"{k}\n" for k in range(30)))
+    source = DataSource(tmp_path / "k.csv", window=10, stride=10)
+    read = dataset_for(spec, source, 4, 3)
+    assert read.n_sequences == 3 and read.raw_full("K")[1, 0] == 10
+    observed = data_task("obs", ["K"])
+    with pytest.raises(DataError, match="'obs' is a data task: its series \\(K\\) are observed"):
+        dataset_for(observed, None, 4, 0)
+    learned = training_dataset(None, source, 4, 0)
+    assert learned.spec.name == "k" and learned.input_names == ("K",)
+
+
+def test_require_sequences_says_how_to_get_more():
+    data = generate(seed_spec(), 3, 0)
+    require_sequences(data, 3, "probes", from_csv=False)
+    with pytest.raises(DataError, match="the data have 3 sequences; probes need at least 5: use"):
+        require_sequences(data, 5, "probes", from_csv=False)
+    with pytest.raises(DataError, match="cut the CSV's series into windows with --window"):
+        require_sequences(data.subset([0]), 2, "training", from_csv=True)
 
 
 @pytest.mark.parametrize("name", ["seed", "fibonacci", "delay-3"])

@@ -73,10 +73,12 @@ def test_divergence_names_the_epoch_and_suggests_a_smaller_rate():
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("n_units", 0, "n_units == 0, must be >= 1"),
+        ("n_units", 0, "n_units == 0, must be an integer >= 1"),
         ("lr", -1.0, "lr == -1.0, must be a finite number > 0"),
-        ("val_fraction", 1.0, r"val_fraction == 1.0, must be in \(0, 1\)"),
-        ("seed", -2, "seed == -2, must be >= 0"),
+        ("val_fraction", 1.0, "val_fraction == 1.0, must be a finite number > 0 and < 1"),
+        ("seed", -2, r"seed == -2, must be an integer in \[0, 9223372036854775807\]"),
+        ("seed", 2**64, r"seed == 18446744073709551616, must be an integer in \[0, "),
+        ("epochs", 2.5, "epochs == 2.5, must be an integer >= 1"),
     ],
 )
 def test_config_validation(field, value, message):

@@ -1,21 +1,27 @@
 """unitprobe: what does each unit of a recurrent network hold?
 
 The public API, importable from the package root (loaded lazily, so ``import unitprobe`` and
-the command line start fast) or from its module:
+the command line start fast) or from its module. The package is layered (see
+``docs/architecture.md``): foundation modules at the root (``errors``, ``validation``,
+``config``, ``schemas``, ``tables``, ``seeds``), then ``tasks``, ``model``, ``methods``,
+``views``, ``pipeline`` and ``cli``.
 
 - tasks: :class:`TaskSpec`, :func:`parse_relation`, :func:`parse_expression`,
   :func:`generate`, :func:`load_csv`, :data:`PRESETS`, :func:`get_preset`,
-  :func:`relation_residuals`; targets: :func:`make_targets`, :func:`default_targets`
-- models: :class:`UnitLSTM`, :class:`ModelConfig`, :func:`run`, :class:`Trace`,
-  :class:`Intervention`, :func:`interventions`, :func:`planted_lstm`
-- checkpoints and training: :func:`save`, :func:`load`, :func:`train`, :class:`TrainConfig`
-- probes: :func:`unit_probes`, :func:`population_probe`, :func:`partial_r2`,
-  :func:`unique_contribution`, :func:`identifiability`, :func:`permutation_pvalues`,
-  :func:`probe_model`, :class:`UnitProbe`
-- interventions: :func:`ablate`, :func:`ablation_table`; attributions:
-  :func:`input_lag_attribution`, :func:`receptive_fields`, :func:`unit_attribution`,
-  :func:`attribution_table`
-- roles and analysis: :func:`assign_roles`, :func:`analyze`, :class:`AnalyzeConfig`
+  :func:`relation_residuals`
+- model: :class:`UnitLSTM`, :class:`ModelConfig`, :func:`run`, :class:`Trace`,
+  :class:`Intervention`, :func:`interventions`, :func:`lstm_cell`, :func:`planted_lstm`,
+  :func:`save`, :func:`load`, :func:`train`, :class:`TrainConfig`
+- methods: targets (:func:`make_targets`, :func:`default_targets`); probes
+  (:func:`unit_probes`, :func:`population_probe`, :func:`partial_r2`,
+  :func:`unique_contribution`, :func:`identifiability`, :func:`vif_table`,
+  :func:`permutation_pvalues`, :class:`UnitProbe`); ablation (:func:`ablate`,
+  :func:`ablation_table`); attribution (:func:`input_lag_attribution`,
+  :func:`receptive_fields`, :func:`unit_attribution`, :func:`attribution_tables`); roles
+  (:func:`assign_roles`, :func:`summarize_roles`, :func:`unit_formula`)
+- pipeline: :func:`analyze`, :func:`compute_analysis`, :func:`probe_model`, and the config
+  tree :class:`AnalyzeConfig` (:class:`ProbeConfig`, :class:`AblationConfig`,
+  :class:`AttributionConfig`, :class:`RoleConfig`); results: :class:`Tables`
 """
 
 from __future__ import annotations
@@ -35,28 +41,32 @@ from unitprobe.errors import (
 __version__ = "0.1.0"
 
 _LAZY = {
+    "unitprobe.config": [
+        "AnalyzeConfig", "ProbeConfig", "AblationConfig", "AttributionConfig", "RoleConfig",
+    ],
+    "unitprobe.tables": ["Tables"],
     "unitprobe.tasks": [
         "PRESETS", "Dataset", "TaskSpec", "generate", "get_preset", "load_csv", "parse_expression",
         "parse_relation", "parse_system", "relation_residuals", "check_summary", "baseline_mse",
     ],
-    "unitprobe.methods.targets": ["Targets", "default_targets", "make_targets"],
     "unitprobe.model.lstm": [
-        "Intervention", "ModelConfig", "Trace", "UnitLSTM", "interventions", "run",
+        "Intervention", "ModelConfig", "Trace", "UnitLSTM", "interventions", "lstm_cell", "run",
     ],
     "unitprobe.model.planted": ["planted_lstm"],
     "unitprobe.model.checkpoint": ["Checkpoint", "load", "save"],
     "unitprobe.model.train": ["TrainConfig", "TrainResult", "train", "train_task"],
+    "unitprobe.methods.targets": ["Targets", "default_targets", "make_targets"],
     "unitprobe.methods.probes": [
         "UnitProbe", "identifiability", "l1_path_ranking", "partial_r2", "permutation_pvalues",
-        "population_probe", "probe_model", "unique_contribution", "unit_probes",
+        "population_probe", "unique_contribution", "unit_probes", "vif_table",
     ],
     "unitprobe.methods.ablation": ["ablate", "ablation_table"],
     "unitprobe.methods.attribution": [
-        "attribution_table", "input_lag_attribution", "receptive_fields", "unit_attribution",
-        "unit_formula",
+        "attribution_tables", "input_lag_attribution", "receptive_fields", "unit_attribution",
     ],
-    "unitprobe.methods.roles": ["assign_roles", "summarize_roles"],
-    "unitprobe.pipeline.analyze": ["AnalyzeConfig", "analyze", "compute_analysis"],
+    "unitprobe.methods.roles": ["assign_roles", "summarize_roles", "unit_formula"],
+    "unitprobe.pipeline.probing": ["probe_model"],
+    "unitprobe.pipeline.analyze": ["Analysis", "analyze", "compute_analysis"],
 }  # fmt: skip
 _compat.install()
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}

@@ -1,4 +1,4 @@
-"""Private helpers shared by the pipeline modules: safe output directories and file writing."""
+"""Private helpers of every layer: safe output directories, file writing, torch threads."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ __all__ = [
     "write_json",
     "to_plain",
     "torch_threads",
+    "stderr_is_tty",
 ]
 
 
@@ -174,3 +176,8 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def stderr_is_tty() -> bool:
+    """Whether standard error is a terminal (progress bars are shown only then by default)."""
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())

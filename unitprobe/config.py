@@ -158,7 +158,7 @@ class AttributionConfig:
             label = "attribution method" if name == "methods" else name[:-1].replace("_", " ")
             value = check_choices(getattr(self, name), label, allowed, allow_empty=True)
             object.__setattr__(self, name, value)
-        check_choice(self.baseline, "baseline", ("mean", "zero"))
+        check_choice(self.baseline, "baseline", schemas.BASELINES)
         check_int(self.n_steps_ig, "n_steps_ig", minimum=2)
         check_int(self.field_n_steps_ig, "field_n_steps_ig", minimum=2)
         check_int(self.max_sequences, "max_attribution_sequences", minimum=2)
@@ -190,8 +190,9 @@ class RoleConfig:
 
     def __post_init__(self) -> None:
         check_float(self.alpha, "alpha", minimum=0, maximum=1, strict_minimum=True)
-        for name in ("min_selectivity", "min_r2", "min_partial_r2", "min_field_similarity"):
-            check_float(getattr(self, name), name, minimum=-1, maximum=1)
+        check_float(self.min_selectivity, "min_selectivity", minimum=-1, maximum=1)
+        for name in ("min_r2", "min_partial_r2", "min_field_similarity"):
+            check_float(getattr(self, name), name, minimum=0, maximum=1)
         check_float(self.min_usage, "min_usage", minimum=0)
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "ATTRIBUTION_METHODS",
     "UNIT_ATTRIBUTION_METHODS",
     "FIELD_METHODS",
+    "BASELINES",
     "FIGURE_FORMATS",
     "STATES",
     "STATE_CHOICES",
@@ -46,6 +47,8 @@ UNIT_ATTRIBUTION_METHODS = (
     "layer_conductance",
     "layer_gradient_x_activation",
 )
+#: Integrated-gradients baselines: the per-step mean input, or zeros.
+BASELINES = ("mean", "zero")
 #: Receptive-field methods: the data-averaged Jacobian, or integrated gradients.
 FIELD_METHODS = ("gradient", "integrated_gradients")
 #: Figure file formats.
@@ -90,16 +93,28 @@ class Schema:
 
 
 def _cast(values: pd.Series, dtype: str) -> pd.Series:
-    if dtype == "string":
-        text = values.astype(object).where(values.notna(), None)
-        return text.map(lambda v: v if v is None else str(v)).astype(object)
+    if dtype == "string":  # text, missing values as None
+        text = [None if pd.isna(v) else str(v) for v in values.astype(object)]
+        return pd.Series(text, index=values.index, dtype=object)
     if dtype == "bool":
-        if values.dtype == object:
-            values = values.map(lambda v: str(v).strip().lower() in ("true", "1"))
+        if not pd.api.types.is_bool_dtype(values):
+            values = values.map(_as_bool)
         return values.astype(bool)
     if dtype == "Int64":
         return pd.to_numeric(values, errors="raise").astype("Int64")
     return pd.to_numeric(values, errors="raise").astype(dtype)
+
+
+def _as_bool(value: Any) -> bool:
+    """A bool from a bool, a number, or the text CSV files use (``True``/``False``, 1/0)."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text not in ("true", "false", "1", "0", "1.0", "0.0"):
+            raise ValueError(f"cannot read {value!r} as true or false")
+        return text in ("true", "1", "1.0")
+    if pd.isna(value):
+        raise ValueError("a true/false column has a missing value")
+    return bool(value)
 
 
 def _schema(name: str, row: str, **dtypes: str) -> Schema:
@@ -184,20 +199,3 @@ def frame(name: str, rows: Any) -> pd.DataFrame:
     """Table ``name`` built from records (dicts or tuples in column order), with its dtypes."""
     df = pd.DataFrame.from_records(list(rows), columns=columns(name))
     return schema(name).coerce(df)
-
-
-# Column tuples of the combined tables before they were split; read only by modules that have
-# not moved to SCHEMAS yet.
-PROBES = (
-    "layer", "unit", "state", "target", "r2", "r2_std", "r2_control", "selectivity",
-    "p_value", "partial_r2", "coef", "n_samples",
-)  # fmt: skip
-ABLATION = ("layer", "units", "mode", "target", "mse", "mse_base", "delta_mse", "rel_delta")
-ATTRIBUTION = (
-    "method", "target", "kind", "feature", "lag", "layer", "unit", "attribution",
-    "attribution_signed",
-)  # fmt: skip
-IDENTIFIABILITY = ("target_a", "target_b", "r2", "separable")
-ROLES = SCHEMAS["roles"].columns[:9]
-TRACES = SCHEMAS["traces"].columns
-FIELDS = SCHEMAS["target_fields"].columns

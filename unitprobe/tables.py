@@ -20,16 +20,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from unitprobe._utils import write_csv
 from unitprobe.errors import DataError
 from unitprobe.schemas import SCHEMAS
 
-__all__ = ["Tables", "write_csv"]
-
-
-def write_csv(table: pd.DataFrame, path: Path) -> Path:
-    """Write a result table with a fixed float format, so equal numbers give equal bytes."""
-    table.to_csv(path, index=False, float_format="%.10g", lineterminator="\n")
-    return path
+__all__ = ["Tables"]
 
 
 class Tables(Mapping[str, pd.DataFrame]):

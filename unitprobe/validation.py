@@ -99,13 +99,14 @@ def check_float(
     minimum: float | None = None,
     maximum: float | None = None,
     strict_minimum: bool = False,
+    strict_maximum: bool = False,
     allow_none: bool = False,
     error: type[Exception] = UnitprobeError,
 ) -> float | None:
     """Return ``value`` as a finite ``float`` in ``[minimum, maximum]``.
 
-    ``strict_minimum=True`` excludes the minimum itself (``alpha > 0``). Bools, NaN and
-    infinities are refused.
+    ``strict_minimum=True`` excludes the minimum itself (``alpha > 0``), ``strict_maximum``
+    the maximum. Bools, NaN and infinities are refused.
     """
     if value is None and allow_none:
         return None
@@ -116,15 +117,16 @@ def check_float(
         if ok and minimum is not None:
             ok = x > minimum if strict_minimum else x >= minimum
         if ok and maximum is not None:
-            ok = x <= maximum
+            ok = x < maximum if strict_maximum else x <= maximum
     if not ok:
         low = "> " if strict_minimum else ">= "
+        high = "< " if strict_maximum else "<= "
         if minimum is not None and maximum is not None:
-            allowed = f"a finite number {low}{minimum} and <= {maximum}"
+            allowed = f"a finite number {low}{minimum} and {high}{maximum}"
         elif minimum is not None:
             allowed = f"a finite number {low}{minimum}"
         elif maximum is not None:
-            allowed = f"a finite number <= {maximum}"
+            allowed = f"a finite number {high}{maximum}"
         else:
             allowed = "a finite number"
         raise error(f"{name} == {value!r}, must be {allowed}")

@@ -31,6 +31,8 @@ from torch import Tensor, nn
 
 from unitprobe.errors import CheckpointError, UnitprobeError
 from unitprobe.model.lstm import ModelConfig, UnitLSTM
+from unitprobe.tasks import TaskSpec
+from unitprobe.validation import is_int
 
 __all__ = [
     "FORMAT",
@@ -73,6 +75,25 @@ class Checkpoint:
     def config(self) -> ModelConfig:
         """The model's architecture."""
         return self.model.config
+
+    @classmethod
+    def from_training(
+        cls, result: Any, task: Any, path: str | os.PathLike, train_config: Any = None
+    ) -> Checkpoint:
+        """The checkpoint of a :class:`~unitprobe.model.train.TrainResult`, in memory.
+
+        What :func:`load` would return for the file :func:`save_trained` writes, without the
+        round trip through the disk.
+        """
+        return cls(
+            model=result.model.eval(),
+            task=task,
+            path=Path(path),
+            source="unitprobe",
+            history=result.history,
+            metrics=result.metrics,
+            train_config=train_config.to_dict() if train_config is not None else {},
+        )
 
 
 def save(
@@ -283,7 +304,7 @@ def _check_dense(state: Any, path: Path) -> None:
 
 def _from_payload(path: Path, payload: dict[str, Any], task: Any) -> Checkpoint:
     version = payload.get("version")
-    if not isinstance(version, int) or isinstance(version, bool):
+    if not is_int(version):
         raise CheckpointError(f"{path} has an invalid checkpoint version {version!r}")
     if version != VERSION:
         raise CheckpointError(
@@ -312,8 +333,6 @@ def _from_payload(path: Path, payload: dict[str, Any], task: Any) -> Checkpoint:
     model = _build(path, config, state)
     extras = {key: _plain(payload.get(key), key, path) for key in _EXTRAS}
     if task is None:
-        from unitprobe.tasks import TaskSpec
-
         try:
             task = TaskSpec.from_dict(payload["task"])
         except UnitprobeError as err:

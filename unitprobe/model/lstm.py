@@ -15,6 +15,10 @@ c     cell state  ``c = f * c_prev + i * g``      (batch, n_units)
 h     hidden state ``h = o * tanh(c)``            (batch, n_units)
 ====  ==========================================  =====================
 
+One step of the recurrence is :func:`lstm_cell`; :func:`run` and the receptive-field Jacobians
+of :mod:`unitprobe.methods.attribution` both step through it, so the cell equations live here
+only.
+
 Any site of any layer can be read (every run returns a :class:`Trace`) or overwritten at chosen
 steps by an :class:`Intervention`; an edit at step ``s`` propagates through the recurrence to
 every later step and to the layers above. :func:`run` without interventions equals the fused
@@ -35,12 +39,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from unitprobe.errors import DataError, UnitprobeError
+from unitprobe.validation import check_choice, check_int
 
 __all__ = [
     "SITES",
@@ -49,6 +56,9 @@ __all__ = [
     "UnitLSTM",
     "Intervention",
     "Trace",
+    "CellSites",
+    "lstm_cell",
+    "lstm_step",
     "run",
     "interventions",
     "as_tensor",
@@ -58,6 +68,7 @@ GATES = ("i", "f", "g", "o")
 SITES = (*GATES, "c", "h")
 
 Setter = Callable[[Tensor, int], Tensor]
+SiteEdit = Callable[[str, Tensor], Tensor]
 
 
 @dataclass(frozen=True)
@@ -83,9 +94,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         for name in ("n_inputs", "n_units", "n_outputs", "n_layers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise UnitprobeError(f"{name} == {value!r}, must be an integer >= 1")
+            check_int(getattr(self, name), name, minimum=1)
 
     def to_dict(self) -> dict[str, int]:
         """Plain-data form, as stored in a checkpoint."""
@@ -172,10 +181,8 @@ class Intervention:
     mask: Tensor | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        if self.site not in SITES:
-            raise UnitprobeError(f"site == {self.site!r}, must be one of {', '.join(SITES)}")
-        if self.start < 0:
-            raise UnitprobeError(f"start == {self.start}, must be >= 0")
+        check_choice(self.site, "site", SITES)
+        check_int(self.start, "start", minimum=0)
 
     def _validate(self, config: ModelConfig) -> None:
         if not 0 <= self.layer < config.n_layers:
@@ -278,6 +285,91 @@ def interventions(model: UnitLSTM, edits: Sequence[Intervention]) -> Iterator[Un
                     break
 
 
+class CellSites(NamedTuple):
+    """The sites of one LSTM step, each of shape (batch, n_units) (see the module docstring)."""
+
+    i: Tensor
+    f: Tensor
+    g: Tensor
+    o: Tensor
+    c: Tensor
+    h: Tensor
+
+
+def lstm_cell(
+    x: Tensor,
+    h: Tensor,
+    c: Tensor,
+    weight_ih: Tensor,
+    weight_hh: Tensor,
+    bias: Tensor,
+    *,
+    edit: SiteEdit | None = None,
+) -> CellSites:
+    """One step of an LSTM layer: PyTorch's ``nn.LSTMCell`` equations, gate order i, f, g, o.
+
+    ``i, f, o = sigmoid(.)``, ``g = tanh(.)`` of ``x @ weight_ih.T + h @ weight_hh.T + bias``
+    (split in four along the last axis), then ``c' = f * c + i * g`` and ``h' = o * tanh(c')``.
+
+    Parameters
+    ----------
+    x : Tensor of shape (batch, n_in)
+        The layer's input at this step.
+    h, c : Tensor of shape (batch, n_units)
+        Hidden and cell state after the previous step (zeros at step 0).
+    weight_ih : Tensor of shape (4 * n_units, n_in)
+    weight_hh : Tensor of shape (4 * n_units, n_units)
+    bias : Tensor of shape (4 * n_units,)
+        ``bias_ih + bias_hh`` (see :meth:`UnitLSTM.layer_weights`).
+    edit : callable ``(site, value) -> Tensor``, optional
+        Called on each site as soon as it is computed, in the order i, f, g, o, c, h; what it
+        returns replaces the value, so ``c`` and ``h`` are computed from edited gates and ``h``
+        from an edited ``c``. :func:`run` applies its interventions here.
+
+    Returns
+    -------
+    CellSites
+        ``(i, f, g, o, c, h)`` after any edit, each of shape (batch, n_units).
+    """
+    return lstm_step(x @ weight_ih.T + bias, h, c, weight_hh, edit=edit)
+
+
+def lstm_step(
+    projected: Tensor,
+    h: Tensor,
+    c: Tensor,
+    weight_hh: Tensor,
+    *,
+    edit: SiteEdit | None = None,
+) -> CellSites:
+    """:func:`lstm_cell` from the input's share of the gates, ``x @ weight_ih.T + bias``.
+
+    :func:`run` projects the inputs of every step at once (one large matrix product) and
+    steps the recurrence with this function.
+
+    Parameters
+    ----------
+    projected : Tensor of shape (batch, 4 * n_units)
+        ``x @ weight_ih.T + bias`` at this step.
+    h, c, weight_hh, edit
+        As in :func:`lstm_cell`.
+    """
+    pre = projected + h @ weight_hh.T  # (batch, 4 * n_units)
+    i_pre, f_pre, g_pre, o_pre = pre.chunk(4, dim=-1)
+    site = edit if edit is not None else _unedited
+    i = site("i", torch.sigmoid(i_pre))
+    f = site("f", torch.sigmoid(f_pre))
+    g = site("g", torch.tanh(g_pre))
+    o = site("o", torch.sigmoid(o_pre))
+    c = site("c", f * c + i * g)
+    h = site("h", o * torch.tanh(c))
+    return CellSites(i, f, g, o, c, h)
+
+
+def _unedited(name: str, value: Tensor) -> Tensor:
+    return value
+
+
 def run(
     model: UnitLSTM,
     inputs: Tensor | np.ndarray,
@@ -337,10 +429,8 @@ def _run_layer(
     """One layer over all steps; per-site lists of (N, H) tensors, one per step, for ``keep``."""
     w_ih, w_hh, bias = model.layer_weights(layer)
     n, n_steps, _ = x.shape
-    n_units = model.config.n_units
-    projected = x @ w_ih.T + bias  # (N, T, 4H): the input part of every gate at once
-    h = x.new_zeros(n, n_units)
-    c = x.new_zeros(n, n_units)
+    h = x.new_zeros(n, model.config.n_units)
+    c = x.new_zeros(n, model.config.n_units)
     out: dict[str, list[Tensor]] = {s: [] for s in SITES}
 
     def site(name: str, value: Tensor, step: int) -> Tensor:
@@ -350,13 +440,8 @@ def _run_layer(
             out[name].append(value)
         return value
 
+    projected = x @ w_ih.T + bias  # (N, T, 4H): the input part of every gate at once
     for t in range(n_steps):
-        pre = projected[:, t] + h @ w_hh.T  # (N, 4H)
-        i_pre, f_pre, g_pre, o_pre = pre.chunk(4, dim=1)
-        i = site("i", torch.sigmoid(i_pre), t)
-        f = site("f", torch.sigmoid(f_pre), t)
-        g = site("g", torch.tanh(g_pre), t)
-        o = site("o", torch.sigmoid(o_pre), t)
-        c = site("c", f * c + i * g, t)
-        h = site("h", o * torch.tanh(c), t)
+        step = lstm_step(projected[:, t], h, c, w_hh, edit=partial(site, step=t))
+        h, c = step.h, step.c
     return out

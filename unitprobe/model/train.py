@@ -31,9 +31,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from unitprobe._utils import torch_threads
-from unitprobe.errors import TrainingError, UnitprobeError
+from unitprobe._utils import stderr_is_tty, torch_threads
+from unitprobe.errors import TrainingError
 from unitprobe.model.lstm import ModelConfig, UnitLSTM
+from unitprobe.tasks import baseline_mse, generate
+from unitprobe.validation import check_float, check_int
 
 __all__ = [
     "TrainConfig",
@@ -43,6 +45,10 @@ __all__ = [
     "split_sequences",
     "repeat_last_mse",
 ]
+
+
+#: Largest seed: torch and NumPy take any seed in ``[0, 2**63)``.
+MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -85,16 +91,16 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check(self.n_units >= 1, "n_units", self.n_units, ">= 1")
-        _check(self.n_layers >= 1, "n_layers", self.n_layers, ">= 1")
-        _check(self.epochs >= 1, "epochs", self.epochs, ">= 1")
-        _check(self.batch_size >= 1, "batch_size", self.batch_size, ">= 1")
-        _check(self.lr > 0 and math.isfinite(self.lr), "lr", self.lr, "a finite number > 0")
-        _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
-        _check(0 < self.val_fraction < 1, "val_fraction", self.val_fraction, "in (0, 1)")
-        _check(self.patience >= 1, "patience", self.patience, ">= 1")
-        _check(self.clip > 0, "clip", self.clip, "> 0")
-        _check(self.seed >= 0, "seed", self.seed, ">= 0")
+        for name in ("n_units", "n_layers", "epochs", "batch_size", "patience"):
+            check_int(getattr(self, name), name, minimum=1)
+        check_float(self.lr, "lr", minimum=0, strict_minimum=True)
+        check_float(self.weight_decay, "weight_decay", minimum=0)
+        check_float(
+            self.val_fraction, "val_fraction", minimum=0, maximum=1,
+            strict_minimum=True, strict_maximum=True,
+        )  # fmt: skip
+        check_float(self.clip, "clip", minimum=0, strict_minimum=True)
+        check_int(self.seed, "seed", minimum=0, maximum=MAX_SEED)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form."""
@@ -140,8 +146,6 @@ def repeat_last_mse(dataset: Any, index: np.ndarray | None = None) -> float:
 
     Uses :func:`unitprobe.tasks.baseline_mse`; normalized units, mean over outputs and steps.
     """
-    from unitprobe.tasks import baseline_mse
-
     return float(baseline_mse(dataset if index is None else dataset.subset(index)))
 
 
@@ -195,7 +199,7 @@ def train(
     x_train, y_train = x_all[train_idx], y_all[train_idx]
     x_val, y_val = x_all[val_idx], y_all[val_idx]
     start = time.perf_counter()
-    show = progress if progress is not None else _stderr_is_tty()
+    show = progress if progress is not None else stderr_is_tty()
     with torch_threads(1):
         best, history = _fit(
             model, optimizer, x_train, y_train, x_val, y_val, config, generator, show, on_epoch
@@ -302,17 +306,6 @@ def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise UnitprobeError(f"{name} == {value!r}, must be {allowed}")
-
-
-def _stderr_is_tty() -> bool:
-    import sys
-
-    return bool(getattr(sys.stderr, "isatty", lambda: False)())
-
-
 def train_task(
     spec: Any,
     config: TrainConfig | None = None,
@@ -332,8 +325,6 @@ def train_task(
     -------
     (Dataset, TrainResult)
     """
-    from unitprobe.tasks import generate
-
     config = config or TrainConfig()
     dataset = generate(spec, n_sequences=n_sequences, seed=config.seed)
     return dataset, train(dataset, config, progress=progress)

@@ -1,15 +1,18 @@
 """The pipeline behind ``unitprobe analyze``: probes, ablations, attributions and roles.
 
-:func:`compute_analysis` runs every stage on a loaded checkpoint and returns the result tables
-(pandas DataFrames in the schemas of DESIGN.md) and a summary; :func:`write_results` writes
-them, the figures and the report into a directory; :func:`analyze` does both, staging the
-output in a temporary directory that replaces ``out`` only when everything succeeded, so an
-interrupted run leaves no half-written results.
+:func:`compute_analysis` runs every stage on a loaded checkpoint and returns an
+:class:`Analysis`: the result tables as one in-memory :class:`~unitprobe.tables.Tables`
+(schemas in :mod:`unitprobe.schemas`) and a summary. :func:`write_results` writes the tables,
+the figures (drawn from the in-memory tables) and the report into a directory;
+:func:`analyze` does both, staging the output in a temporary directory that replaces ``out``
+only when everything succeeded, so an interrupted run leaves no half-written results.
+``docs/architecture.md`` draws the data flow.
 
 Stages (timed in ``summary.json``): ``data`` (generate or load sequences, run the model),
 ``probes`` (per-unit and population probes, partial R², permutation p-values, untrained
-controls, target identifiability), ``ablation``, ``attribution`` (input × lag, unit, and unit
-receptive fields), ``roles``, ``figures`` and ``report``.
+controls, target identifiability), ``ablation``, ``attribution`` (input x lag, unit, and unit
+receptive fields), ``roles``, ``figures`` and ``report``. Every random stream is derived from
+the one ``config.seed`` (:mod:`unitprobe.seeds`).
 
 Example
 -------
@@ -20,124 +23,68 @@ Example
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import captum
 import numpy as np
 import pandas as pd
+import sklearn
 import torch
 
-from unitprobe import __version__, schemas
-from unitprobe._utils import staged_output_dir, torch_threads, write_csv, write_json
-from unitprobe.errors import UnitprobeError
+from unitprobe import __version__
+from unitprobe._utils import staged_output_dir, torch_threads, write_json
+from unitprobe.config import AnalyzeConfig
+from unitprobe.errors import DataError, UnitprobeError
+from unitprobe.methods.ablation import ablation_table
+from unitprobe.methods.attribution import attribution_tables
+from unitprobe.methods.probes import identifiability, vif_table
+from unitprobe.methods.roles import assign_roles
+from unitprobe.methods.targets import default_targets, make_targets
 from unitprobe.model.lstm import run
+from unitprobe.pipeline.fields import target_field_table, trace_table
+from unitprobe.pipeline.probing import probe_model
+from unitprobe.seeds import stream_seeds
+from unitprobe.tables import Tables
+from unitprobe.tasks import baseline_mse, generate, is_data_task
+from unitprobe.views.render import render_all
+from unitprobe.views.report import write_report
 
-__all__ = ["AnalyzeConfig", "Analysis", "analyze", "compute_analysis", "write_results", "run_demo"]
+__all__ = [
+    "AnalyzeConfig",
+    "Analysis",
+    "analyze",
+    "compute_analysis",
+    "write_results",
+    "rerender",
+]
 
-ABLATION_MODES = ("zero", "mean", "resample")
-ATTRIBUTION_METHODS = ("integrated_gradients", "saliency", "input_x_gradient")
-TABLES = (
-    "probes",
-    "identifiability",
-    "ablation",
-    "attribution",
-    "roles",
-    "traces",
-    "target_fields",
-)
+#: Tables every results directory must hold for figures and the report to be re-rendered.
+REQUIRED_TABLES = ("probes", "roles")
 
 
 @dataclass(frozen=True)
-class AnalyzeConfig:
-    """Options of :func:`analyze` (all shown by ``unitprobe analyze --help``).
+class Analysis:
+    """What one analysis computed.
 
-    Parameters
+    Attributes
     ----------
-    n_sequences : int
-        Sequences generated from the checkpoint's task (ignored when a dataset is given).
-    seed : int
-        Seeds the generated data, untrained controls, permutations and resampling.
-    targets : tuple of str, optional
-        Probe targets in the relation language; default: the task's default target set.
-    state : {"h", "c", "both"}
-        Which unit states to probe.
-    n_splits : int
-        GroupKFold folds over sequences for every probe.
-    alpha : float
-        Ridge penalty of the per-unit probes.
-    n_controls : int
-        Untrained networks of the same configuration averaged into ``r2_control``.
-    n_permutations : int
-        Whole-sequence target permutations for ``p_value`` (Holm-corrected).
-    ablation_modes : tuple of str
-        Any of ``zero``, ``mean``, ``resample``.
-    attribution_methods : tuple of str
-        Input × lag methods: ``integrated_gradients``, ``saliency``, ``input_x_gradient``.
-    max_ablation_sequences : int
-        Sequences used by the ablation stage (the first ones). Every unit and mode costs a
-        forward pass through the recurrence, so this stage grows with units x units; a few
-        hundred sequences already pin the MSE changes down.
-    max_attribution_sequences : int
-        Sequences used by the attribution stage (gradients cost more than forward passes).
-    formats : tuple of str
-        Figure formats (``png``, ``pdf``).
-    jobs : int
-        CPU threads torch may use during the analysis.
+    tables : Tables
+        Every result table, by name (:data:`unitprobe.schemas.SCHEMAS`).
+    summary : dict
+        Versions, task, model, config, metrics and the per-stage wall times of the
+        computation, as written to ``summary.json``.
+    out_dir : Path, optional
+        Where :func:`analyze` wrote it.
     """
 
-    n_sequences: int = 256
-    seed: int = 0
-    targets: tuple[str, ...] | None = None
-    state: str = "h"
-    n_splits: int = 5
-    alpha: float = 1e-3
-    n_controls: int = 3
-    n_permutations: int = 99
-    ablation_modes: tuple[str, ...] = ABLATION_MODES
-    attribution_methods: tuple[str, ...] = ("integrated_gradients",)
-    max_ablation_sequences: int = 512
-    max_attribution_sequences: int = 128
-    formats: tuple[str, ...] = ("png", "pdf")
-    jobs: int = 1
-
-    def __post_init__(self) -> None:
-        _require(self.n_sequences >= 2, "n_sequences", self.n_sequences, ">= 2")
-        _require(self.seed >= 0, "seed", self.seed, ">= 0")
-        _require(self.state in ("h", "c", "both"), "state", self.state, "h, c or both")
-        _require(self.n_splits >= 2, "n_splits", self.n_splits, ">= 2")
-        _require(self.n_controls >= 0, "n_controls", self.n_controls, ">= 0")
-        _require(self.n_permutations >= 1, "n_permutations", self.n_permutations, ">= 1")
-        _require(self.jobs >= 1, "jobs", self.jobs, ">= 1")
-        for name in ("max_ablation_sequences", "max_attribution_sequences"):
-            _require(getattr(self, name) >= 2, name, getattr(self, name), ">= 2")
-        for mode in self.ablation_modes:
-            _require(mode in ABLATION_MODES, "ablation mode", mode, ", ".join(ABLATION_MODES))
-        for method in self.attribution_methods:
-            _require(
-                method in ATTRIBUTION_METHODS,
-                "attribution method",
-                method,
-                ", ".join(ATTRIBUTION_METHODS),
-            )
-        for fmt in self.formats:
-            _require(fmt in ("png", "pdf", "svg"), "format", fmt, "png, pdf or svg")
-
-    @property
-    def states(self) -> tuple[str, ...]:
-        """The states to probe, as a tuple of site names."""
-        return ("h", "c") if self.state == "both" else (self.state,)
-
-
-@dataclass
-class Analysis:
-    """Result tables (by name, see ``TABLES``) and the summary written to ``summary.json``."""
-
-    tables: dict[str, pd.DataFrame]
+    tables: Tables
     summary: dict[str, Any]
     out_dir: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -173,14 +120,14 @@ def analyze(
     Returns
     -------
     Analysis
+        With ``out_dir`` set to ``out``.
     """
     config = config or AnalyzeConfig()
     out = Path(out)
     with staged_output_dir(out, overwrite=overwrite) as stage:
         result = compute_analysis(checkpoint, config, dataset=dataset, progress=progress, echo=echo)
         write_results(result, stage, config, progress=progress, echo=echo)
-    result.out_dir = out
-    return result
+    return Analysis(result.tables, result.summary, out, result.timings)
 
 
 def compute_analysis(
@@ -195,14 +142,6 @@ def compute_analysis(
 
     See :func:`analyze` for the parameters.
     """
-    from unitprobe.methods.ablation import ablation_table
-    from unitprobe.methods.attribution import attribution_table
-    from unitprobe.methods.probes import identifiability, probe_model
-    from unitprobe.methods.roles import assign_roles
-    from unitprobe.methods.targets import default_targets, make_targets
-    from unitprobe.tasks import generate
-    from unitprobe.tasks.csvdata import is_data_task
-
     config = config or AnalyzeConfig()
     model, spec = checkpoint.model.eval(), checkpoint.task
     if dataset is None and is_data_task(spec):
@@ -210,70 +149,79 @@ def compute_analysis(
             f"task '{spec.name}' is a data task (its series are observed): pass its sequences "
             "as dataset=load_csv(...); generated ones would be white-noise placeholders"
         )
+    seeds = stream_seeds(config.seed)
     timer = _Timer(echo)
     with torch_threads(config.jobs), torch.no_grad():
         with timer("data"):
-            data = (
-                dataset if dataset is not None else generate(spec, config.n_sequences, config.seed)
-            )
+            data = dataset
+            if data is None:
+                data = generate(spec, config.n_sequences, seeds["data"])
             _check_dataset(data, model)
-            exprs = list(config.targets) if config.targets else default_targets(spec)
+            exprs = list(config.probes.targets or default_targets(spec))
             targets = make_targets(data, exprs)
             trace = run(model, data.inputs, record=("h", "c"))
             base = _base_metrics(trace.outputs.numpy(), data)
         with timer("probes"):
-            probes = probe_model(
+            probes, population = probe_model(
                 model,
                 data,
                 targets=targets,
-                state=config.state,
-                n_splits=config.n_splits,
-                alpha=config.alpha,
-                n_controls=config.n_controls,
-                n_permutations=config.n_permutations,
-                seed=config.seed,
+                config=config.probes,
+                control_seed=seeds["controls"],
+                permutation_seed=seeds["permutations"],
                 trace=trace,
                 progress=progress,
             )
-            ident = identifiability(targets.values)
+            pairs, vif = identifiability(targets.values), vif_table(targets.values)
     with torch_threads(config.jobs):
         with timer("ablation"):
-            ablated = data.subset(np.arange(min(config.max_ablation_sequences, data.n_sequences)))
+            n_ablated = min(config.ablation.max_sequences, data.n_sequences)
             ablation = ablation_table(
-                model, ablated, modes=config.ablation_modes, seed=config.seed, progress=progress
+                model,
+                data.subset(np.arange(n_ablated)),
+                modes=config.ablation.modes,
+                seed=seeds["ablation"],
+                memory_budget_mb=config.ablation.memory_budget_mb,
+                progress=bool(progress),
             )
         with timer("attribution"):
-            attribution = attribution_table(
+            attribution = attribution_tables(
                 model,
-                _first(data.inputs, config.max_attribution_sequences),
+                np.asarray(data.inputs)[: config.attribution.max_sequences],
                 data.input_names,
                 data.output_names,
-                methods=config.attribution_methods,
-                seed=config.seed,
-                progress=progress,
+                config=config.attribution,
+                seed=seeds["attribution"],
+                progress=bool(progress),
             )
     with timer("roles"):
         target_fields = target_field_table(data, list(targets.values.columns))
         roles = assign_roles(
             probes,
             ablation=ablation,
-            attribution=attribution,
-            identifiability=ident,
+            receptive_fields=attribution["receptive_fields"],
+            unit_attribution=attribution["unit_attribution"],
+            identifiability=pairs,
             target_fields=target_fields,
             state=config.states[0],
+            config=config.roles,
         )
         traces = trace_table(roles, trace, targets)
-    tables = {
-        "probes": probes,
-        "identifiability": ident,
-        "ablation": ablation,
-        "attribution": attribution,
-        "roles": roles,
-        "traces": traces,
-        "target_fields": target_fields,
-    }
-    summary = _summary(checkpoint, config, data, base, roles, timer.seconds)
-    return Analysis(tables=tables, summary=summary, timings=timer.seconds)
+    tables = Tables(
+        {
+            "probes": probes,
+            "population_probes": population,
+            "identifiability": pairs,
+            "vif": vif,
+            "ablation": ablation,
+            **attribution,
+            "roles": roles,
+            "traces": traces,
+            "target_fields": target_fields,
+        }
+    )
+    summary = _summary(checkpoint, config, data, base, tables["roles"], timer.seconds, seeds)
+    return Analysis(tables=tables, summary=summary, timings=dict(timer.seconds))
 
 
 def write_results(
@@ -287,171 +235,42 @@ def write_results(
 ) -> list[Path]:
     """Write the tables (CSV), figures, ``summary.json`` and ``report.html`` into ``directory``.
 
-    With ``figures=False`` only the tables and ``summary.json`` are written (no figures, no
-    report). Returns the written paths. CSVs are byte-identical for identical tables.
+    Figures and the report are drawn from the in-memory tables. With ``figures=False`` only the
+    tables and ``summary.json`` are written. ``analysis`` is not modified: the written summary
+    adds the figure and report times to its ``wall_seconds``. Returns the written paths. CSVs
+    are byte-identical for identical tables.
     """
-    from unitprobe.views.figures import render_all
-    from unitprobe.views.report import write_report
-
     config = config or AnalyzeConfig()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    written = [
-        write_csv(table, directory / f"{name}.csv") for name, table in analysis.tables.items()
-    ]
+    written = analysis.tables.write(directory)
     timer = _Timer(echo)
+    summary = dict(analysis.summary)
     if figures:
         with timer("figures"):
-            written += render_all(directory, formats=config.formats)
+            rendered = render_all(analysis.tables, directory / "figures", formats=config.formats)
         with timer("report"):
-            written.append(write_report(directory, analysis.summary))
-    analysis.timings.update(timer.seconds)
-    analysis.summary["wall_seconds"] = dict(analysis.timings)
-    written.append(write_json(analysis.summary, directory / "summary.json"))
+            report = write_report(directory, analysis.tables, summary, rendered)
+        written += [*rendered, report]
+    summary["wall_seconds"] = {**analysis.timings, **timer.seconds}
+    written.append(write_json(summary, directory / "summary.json"))
     return written
-
-
-def target_field_table(data: Any, exprs: list[str]) -> pd.DataFrame:
-    """Each target as a linear combination of the network's inputs, in normalized units.
-
-    Parameters
-    ----------
-    data : Dataset
-        Supplies the input names and the normalization maps (``data.norm[name] = (shift, scale)``).
-    exprs : list of str
-        Target expressions.
-
-    Returns
-    -------
-    DataFrame with columns ``target``, ``feature``, ``lag``, ``weight``
-        ``target = sum(weight * z_feature[t - lag]) + const`` where ``z`` is the normalized
-        input. Targets that are not linear in the input series have no rows.
-    """
-    from unitprobe.tasks.relations import parse_expression
-
-    series = list(data.norm)
-    rows = []
-    for expr in exprs:
-        terms = parse_expression(expr, series).linear_terms()
-        if (
-            terms is None
-            or not terms[0]
-            or any(name not in data.input_names for name, _ in terms[0])
-        ):
-            continue
-        for (name, lag), coef in sorted(terms[0].items()):
-            rows.append(
-                {"target": expr, "feature": name, "lag": lag, "weight": coef * data.norm[name][1]}
-            )
-    return pd.DataFrame(rows, columns=list(schemas.FIELDS))
-
-
-def trace_table(
-    roles: pd.DataFrame, trace: Any, targets: Any, *, n_sequences: int = 3
-) -> pd.DataFrame:
-    """Activation of every role unit over time beside its (z-scored) target.
-
-    Returns
-    -------
-    DataFrame with columns ``layer``, ``unit``, ``role``, ``sequence``, ``step``,
-    ``activation`` (the unit's h) and ``target_value`` (the role target, z-scored over the
-    probing samples), for the first ``n_sequences`` sequences.
-    """
-    columns = list(schemas.TRACES)
-    rows = []
-    mask = targets.mask
-    seq_of_row, step_of_row = np.nonzero(mask)
-    keep = seq_of_row < n_sequences
-    for role in roles[roles["role"] != "none"].itertuples():
-        if role.role not in targets.values.columns:
-            continue
-        values = targets.values[role.role].to_numpy(float)
-        z = (values - values.mean()) / (values.std() or 1.0)
-        h = trace.sites["h"][int(role.layer)].numpy()[:, :, int(role.unit)]  # (N, T)
-        for s, t, v in zip(seq_of_row[keep], step_of_row[keep], z[keep], strict=True):
-            rows.append(
-                (
-                    int(role.layer),
-                    int(role.unit),
-                    role.role,
-                    int(s),
-                    int(t),
-                    float(h[s, t]),
-                    float(v),
-                )
-            )
-    return pd.DataFrame(rows, columns=columns)
 
 
 def rerender(results: str | Path, *, formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
     """Re-render the figures and the report of a results directory from its tables alone.
 
-    The new ``figures/`` is built beside the old one and swapped in only when complete.
+    The tables are read once (:meth:`Tables.read`); the new ``figures/`` is built beside the
+    old one and swapped in only when complete.
     """
-    import json
-
-    from unitprobe.views.figures import render_all
-    from unitprobe.views.report import write_report
-
     results = Path(results)
-    summary_path = results / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    tables = Tables.read(results, REQUIRED_TABLES)
+    summary = _read_summary(results / "summary.json")
     with staged_output_dir(results / "figures", overwrite=True) as stage:
-        render_all(results, out_dir=stage, formats=formats)
-    write_report(results, summary)
-    return sorted((results / "figures").iterdir()) + [results / "report.html"]
-
-
-# ----------------------------------------------------------------------------- demo
-
-
-def run_demo(
-    out: str | Path = "unitprobe-demo",
-    *,
-    overwrite: bool = True,
-    progress: bool | None = None,
-    echo: Callable[[str], None] | None = None,
-    n_units: int = 8,
-    n_sequences: int = 512,
-) -> str:
-    """Train the ``seed`` task and analyze it into ``out``; return the printed summary.
-
-    Writes ``model.pt``, every result table, ``figures/`` and ``report.html`` into ``out``.
-    """
-    from unitprobe.methods.roles import summarize_roles
-    from unitprobe.model.checkpoint import Checkpoint, save_trained
-    from unitprobe.model.train import TrainConfig, train_task
-    from unitprobe.tasks import get_preset
-
-    echo = echo or (lambda s: None)
-    out = Path(out)
-    spec = get_preset("seed")
-    start = time.perf_counter()
-    with staged_output_dir(out, overwrite=overwrite) as stage:
-        echo(f"training a {n_units}-unit LSTM on the 'seed' task: {'; '.join(spec.relations)}")
-        config = TrainConfig(n_units=n_units, seed=0)
-        _, result = train_task(spec, config, n_sequences=n_sequences, progress=progress)
-        m = result.metrics
-        echo(
-            f"  validation MSE {m['val_mse']:.3g} = {100 * m['mse_ratio']:.2g}% of the "
-            f"repeat-last-value baseline, {m['train_seconds']:.0f} s"
-        )
-        save_trained(stage / "model.pt", result, spec, config)
-        ckpt = Checkpoint(
-            model=result.model,
-            task=spec,
-            path=out / "model.pt",
-            source="unitprobe",
-            history=result.history,
-            metrics=m,
-        )
-        echo("analyzing: probes, ablations, attributions, roles")
-        analysis = compute_analysis(ckpt, AnalyzeConfig(), progress=progress, echo=echo)
-        write_results(analysis, stage, AnalyzeConfig(), progress=progress, echo=echo)
-    return (
-        f"{summarize_roles(analysis.tables['roles'])}\n\n"
-        f"done in {time.perf_counter() - start:.0f} s; report: {out / 'report.html'}"
-    )
+        rendered = render_all(tables, stage, formats=formats)
+    final = [results / "figures" / p.name for p in rendered]
+    report = write_report(results, tables, summary, final)
+    return sorted(final) + [report]
 
 
 # ----------------------------------------------------------------------------- internals
@@ -473,8 +292,16 @@ class _Timer:
             self.echo(f"  {stage:<12} {self.seconds[stage]:6.1f} s")
 
 
-def _first(inputs: np.ndarray, n: int) -> np.ndarray:
-    return np.asarray(inputs)[:n]
+def _read_summary(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"cannot read {path}: {err}") from None
+    if not isinstance(summary, dict):
+        raise DataError(f"cannot read {path}: expected a JSON object")
+    return summary
 
 
 def _check_dataset(data: Any, model: Any) -> None:
@@ -492,8 +319,6 @@ def _check_dataset(data: Any, model: Any) -> None:
 
 
 def _base_metrics(outputs: np.ndarray, data: Any) -> dict[str, Any]:
-    from unitprobe.tasks import baseline_mse
-
     err = (outputs - np.asarray(data.targets, dtype=np.float64)) ** 2  # (N, T, O)
     mse = float(err.mean())
     baseline = float(baseline_mse(data))
@@ -514,12 +339,9 @@ def _summary(
     data: Any,
     base: dict[str, Any],
     roles: pd.DataFrame,
-    seconds: dict,
+    seconds: dict[str, float],
+    seeds: dict[str, int],
 ) -> dict[str, Any]:
-    import captum
-    import sklearn
-
-    spec = checkpoint.task
     return {
         "versions": {
             "unitprobe": __version__,
@@ -532,16 +354,12 @@ def _summary(
         },
         "checkpoint": str(checkpoint.path),
         "seed": config.seed,
-        "task": spec.to_dict(),
+        "seed_streams": seeds,
+        "task": checkpoint.task.to_dict(),
         "model": checkpoint.model.config.to_dict(),
-        "analysis": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
+        "analysis": config.to_dict(),
         "training_metrics": checkpoint.metrics,
         "metrics": base,
         "wall_seconds": dict(seconds),
-        "roles": roles.to_dict(orient="records"),
+        "roles": roles.astype(object).where(roles.notna(), None).to_dict(orient="records"),
     }
-
-
-def _require(ok: bool, name: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise UnitprobeError(f"{name} == {value!r}, must be {allowed}")

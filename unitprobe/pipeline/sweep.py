@@ -20,8 +20,9 @@ Layout of ``SWEEP/``::
     sweep.csv                                  # rebuilt from the result.json files at the end
     runs/<task>-u<units>-s<seed>-<key>/
         model.pt                               # the trained checkpoint
-        probes.csv ablation.csv attribution.csv identifiability.csv roles.csv
-        traces.csv target_fields.csv summary.json
+        probes.csv population_probes.csv identifiability.csv vif.csv ablation.csv
+        input_lag.csv unit_attribution.csv receptive_fields.csv roles.csv traces.csv
+        target_fields.csv summary.json
         result.json                            # written atomically, LAST
 
 Each run writes the analysis tables and ``summary.json`` only; ``figures=True`` also draws
@@ -84,18 +85,26 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from unitprobe import __version__
 from unitprobe._utils import (
     atomic_write,
+    stderr_is_tty,
     to_plain,
     torch_threads,
     write_csv_atomic,
     write_json,
 )
+from unitprobe.config import AnalyzeConfig
 from unitprobe.errors import UnitprobeError
-from unitprobe.model.train import TrainConfig
-from unitprobe.pipeline.analyze import AnalyzeConfig
+from unitprobe.model.checkpoint import Checkpoint, save_trained
+from unitprobe.model.train import TrainConfig, train_task
+from unitprobe.pipeline.analyze import compute_analysis, write_results
+from unitprobe.pipeline.executors import dask_client, one_line, run_dask, run_local
+from unitprobe.pipeline.sweepstats import run_indices
+from unitprobe.tasks import TaskSpec, get_preset
+from unitprobe.validation import check_int, is_int
 
 __all__ = [
     "SWEEP_COLUMNS",
@@ -211,23 +220,22 @@ class RunConfig:
         return TrainConfig(**self.train)
 
     def analyze_config(self) -> AnalyzeConfig:
-        """The :class:`~unitprobe.pipeline.analyze.AnalyzeConfig` of this run."""
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in self.analysis.items()}
-        return AnalyzeConfig(**values)
+        """The :class:`~unitprobe.config.AnalyzeConfig` of this run."""
+        return AnalyzeConfig.from_dict(self.analysis)
 
 
 def sweep_analysis_config(**overrides: Any) -> AnalyzeConfig:
     """The light analysis a sweep runs on every network, with ``overrides`` applied.
 
-    Defaults: 256 sequences seeded by :data:`ANALYSIS_SEED`, 1 untrained control, 999
-    permutations (the smallest p-value is 1/1000 before the Holm correction over units ×
-    targets), ablation modes zero and mean, integrated gradients on 64 sequences, one torch
-    thread.
+    Defaults: 256 sequences, analysis seed :data:`ANALYSIS_SEED`, 1 untrained control, 999
+    permutations (the smallest p-value is 1/1000 before the Benjamini-Hochberg correction over
+    units x targets), ablation modes zero and mean, integrated gradients on 64 sequences, one
+    torch thread. Everything else is the library default (:mod:`unitprobe.config`).
 
     Parameters
     ----------
     **overrides
-        Any :class:`~unitprobe.pipeline.analyze.AnalyzeConfig` field.
+        Any flat option of :meth:`unitprobe.config.AnalyzeConfig.options`.
     """
     base = dict(
         n_sequences=256,
@@ -239,13 +247,7 @@ def sweep_analysis_config(**overrides: Any) -> AnalyzeConfig:
         max_attribution_sequences=64,
         jobs=1,
     )
-    names = {f.name for f in fields(AnalyzeConfig)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise UnitprobeError(
-            f"unknown analysis option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}"
-        )
-    return AnalyzeConfig(**{**base, **overrides})
+    return AnalyzeConfig().replace(**{**base, **overrides})
 
 
 def quick_options() -> dict[str, Any]:
@@ -267,8 +269,6 @@ def quick_options() -> dict[str, Any]:
 
 
 def _task_specs(tasks: Sequence[Any]) -> list[Any]:
-    from unitprobe.tasks import TaskSpec, get_preset
-
     if isinstance(tasks, (str, TaskSpec)):
         tasks = [tasks]
     if not tasks:
@@ -284,7 +284,7 @@ def _task_specs(tasks: Sequence[Any]) -> list[Any]:
 def _int_list(values: Iterable[Any], name: str, minimum: int) -> list[int]:
     out = []
     for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
+        if not is_int(v) or v < minimum:
             raise UnitprobeError(f"{name} value {v!r} is not an integer >= {minimum}")
         out.append(int(v))
     if not out:
@@ -295,7 +295,7 @@ def _int_list(values: Iterable[Any], name: str, minimum: int) -> list[int]:
 
 
 def _seed_list(seeds: int | Sequence[int]) -> list[int]:
-    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+    if is_int(seeds):
         if seeds < 1:
             raise UnitprobeError(f"seeds == {seeds}, must be >= 1 (a count) or a list of seeds")
         return list(range(int(seeds)))
@@ -336,10 +336,7 @@ def plan_sweep(
     specs = _task_specs(tasks)
     unit_list = _int_list([units] if isinstance(units, int) else units, "units", 1)
     seed_list = _seed_list(seeds)
-    if isinstance(n_sequences, bool) or not isinstance(n_sequences, (int, np.integer)):
-        raise UnitprobeError(f"n_sequences == {n_sequences!r}, must be an integer >= 2")
-    if n_sequences < 2:
-        raise UnitprobeError(f"n_sequences == {n_sequences}, must be >= 2")
+    check_int(n_sequences, "n_sequences", minimum=2)
     overrides = dict(train_overrides or {})
     allowed = sorted({f.name for f in fields(TrainConfig)} - set(_NOT_TRAIN_OVERRIDES))
     bad = sorted(set(overrides) - set(allowed))
@@ -349,7 +346,7 @@ def plan_sweep(
             f"allowed: {', '.join(allowed)} (units and seeds are the sweep's axes)"
         )
     analysis = replace(analysis or sweep_analysis_config(), jobs=1)
-    analysis_dict = to_plain(asdict(analysis))
+    analysis_dict = analysis.to_dict()
     configs = []
     for spec in specs:
         task = spec.to_dict()
@@ -391,11 +388,6 @@ def read_result(run_dir: str | os.PathLike, key: str | None = None) -> dict[str,
     return result
 
 
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text}"[:300] if text else type(err).__name__
-
-
 def _write_json_atomic(data: Any, path: Path) -> Path:
     return atomic_write(path, lambda tmp: write_json(data, tmp))
 
@@ -410,12 +402,6 @@ def _empty_row(config: RunConfig) -> dict[str, Any]:
 
 def _train_and_analyze(config: RunConfig, run_dir: Path, figures: bool, row: dict) -> dict:
     """Train, save, analyze and write the tables; fills ``row`` as it goes."""
-    from unitprobe.model.checkpoint import load, save_trained
-    from unitprobe.model.train import train_task
-    from unitprobe.pipeline.analyze import compute_analysis, write_results
-    from unitprobe.pipeline.sweepstats import run_indices
-    from unitprobe.tasks import TaskSpec
-
     spec = TaskSpec.from_dict(config.task)
     train_config = config.train_config()
     timings: dict[str, float] = {}
@@ -426,9 +412,10 @@ def _train_and_analyze(config: RunConfig, run_dir: Path, figures: bool, row: dic
     row.update(val_mse=m["val_mse"], baseline_mse=m.get("baseline_mse", np.nan))
     row["mse_ratio"] = m.get("mse_ratio", np.nan)
     save_trained(run_dir / "model.pt", result, spec, train_config)
+    checkpoint = Checkpoint.from_training(result, spec, run_dir / "model.pt", train_config)
     start = time.perf_counter()
     analyze_config = config.analyze_config()
-    analysis = compute_analysis(load(run_dir / "model.pt"), analyze_config, progress=False)
+    analysis = compute_analysis(checkpoint, analyze_config, progress=False)
     timings["analyze"] = round(time.perf_counter() - start, 3)
     write_results(analysis, run_dir, analyze_config, figures=figures)
     row.update(run_indices(analysis.tables["probes"], analysis.tables["roles"]))
@@ -475,7 +462,7 @@ def run_config(
             extra = _train_and_analyze(config, run_dir, figures, row)
         row["status"] = "ok"
     except Exception as err:  # recorded in result.json; the sweep goes on
-        row.update(status="failed", error=_one_line(err))
+        row.update(status="failed", error=one_line(err))
     row["wall_seconds"] = round(time.perf_counter() - start, 3)
     result = {**row, "run": config.name, "config": config.to_dict(), **extra}
     _write_json_atomic(result, run_dir / RESULT_FILE)
@@ -523,109 +510,6 @@ def collect_results(
     else:
         found = (read_result(runs / c.name, c.key) for c in configs)
     return _rows_to_frame(r for r in found if r is not None)
-
-
-# ---------------------------------------------------------------------------------------------
-# execution
-# ---------------------------------------------------------------------------------------------
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def _run_local(pending, runs_dir, jobs, figures, on_result) -> None:
-    if jobs == 1 or len(pending) == 1:
-        for config in pending:
-            on_result(config, run_config(config, runs_dir, figures=figures), None)
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
-    executor = ProcessPoolExecutor(
-        max_workers=min(jobs, len(pending)),
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker,
-    )
-    futures = {}
-    try:
-        futures = {
-            executor.submit(run_config, c, str(runs_dir), figures=figures): c for c in pending
-        }
-        for future in as_completed(futures):
-            error = future.exception()
-            if isinstance(error, BrokenProcessPool):
-                raise UnitprobeError(
-                    f"a worker process died while running {futures[future].name} (out of "
-                    "memory?); rerun the same command to resume the sweep"
-                ) from error
-            on_result(futures[future], None if error else future.result(), error)
-    except BaseException:
-        for future in futures:
-            future.cancel()
-        _terminate(executor)
-        raise
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
-
-
-def _terminate(executor: Any) -> None:
-    """Stop the worker processes now (their unfinished runs are redone on resume)."""
-    terminate = getattr(executor, "terminate_workers", None)  # Python >= 3.14
-    if terminate is not None:
-        terminate()
-        return
-    for process in list((getattr(executor, "_processes", None) or {}).values()):
-        process.terminate()
-
-
-def _dask_client(scheduler: Any) -> Any:
-    try:
-        from distributed import Client
-    except ImportError:
-        raise UnitprobeError(
-            "--scheduler needs dask.distributed: pip install -e '.[dist]'"
-        ) from None
-    if isinstance(scheduler, Client):
-        return scheduler
-    try:
-        return Client(scheduler, timeout="30s")
-    except (OSError, TimeoutError) as err:
-        raise UnitprobeError(
-            f"cannot connect to the dask scheduler at {scheduler!r}: {_one_line(err)}"
-        ) from None
-
-
-def _run_dask(pending, runs_dir, client, figures, on_result) -> None:
-    from distributed import as_completed
-
-    futures = {}
-    try:
-        for config in pending:
-            future = client.submit(
-                run_config,
-                config,
-                str(Path(runs_dir).absolute()),
-                figures=figures,
-                key=f"unitprobe-run-{config.name}",
-                pure=False,
-            )
-            futures[future] = config
-        for future in as_completed(list(futures)):
-            try:
-                result, error = future.result(), None
-            except Exception as err:  # errors of a run itself are recorded by run_config
-                if "Cancelled" in type(err).__name__:
-                    raise UnitprobeError(
-                        f"the dask scheduler cancelled {futures[future].name}; rerun the same "
-                        "command to resume the sweep"
-                    ) from err
-                result, error = None, err  # e.g. KilledWorker: recorded as failed
-            on_result(futures[future], result, error)
-    except BaseException:
-        client.cancel(list(futures), force=True)
-        raise
 
 
 def run_sweep(
@@ -691,8 +575,7 @@ def run_sweep(
         Invalid tasks, sizes, seeds or options; ``scheduler`` without dask.distributed or
         unreachable.
     """
-    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
-        raise UnitprobeError(f"jobs == {jobs!r}, must be an integer >= 1")
+    check_int(jobs, "jobs", minimum=1)
     configs = plan_sweep(
         tasks,
         units,
@@ -705,7 +588,7 @@ def run_sweep(
     if out.exists() and not out.is_dir():
         raise UnitprobeError(f"sweep output {out} exists and is not a directory")
     # connect first: an unreachable scheduler must not leave an empty sweep directory behind
-    client = _dask_client(scheduler) if scheduler is not None else None
+    client = dask_client(scheduler) if scheduler is not None else None
     try:
         return _sweep(configs, out, client, scheduler, jobs, figures, retry_failed, progress, echo)
     finally:
@@ -715,8 +598,6 @@ def run_sweep(
 
 def _sweep(configs, out, client, scheduler, jobs, figures, retry_failed, progress, echo):
     """The body of :func:`run_sweep` once the configurations and the client are ready."""
-    from tqdm.auto import tqdm
-
     runs_dir = out / RUNS_DIR
     runs_dir.mkdir(parents=True, exist_ok=True)
     say = echo or (lambda line: None)
@@ -732,7 +613,7 @@ def _sweep(configs, out, client, scheduler, jobs, figures, retry_failed, progres
         f"sweep: {len(configs)} configurations, {len(configs) - len(pending)} finished earlier, "
         f"{len(pending)} to run on {where}"
     )
-    show = progress if progress is not None else _stderr_is_tty()
+    show = progress if progress is not None else stderr_is_tty()
     bar = tqdm(
         total=len(configs),
         initial=len(configs) - len(pending),
@@ -760,9 +641,9 @@ def _sweep(configs, out, client, scheduler, jobs, figures, retry_failed, progres
     try:
         if pending:
             if client is not None:
-                _run_dask(pending, runs_dir, client, figures, on_result)
+                run_dask(run_config, pending, runs_dir, client, figures, on_result)
             else:
-                _run_local(pending, runs_dir, jobs, figures, on_result)
+                run_local(run_config, pending, runs_dir, jobs, figures, on_result)
     finally:
         bar.close()
         table = collect_results(out, configs)
@@ -776,7 +657,7 @@ def _record_failure(config: RunConfig, runs_dir: Path, error: BaseException) -> 
     run_dir = runs_dir / config.name
     run_dir.mkdir(parents=True, exist_ok=True)
     row = _empty_row(config)
-    row.update(status="failed", error=_one_line(error))
+    row.update(status="failed", error=one_line(error))
     result = {**row, "run": config.name, "config": config.to_dict()}
     _write_json_atomic(result, run_dir / RESULT_FILE)
     return result
@@ -784,9 +665,3 @@ def _record_failure(config: RunConfig, runs_dir: Path, error: BaseException) -> 
 
 def _fmt(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, (int, float)) else str(value)
-
-
-def _stderr_is_tty() -> bool:
-    import sys
-
-    return bool(getattr(sys.stderr, "isatty", lambda: False)())

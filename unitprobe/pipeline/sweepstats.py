@@ -39,7 +39,7 @@ Redundancy index (:func:`redundancy_index`)
     unit with a role holds a different target, ``(n - 1) / n`` when all hold the same one, 0 by
     definition when no unit has a role.
 
-Cross-seed role matching (:func:`match_units`, :func:`role_stability`)
+Cross-seed role matching (:mod:`unitprobe.pipeline.stability`)
     Units of two networks trained with different seeds are matched one-to-one by their probe
     profiles (the same vectors as above, NaN read as 0), minimizing the summed squared
     Euclidean distance with the Hungarian algorithm
@@ -68,6 +68,8 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from unitprobe.errors import DataError
+from unitprobe.schemas import NO_ROLE as NONE
+from unitprobe.validation import check_columns, check_float, check_int
 
 __all__ = [
     "INDEX_COLUMNS",
@@ -76,9 +78,7 @@ __all__ = [
     "find_knee",
     "index_table",
     "knee_table",
-    "match_units",
     "redundancy_index",
-    "role_stability",
     "run_indices",
     "specialization_index",
     "sweep_summary",
@@ -87,7 +87,6 @@ __all__ = [
     "unit_specialization",
 ]
 
-NONE = "none"
 #: Per-run indices stored in ``sweep.csv`` and summarized by :func:`index_table`.
 INDEX_COLUMNS = ("specialization", "redundancy")
 
@@ -129,12 +128,11 @@ def bootstrap_ci(
     >>> bootstrap_ci([1.0, 1.0, 1.0])
     (1.0, 1.0, 1.0)
     """
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)):
-        raise DataError(f"n_resamples == {n_resamples!r}, must be an integer >= 1")
-    if n_resamples < 1:
-        raise DataError(f"n_resamples == {n_resamples}, must be >= 1")
-    if not 0 < confidence < 1:
-        raise DataError(f"confidence == {confidence!r}, must be in (0, 1)")
+    check_int(n_resamples, "n_resamples", minimum=1, error=DataError)
+    check_float(
+        confidence, "confidence", minimum=0, maximum=1,
+        strict_minimum=True, strict_maximum=True, error=DataError,
+    )  # fmt: skip
     x = np.asarray(values, dtype=float).ravel()
     x = x[np.isfinite(x)]
     if x.size == 0:
@@ -375,8 +373,8 @@ def unit_profiles(
     Parameters
     ----------
     probes : DataFrame
-        ``probes.csv`` (``layer``, ``unit``, ``state``, ``target`` and the ``value`` column);
-        the population rows (``unit == "all"``) are ignored.
+        A ``probes`` table (``layer``, ``unit``, ``state``, ``target`` and the ``value``
+        column).
     value : str, default "r2"
         Which probe column to read (``r2``, ``selectivity``, ``partial_r2``, ...).
     state : str, default "h"
@@ -391,10 +389,8 @@ def unit_profiles(
     DataFrame of shape (n_units, n_targets)
         Index ``unit`` (int, sorted), or ``(layer, unit)`` when ``layer`` is None.
     """
-    missing = [c for c in ("layer", "unit", "target", value) if c not in probes.columns]
-    if missing:
-        raise DataError(f"probes table lacks column(s) {', '.join(missing)}")
-    df = probes[probes["unit"].astype(str) != "all"]
+    check_columns(probes, ("layer", "unit", "target", value), "probes")
+    df = probes
     if "state" in df.columns:
         df = df[df["state"] == state]
     df = df.assign(
@@ -413,15 +409,15 @@ def unit_profiles(
 
 
 def unit_fields(
-    attribution: pd.DataFrame, *, layer: int | None = 0, method: str | None = None
+    receptive_fields: pd.DataFrame, *, layer: int | None = 0, method: str | None = None
 ) -> pd.DataFrame:
     """Each unit's receptive field as a profile: one row per unit, one column per input × lag.
 
     Parameters
     ----------
-    attribution : DataFrame
-        ``attribution.csv``; rows of ``kind == "unit_input_lag"`` are read (``feature``,
-        ``lag``, ``layer``, ``unit``, ``attribution_signed``).
+    receptive_fields : DataFrame
+        A ``receptive_fields`` table (``feature``, ``lag``, ``layer``, ``unit``,
+        ``attribution_signed``; ``method`` if there are several).
     layer : int or None, default 0
         Rows of this layer; None keeps every layer (index ``(layer, unit)``).
     method : str, optional
@@ -433,11 +429,9 @@ def unit_fields(
         ``|attribution_signed|`` of each cell divided by the unit's largest one (sign-free: a
         unit holding ``-K[t]`` has the field of ``K[t]``); columns ``"<feature>[t-<lag>]"``.
     """
-    need = ("kind", "feature", "lag", "layer", "unit", "attribution_signed")
-    missing = [c for c in need if c not in attribution.columns]
-    if missing:
-        raise DataError(f"attribution table lacks column(s) {', '.join(missing)}")
-    df = attribution[attribution["kind"] == "unit_input_lag"]
+    need = ("feature", "lag", "layer", "unit", "attribution_signed")
+    check_columns(receptive_fields, need, "receptive_fields")
+    df = receptive_fields
     if "method" in df.columns and len(df):
         chosen = method if method is not None else df["method"].iloc[0]
         df = df[df["method"] == chosen]
@@ -579,192 +573,3 @@ def run_indices(
         "specialization": specialization_index(probes, value=value, state=state, method=method),
         "redundancy": redundancy_index(roles),
     }
-
-
-# ---------------------------------------------------------------------------------------------
-# cross-seed role matching
-# ---------------------------------------------------------------------------------------------
-def match_units(reference: ArrayLike, other: ArrayLike) -> np.ndarray:
-    """Match each reference unit to a distinct unit of another network by profile.
-
-    Minimizes the summed squared Euclidean distance between matched profiles (Hungarian
-    algorithm, :func:`scipy.optimize.linear_sum_assignment`). NaN counts as 0.
-
-    Parameters
-    ----------
-    reference : array-like of shape (n_units_a, n_targets)
-    other : array-like of shape (n_units_b, n_targets)
-
-    Returns
-    -------
-    ndarray of int64, shape (n_units_a,)
-        ``match[i]`` = the unit of ``other`` matched to reference unit ``i``, or -1 when
-        ``other`` has fewer units and ``i`` is left unmatched.
-
-    Examples
-    --------
-    >>> match_units([[1.0, 0.0], [0.0, 1.0]], [[0.0, 0.9], [0.8, 0.1]]).tolist()
-    [1, 0]
-    """
-    from scipy.optimize import linear_sum_assignment
-
-    a = np.nan_to_num(np.asarray(reference, dtype=float))
-    b = np.nan_to_num(np.asarray(other, dtype=float))
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-        raise DataError(
-            f"profiles have shapes {a.shape} and {b.shape}; expected (n_units, n_targets) "
-            "with the same targets"
-        )
-    cost = ((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2)  # (n_a, n_b)
-    rows, cols = linear_sum_assignment(cost)
-    match = np.full(a.shape[0], -1, dtype=np.int64)
-    match[rows] = cols
-    return match
-
-
-def _role_vector(roles: pd.DataFrame, units: pd.Index, layer: int) -> np.ndarray:
-    df = roles
-    if "layer" in df.columns:
-        df = df[pd.to_numeric(df["layer"]) == layer]
-    by_unit = dict(zip(pd.to_numeric(df["unit"]).astype(int), df["role"].astype(str), strict=True))
-    return np.array([by_unit.get(int(u), NONE) for u in units], dtype=object)
-
-
-def role_stability(
-    probes: pd.DataFrame,
-    roles: pd.DataFrame,
-    *,
-    attribution: pd.DataFrame | None = None,
-    profile: str = "probe",
-    reference: int | None = None,
-    value: str = "r2",
-    state: str = "h",
-    layer: int = 0,
-    by: Sequence[str] = ("task", "units"),
-    include_none: bool = False,
-) -> pd.DataFrame:
-    """How often each role appears across seeds, and how stably matched units keep it.
-
-    Parameters
-    ----------
-    probes : DataFrame
-        ``probes.csv`` rows of several runs with a ``seed`` column (and the ``by`` columns).
-    roles : DataFrame
-        ``roles.csv`` rows of the same runs with a ``seed`` column (and the ``by`` columns).
-    attribution : DataFrame, optional
-        ``attribution.csv`` rows of the same runs with a ``seed`` column; needed for
-        ``profile`` ``"receptive_field"`` or ``"both"``.
-    profile : {"probe", "receptive_field", "both"}, default "probe"
-        What units are matched by: probe profiles (:func:`unit_profiles`, negative values
-        clipped to 0), receptive fields (:func:`unit_fields`), or both side by side.
-    reference : int or None, default None
-        The reference seed; None uses every seed in turn (all ordered pairs of seeds).
-    value, state : see :func:`unit_profiles`
-    layer : int, default 0
-    by : sequence of str, default ("task", "units")
-        Columns that separate groups of runs to compare (those absent are ignored).
-    include_none : bool, default False
-        Also report the role ``none``.
-
-    Returns
-    -------
-    DataFrame
-        ``by`` columns, ``role``, ``frequency`` (fraction of seeds with >= 1 unit holding the
-        role), ``stability`` (fraction of (reference unit with the role, other seed) pairs
-        whose matched unit holds it too; NaN with one seed or when no reference seed has the
-        role), ``n_seeds``, ``n_pairs`` (pairs behind ``stability``), ``mean_units`` (mean
-        number of units holding the role per seed).
-    """
-    if profile not in ("probe", "receptive_field", "both"):
-        raise DataError(f"profile == {profile!r}, must be 'probe', 'receptive_field' or 'both'")
-    tables = {"probes": probes, "roles": roles}
-    if profile != "probe":
-        if attribution is None:
-            raise DataError(f"profile == {profile!r} needs the attribution table")
-        tables["attribution"] = attribution
-    for name, df in tables.items():
-        if "seed" not in df.columns:
-            raise DataError(f"{name} table needs a 'seed' column to compare runs")
-    if "role" not in roles.columns or "unit" not in roles.columns:
-        raise DataError("roles table needs columns 'unit' and 'role'")
-    keys = [c for c in by if all(c in df.columns for df in tables.values())]
-    groups = probes.groupby(keys, sort=False) if keys else [((), probes)]
-    rows = []
-    for key, group_probes in groups:
-        key = key if isinstance(key, tuple) else (key,)
-        parts = {"probes": group_probes}
-        for name in tables:
-            if name == "probes":
-                continue
-            df = tables[name]
-            mask = np.ones(len(df), dtype=bool)
-            for c, v in zip(keys, key, strict=True):
-                mask &= (df[c] == v).to_numpy()
-            parts[name] = df[mask]
-        seeds = sorted(pd.unique(group_probes["seed"]))
-        profiles = {
-            s: _seed_profile(parts, s, profile, value, state, layer, group_probes) for s in seeds
-        }
-        role_of = {
-            s: _role_vector(parts["roles"][parts["roles"]["seed"] == s], profiles[s].index, layer)
-            for s in seeds
-        }
-        for row in _stability_rows(profiles, role_of, reference, include_none):
-            rows.append({**dict(zip(keys, key, strict=True)), **row})
-    columns = [*keys, "role", "frequency", "stability", "n_seeds", "n_pairs", "mean_units"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def _seed_profile(parts, seed, profile, value, state, layer, all_probes) -> pd.DataFrame:
-    targets = list(dict.fromkeys(all_probes["target"]))
-    probes = parts["probes"]
-    prof = unit_profiles(
-        probes[probes["seed"] == seed], value=value, state=state, layer=layer, targets=targets
-    ).clip(lower=0.0)
-    if profile == "probe":
-        return prof
-    attribution = parts["attribution"]
-    fields = unit_fields(attribution[attribution["seed"] == seed], layer=layer)
-    if profile == "receptive_field":
-        return fields.reindex(prof.index if len(prof) else fields.index).fillna(0.0)
-    fields = fields.reindex(prof.index).add_prefix("field ")
-    return pd.concat([prof.add_prefix("probe "), fields], axis=1).fillna(0.0)
-
-
-def _stability_rows(profiles, role_of, reference, include_none) -> list[dict]:
-    seeds = sorted(profiles)
-    if reference is not None and reference not in seeds:
-        raise DataError(f"reference seed {reference} not among the seeds {seeds}")
-    # cells present in some seed only (e.g. longer receptive fields) count as 0 elsewhere
-    columns = list(dict.fromkeys(c for s in seeds for c in profiles[s].columns))
-    vectors = {s: profiles[s].reindex(columns=columns).fillna(0.0).to_numpy() for s in seeds}
-    all_roles = sorted({r for s in seeds for r in role_of[s]}, key=str)
-    if not include_none:
-        all_roles = [r for r in all_roles if r != NONE]
-    refs = seeds if reference is None else [reference]
-    hits: dict[str, list[int]] = {r: [0, 0] for r in all_roles}
-    for a in refs:
-        for b in seeds:
-            if b == a:
-                continue
-            match = match_units(vectors[a], vectors[b])
-            for i, r in enumerate(role_of[a]):
-                if r not in hits:
-                    continue
-                hits[r][1] += 1
-                hits[r][0] += int(match[i] >= 0 and role_of[b][match[i]] == r)
-    out = []
-    for r in all_roles:
-        counts = [int((role_of[s] == r).sum()) for s in seeds]
-        same, pairs = hits[r]
-        out.append(
-            {
-                "role": r,
-                "frequency": float(np.mean([c > 0 for c in counts])),
-                "stability": same / pairs if pairs else np.nan,
-                "n_seeds": len(seeds),
-                "n_pairs": pairs,
-                "mean_units": float(np.mean(counts)),
-            }
-        )
-    return out

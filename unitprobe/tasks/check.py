@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from unitprobe.errors import DataError
+from unitprobe.tasks.csvdata import is_data_task
 from unitprobe.tasks.generate import Dataset
 from unitprobe.tasks.relations import Relation, parse_system
 from unitprobe.tasks.spec import TaskSpec
@@ -95,10 +96,16 @@ def relation_residuals(
     Raises
     ------
     DataError
-        Data missing a series a relation needs, or non-numeric data.
+        Data missing a series a relation needs, non-numeric data, or a data task (it has no
+        relations, only observed series).
     TaskSpecError
         Malformed relations.
     """
+    if isinstance(spec_or_relations, TaskSpec) and is_data_task(spec_or_relations):
+        raise DataError(
+            f"task '{spec_or_relations.name}' is a data task: it has no relations to check, "
+            "only observed series"
+        )
     arrays = _as_arrays(data)
     relations, texts = _as_relations(spec_or_relations)
     if relations is None:

@@ -71,6 +71,7 @@ from unitprobe.errors import DataError, TaskSpecError
 from unitprobe.tasks.generate import FLOAT32_MAX, Dataset, dataset_from_raw
 from unitprobe.tasks.relations import FUNCTIONS, RANDOM_FUNCTIONS
 from unitprobe.tasks.spec import TaskSpec
+from unitprobe.validation import is_int
 
 try:  # Python >= 3.11
     import tomllib
@@ -508,9 +509,7 @@ def _check_window(window: Any, stride: Any, need: int) -> None:
             raise DataError("stride is given without window; pass window too")
         return
     for key, value, low in (("window", window, need), ("stride", stride, 1)):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low
-        ):
+        if value is not None and (not is_int(value) or value < low):
             what = "horizon + 1" if key == "window" else "1"
             raise DataError(f"{key} == {value!r}, must be an integer >= {what} = {low}")
 

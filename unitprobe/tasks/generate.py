@@ -22,11 +22,21 @@ import numpy as np
 
 from unitprobe.errors import DataError, TaskSpecError
 from unitprobe.tasks.spec import TaskSpec
+from unitprobe.validation import check_int
 
-__all__ = ["Dataset", "baseline_mse", "dataset_from_raw", "fit_normalization", "generate"]
+__all__ = [
+    "MAX_GENERATED_VALUES",
+    "Dataset",
+    "baseline_mse",
+    "dataset_from_raw",
+    "fit_normalization",
+    "generate",
+]
 
 #: Largest finite float32; raw values beyond it are refused.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: Most values :func:`generate` produces in one call (2**31 float64 values = 16 GiB).
+MAX_GENERATED_VALUES = 2**31
 
 
 @dataclass
@@ -216,8 +226,8 @@ def generate(spec: TaskSpec, n_sequences: int, seed: int) -> Dataset:
     Raises
     ------
     TaskSpecError
-        A series leaves the float32 range or becomes NaN; the message names the series and the
-        first step.
+        A series leaves the float32 range or becomes NaN (the message names the series and the
+        first step), or the request asks for more than :data:`MAX_GENERATED_VALUES` values.
 
     Examples
     --------
@@ -228,15 +238,12 @@ def generate(spec: TaskSpec, n_sequences: int, seed: int) -> Dataset:
     """
     if not isinstance(spec, TaskSpec):
         raise TaskSpecError(f"spec must be a TaskSpec, got {type(spec).__name__}")
-    if isinstance(n_sequences, bool) or not isinstance(n_sequences, (int, np.integer)):
-        raise TaskSpecError(f"n_sequences == {n_sequences!r}, must be an integer >= 1")
-    if n_sequences < 1:
-        raise TaskSpecError(f"n_sequences == {n_sequences}, must be >= 1")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TaskSpecError(f"seed == {seed!r}, must be an integer")
+    n_sequences = check_int(n_sequences, "n_sequences", minimum=1, error=TaskSpecError)
+    seed = check_int(seed, "seed", minimum=0, error=TaskSpecError)
+    _check_size(spec, n_sequences)
     rng = np.random.default_rng(seed)
     n_steps = spec.burn_in + spec.length + spec.horizon
-    values = _simulate(spec, int(n_sequences), n_steps, rng)
+    values = _simulate(spec, n_sequences, n_steps, rng)
     kept = {name: v[:, spec.burn_in :] for name, v in values.items()}
     return dataset_from_raw(
         kept,
@@ -245,8 +252,27 @@ def generate(spec: TaskSpec, n_sequences: int, seed: int) -> Dataset:
         horizon=spec.horizon,
         spec=spec,
         noise=spec.noise,
-        seed=int(seed),
+        seed=seed,
     )
+
+
+def _check_size(spec: TaskSpec, n_sequences: int) -> None:
+    """Refuse to generate more than :data:`MAX_GENERATED_VALUES` values of ``spec``.
+
+    Raises
+    ------
+    TaskSpecError
+        ``"task 'long' asks for 512 sequences x 10000001 steps (burn_in + length + horizon)
+        x 1 series = 5.12e+09 values, more than 2.15e+09; use fewer or shorter sequences"``.
+    """
+    steps = spec.burn_in + spec.length + spec.horizon
+    values = n_sequences * steps * len(spec.series)
+    if values > MAX_GENERATED_VALUES:
+        raise TaskSpecError(
+            f"task '{spec.name}' asks for {n_sequences} sequences x {steps} steps (burn_in + "
+            f"length + horizon) x {len(spec.series)} series = {values:.3g} values, more than "
+            f"{MAX_GENERATED_VALUES:.3g}; use fewer or shorter sequences"
+        )
 
 
 def dataset_from_raw(

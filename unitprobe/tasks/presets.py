@@ -33,6 +33,7 @@ import re
 
 from unitprobe.errors import TaskSpecError
 from unitprobe.tasks.spec import TaskSpec
+from unitprobe.validation import check_int
 
 __all__ = ["PRESETS", "SEED_ANSWER", "SEED_ANSWER_NOTE", "SEED_RELATIONS", "delay", "get_preset"]
 
@@ -68,8 +69,7 @@ def delay(k: int, length: int | None = None) -> TaskSpec:
     length : int or None
         Steps per sequence; default ``max(30, 3*k)``. ``Y`` is 0 for the first k steps.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise TaskSpecError(f"delay k == {k!r}, must be an integer >= 1")
+    k = check_int(k, "delay k", minimum=1, error=TaskSpecError)
     return TaskSpec(
         name=f"delay-{k}",
         relations=["U[t] = normal(1)", f"Y[t] = U[t-{k}]"],

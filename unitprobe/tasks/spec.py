@@ -65,6 +65,7 @@ from typing import Any
 
 from unitprobe.errors import TaskSpecError
 from unitprobe.tasks.relations import Expression, Relation, parse_expression, parse_system
+from unitprobe.validation import is_int
 
 try:  # Python >= 3.11
     import tomllib
@@ -75,10 +76,6 @@ __all__ = ["TaskSpec"]
 
 InitItem = float | str
 _REQUIRED = ("name", "relations", "inputs", "predict", "length")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_number(value: Any) -> bool:
@@ -137,10 +134,11 @@ class TaskSpec:
         for key in ("horizon", "length", "burn_in"):
             value = getattr(self, key)
             low = 1 if key == "length" else 0
-            if not _is_int(value) or not low <= value <= MAX_STEPS:
+            if not is_int(value) or not low <= value <= MAX_STEPS:
                 raise TaskSpecError(
                     f"{key} == {value!r}, must be an integer in [{low}, {MAX_STEPS:,}]"
                 )
+            object.__setattr__(self, key, int(value))
         object.__setattr__(self, "inputs", self._names_list("inputs"))
         object.__setattr__(self, "predict", self._names_list("predict"))
         try:

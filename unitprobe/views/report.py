@@ -1,19 +1,34 @@
 """``report.html``: one self-contained page (figures embedded) summarizing an analysis.
 
-The page reads only what :func:`unitprobe.pipeline.analyze.write_results` wrote: the summary, the
-result tables and the PNG figures, so it can be rebuilt from a results directory.
+The page is built from the in-memory result tables (:class:`~unitprobe.tables.Tables`), the
+summary and the PNG files :func:`unitprobe.views.render.render_all` has just written; nothing
+else is read back from disk. See ``docs/architecture.md``.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from unitprobe.schemas import NO_ROLE, SCHEMAS
+from unitprobe.tables import Tables
+from unitprobe.views.render import FIGURES
+
 __all__ = ["write_report", "render_report"]
+
+#: Columns of the roles table shown in the report, in order.
+_ROLE_COLUMNS = (
+    "layer", "unit", "role", "decided_by", "confidence", "r2", "selectivity", "delta_mse",
+    "evidence",
+)  # fmt: skip
+
+#: Figure name -> caption, in drawing order.
+_CAPTIONS = {spec.name: spec.caption for spec in FIGURES}
 
 _CSS = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; max-width: 1100px;
@@ -30,17 +45,49 @@ figcaption { color: #444; font-size: .95em; margin-top: .3em; }
 """
 
 
-def write_report(directory: str | Path, summary: dict[str, Any]) -> Path:
-    """Write ``report.html`` into ``directory`` (which holds the tables and ``figures/``)."""
+def write_report(
+    directory: str | Path,
+    tables: Tables,
+    summary: dict[str, Any],
+    figures: Mapping[str, str | Path] | Sequence[str | Path],
+) -> Path:
+    """Write ``report.html`` into ``directory``.
+
+    Parameters
+    ----------
+    directory : str or Path
+        The results directory (the CSV tables are linked relative to it).
+    tables : Tables
+        Result tables of the analysis; the roles table is shown and every table is listed.
+        A plain mapping of name to DataFrame is turned into a :class:`Tables` first.
+    summary : dict
+        The analysis summary (``summary.json``): task, model, metrics, versions.
+    figures : mapping of name to path, or sequence of paths
+        The figures to embed: what :func:`~unitprobe.views.render.render_all` returned (a
+        list of files; the PNGs are embedded, named by file stem) or ``{name: png_path}``.
+
+    Returns
+    -------
+    Path
+        ``directory/report.html``.
+    """
     directory = Path(directory)
     path = directory / "report.html"
-    path.write_text(render_report(directory, summary), encoding="utf-8")
+    path.write_text(render_report(tables, summary, figures), encoding="utf-8")
     return path
 
 
-def render_report(directory: str | Path, summary: dict[str, Any]) -> str:
-    """The report as an HTML string; figures are embedded as base64 PNG."""
-    directory = Path(directory)
+def render_report(
+    tables: Tables,
+    summary: dict[str, Any],
+    figures: Mapping[str, str | Path] | Sequence[str | Path],
+) -> str:
+    """The report as an HTML string; figures are embedded as base64 PNG.
+
+    Parameters are those of :func:`write_report`, less the directory.
+    """
+    if not isinstance(tables, Tables):
+        tables = Tables(tables)
     task, metrics = summary.get("task", {}), summary.get("metrics", {})
     name = _e(task.get("name", ""))
     version = _e(summary.get("versions", {}).get("unitprobe", ""))
@@ -52,9 +99,9 @@ def render_report(directory: str | Path, summary: dict[str, Any]) -> str:
         f"<code>{_e(summary.get('checkpoint', ''))}</code>, seed {summary.get('seed', '')}</p>",
         _task_section(task, summary.get("model", {})),
         _performance_section(metrics, summary.get("training_metrics", {})),
-        _roles_section(directory),
-        _figures_section(directory),
-        _files_section(directory),
+        _roles_section(tables.get("roles")),
+        _figures_section(_pngs(figures)),
+        _files_section(tables),
         "</body></html>",
     ]
     return "\n".join(parts)
@@ -101,57 +148,48 @@ def _performance_section(metrics: dict[str, Any], training: dict[str, Any]) -> s
     return f"<h2>Performance</h2><table>{body}</table>"
 
 
-def _roles_section(directory: Path) -> str:
-    path = directory / "roles.csv"
-    if not path.exists():
+def _roles_section(roles: pd.DataFrame | None) -> str:
+    if roles is None:
         return ""
-    roles = pd.read_csv(path)
-    cols = [
-        c
-        for c in (
-            "layer",
-            "unit",
-            "role",
-            "decided_by",
-            "confidence",
-            "r2",
-            "selectivity",
-            "delta_mse",
-            "evidence",
-        )
-        if c in roles
-    ]
+    cols = [c for c in _ROLE_COLUMNS if c in roles.columns]
     return (
         "<h2>Unit → role</h2><p>Each unit's best-supported target, the evidence that decided it "
         "(probe where targets are separable, the unit's receptive field where they are not, "
-        "ablation where only usage is seen), and a confidence in [0, 1]. <code>none</code>: no "
-        "significant role.</p>" + _html_table(roles[cols])
+        f"ablation where only usage is seen), and a confidence in [0, 1]. <code>{NO_ROLE}</code>: "
+        "no significant role.</p>" + _html_table(roles[cols])
     )
 
 
-def _figures_section(directory: Path) -> str:
-    from unitprobe.views.figures import FIGURES
+def _pngs(figures: Mapping[str, str | Path] | Sequence[str | Path]) -> dict[str, Path]:
+    """Figure name -> PNG file, in :data:`FIGURES` order (other names after, by name)."""
+    if isinstance(figures, Mapping):
+        named = [(str(k), Path(v)) for k, v in figures.items()]
+    else:
+        named = [(Path(p).stem, Path(p)) for p in figures]
+    pngs = {k: p for k, p in named if p.suffix.lower() == ".png"}
+    order = {k: i for i, k in enumerate(_CAPTIONS)}
+    return dict(sorted(pngs.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
-    figdir = directory / "figures"
-    captions = {_name(entry): _caption(entry) for entry in FIGURES}
-    pngs = sorted(figdir.glob("*.png")) if figdir.is_dir() else []
-    order = {name: k for k, name in enumerate(captions)}
-    pngs.sort(key=lambda p: (order.get(p.stem, len(order)), p.stem))
+
+def _figures_section(pngs: dict[str, Path]) -> str:
     items = []
-    for png in pngs:
+    for stem, png in pngs.items():
         data = base64.b64encode(png.read_bytes()).decode("ascii")
-        caption = captions.get(png.stem, png.stem.replace("_", " "))
+        caption = _CAPTIONS.get(stem, stem.replace("_", " "))
         items.append(
-            f"<figure id='{_e(png.stem)}'><img alt='{_e(caption)}' "
+            f"<figure id='{_e(stem)}'><img alt='{_e(caption)}' "
             f"src='data:image/png;base64,{data}'>"
-            f"<figcaption><b>{_e(png.stem)}</b>: {_e(caption)}</figcaption></figure>"
+            f"<figcaption><b>{_e(stem)}</b>: {_e(caption)}</figcaption></figure>"
         )
     return "<h2>Figures</h2>" + ("".join(items) or "<p>No figures were rendered.</p>")
 
 
-def _files_section(directory: Path) -> str:
-    names = sorted(p.name for p in directory.glob("*.csv"))
-    items = "".join(f"<li><a href='{_e(n)}'>{_e(n)}</a></li>" for n in names)
+def _files_section(tables: Tables) -> str:
+    items = "".join(
+        f"<li><a href='{_e(name)}.csv'>{_e(name)}.csv</a>: one row per {_e(SCHEMAS[name].row)}</li>"
+        for name in SCHEMAS
+        if name in tables
+    )
     return f"<h2>Tables</h2><p>Tidy CSV files beside this report:</p><ul>{items}</ul>"
 
 
@@ -165,14 +203,6 @@ def _html_table(df: pd.DataFrame) -> str:
         )
         rows.append(f"<tr>{cells}</tr>")
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
-
-
-def _name(entry: Any) -> str:
-    return entry.name if hasattr(entry, "name") else entry[0]
-
-
-def _caption(entry: Any) -> str:
-    return entry.caption if hasattr(entry, "caption") else entry[-1]
 
 
 def _fmt(value: Any) -> str:

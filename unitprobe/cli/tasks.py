@@ -1,0 +1,92 @@
+"""``unitprobe tasks list|show|check``: task specifications."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from unitprobe.cli._options import data_options, resolve_task, task_options
+from unitprobe.tasks import (
+    PRESETS,
+    DataSource,
+    TaskSpec,
+    check_summary,
+    parse_series_arg,
+    relation_residuals,
+)
+
+__all__ = ["tasks"]
+
+
+@click.group()
+def tasks() -> None:
+    """List, show and check task specifications."""
+
+
+@tasks.command("list")
+def tasks_list() -> None:
+    """List the preset tasks."""
+    width = max(map(len, PRESETS))
+    for name, spec in PRESETS.items():
+        click.echo(
+            f"{name:<{width}}  {spec.description.splitlines()[0] if spec.description else ''}"
+        )
+    click.echo(f"{'delay-K':<{width}}  (any K >= 1) remember the input from K steps back")
+
+
+@tasks.command("show")
+@click.argument("name", required=False)
+@click.option("--task-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--toml", "as_toml", is_flag=True, help="Print the spec as a TOML task file.")
+def tasks_show(name: str | None, task_file: Path | None, as_toml: bool) -> None:
+    """Show a preset (NAME) or a task file: relations, inputs, outputs, initial values."""
+    if (name is None) == (task_file is None):
+        raise click.UsageError("give a preset NAME or --task-file, not both or neither")
+    spec = resolve_task(name, task_file)
+    click.echo(spec.to_toml() if as_toml else spec.describe())
+
+
+@tasks.command("check")
+@task_options
+@data_options
+@click.option(
+    "--series",
+    "series_args",
+    multiple=True,
+    metavar="NAME=v0,v1,...",
+    help="Values of one series, e.g. --series K=0,1,1,2,3,5 (repeatable).",
+)
+@click.option("--tolerance", type=click.FloatRange(min=0), default=1e-9, help="Relative tolerance.")
+def tasks_check(
+    task: TaskSpec | None,
+    data_source: DataSource | None,
+    series_args: tuple[str, ...],
+    tolerance: float,
+) -> None:
+    """Evaluate a task's relations on data and report each relation's residuals.
+
+    Example: unitprobe tasks check --task seed --series K=0,1,1,2,3,5 --series X=1,4,7,12,30
+    """
+    if task is None:
+        raise click.UsageError("give --task or --task-file")
+    if (data_source is None) == (not series_args):
+        raise click.UsageError("give --data CSV or --series NAME=values, not both or neither")
+    data = (
+        data_source.load() if data_source is not None else dict(map(parse_series_arg, series_args))
+    )
+    residuals = relation_residuals(task, data)
+    summary = check_summary(residuals, rtol=tolerance)
+    click.echo(summary.to_string(index=False))
+    for row in summary[~summary["ok"]].itertuples():
+        first = residuals[
+            (residuals["relation"] == row.relation) & (residuals["step"] == row.first_failing_step)
+        ].iloc[0]
+        click.echo(
+            f"FAIL {row.relation}: at step {int(first.step)} "
+            f"the relation gives {first.expected:g}, "
+            f"the data has {first.observed:g} (residual {first.residual:g})"
+        )
+    if not summary["ok"].all():
+        sys.exit(1)
