@@ -16,14 +16,19 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from unitprobe.pipeline.sweep import RUNS_DIR, SWEEP_FILE, quick_options, sweep_analysis_config
+from unitprobe.pipeline.sweepstats import KNEE_TOL
 from unitprobe.tables import Tables
 from unitprobe.views.figures import save_figure
 
 HERE = Path(__file__).resolve().parent
 FORMATS = ("png", "pdf")
 DEFAULT_SWEEP = {True: HERE / ".sweep-quick", False: HERE / ".sweep-full"}
-#: Capacity metric and knee tolerance (see unitprobe.pipeline.sweepstats.find_knee).
-METRIC, KNEE_TOL = "mse_ratio", 0.05
+#: Capacity metric (per-step normalized error) and knee tolerance (see
+#: unitprobe.pipeline.sweepstats.find_knee; KNEE_TOL is the library default).
+METRIC, KNEE_RULE = "step_nmse", "skill"
+#: Tasks whose minimal state size the capacity sweep checks (memory necessary, separable).
+MEMORY_TASKS = ["delay-2", "delay-3", "seed-integrate", "seed-restart"]
+__all__ = ["KNEE_RULE", "KNEE_TOL", "MEMORY_TASKS", "METRIC"]
 
 
 def run_label(row: Any) -> str:
@@ -32,18 +37,32 @@ def run_label(row: Any) -> str:
     return f"{units} unit{'' if units == 1 else 's'}, seed {row.seed}"
 
 
-def sweep_settings(quick: bool) -> dict[str, Any]:
-    """Arguments of :func:`unitprobe.pipeline.sweep.run_sweep` for the quick or the full sweep."""
+def sweep_groups(quick: bool) -> list[dict[str, Any]]:
+    """Arguments of :func:`unitprobe.pipeline.sweep.run_sweep`, one dict per call.
+
+    Full: the memory tasks (:data:`MEMORY_TASKS`) with 1, 2, 3, 4 units and 5 seeds, and
+    ``seed`` (the run behind the seed figures) with 4 units and 1 seed; 384 sequences,
+    at most 200 epochs, the sweep analysis with 128 sequences and 199 permutations.
+    """
     if quick:
-        return {"tasks": ["delay-2", "seed"], "units": [1, 2, 4], "seeds": 2, **quick_options()}
-    return {
-        "tasks": ["seed", "fibonacci", "delay-2", "delay-3", "delay-4"],
-        "units": [1, 2, 3, 4, 6, 8],
-        "seeds": 3,
-        "n_sequences": 512,
-        "train_overrides": {"epochs": 400},
-        "analysis": sweep_analysis_config(),
+        return [{"tasks": ["delay-2", "seed"], "units": [1, 2, 4], "seeds": 2, **quick_options()}]
+    common = {
+        "n_sequences": 384,
+        "train_overrides": {"epochs": 200},
+        "analysis": sweep_analysis_config(
+            n_sequences=128, n_permutations=199, max_attribution_sequences=16, n_splits=3
+        ),
     }
+    return [
+        {"tasks": MEMORY_TASKS, "units": [1, 2, 3, 4], "seeds": 5, **common},
+        {"tasks": ["seed"], "units": [4], "seeds": 1, **common},
+    ]
+
+
+def sweep_settings(quick: bool) -> dict[str, Any]:
+    """The first :func:`sweep_groups` entry (kept for scripts that read one task list)."""
+    groups = sweep_groups(quick)
+    return {**groups[0], "tasks": [t for g in groups for t in g["tasks"]]}
 
 
 def load_sweep(sweep_dir: Path) -> pd.DataFrame:

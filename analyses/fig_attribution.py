@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from _common import KNEE_TOL, METRIC, cli, load_sweep, pick_run, run_dir, run_label, save
+from _common import KNEE_RULE, KNEE_TOL, METRIC, cli, load_sweep, pick_run, run_dir, run_label, save
 
 from unitprobe.pipeline.sweepstats import capacity_table
 from unitprobe.tables import Tables
@@ -27,7 +27,7 @@ def tasks_of(tasks) -> list[str]:
 
 def make(sweep_dir: Path, out: Path) -> list[Path]:
     sweep = load_sweep(sweep_dir)
-    capacity = capacity_table(sweep, metric=METRIC, tol=KNEE_TOL)
+    capacity = capacity_table(sweep, metric=METRIC, tol=KNEE_TOL, rule=KNEE_RULE)
     knees = capacity[capacity["knee"]].set_index("task")["units"]
     written = []
     for task in tasks_of(sweep["task"]):

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from _common import KNEE_TOL, METRIC, cli, load_sweep, run_tables, save, write_table
+from _common import KNEE_RULE, KNEE_TOL, METRIC, cli, load_sweep, run_tables, save, write_table
 
 from unitprobe.pipeline.stability import role_stability
 from unitprobe.pipeline.sweepstats import capacity_table
@@ -31,12 +31,15 @@ def stability_table(sweep_dir: Path) -> pd.DataFrame:
     probes = run_tables(sweep_dir, sweep, "probes")
     roles = run_tables(sweep_dir, sweep, "roles")
     fields = run_tables(sweep_dir, sweep, "receptive_fields")
-    return role_stability(probes, roles, receptive_fields=fields, profile="both")
+    # "none" is kept: where no unit holds a term above the null, that is the stable answer
+    return role_stability(
+        probes, roles, receptive_fields=fields, profile="both", include_none=True
+    )
 
 
 def make(sweep_dir: Path, out: Path) -> list[Path]:
     table = stability_table(sweep_dir)
-    capacity = capacity_table(load_sweep(sweep_dir), metric=METRIC, tol=KNEE_TOL)
+    capacity = capacity_table(load_sweep(sweep_dir), metric=METRIC, tol=KNEE_TOL, rule=KNEE_RULE)
     chosen = []
     for task, group in capacity.groupby("task", sort=False):
         knee = int(group.loc[group["knee"], "units"].iloc[0]) if group["knee"].any() else 2

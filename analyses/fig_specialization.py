@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from _common import KNEE_TOL, METRIC, cli, load_sweep, save
+from _common import KNEE_RULE, KNEE_TOL, METRIC, cli, load_sweep, save
 
 from unitprobe.pipeline.sweepstats import sweep_summary
 from unitprobe.views.figures import plot_specialization
 
 
 def make(sweep_dir: Path, out: Path) -> list[Path]:
-    summary = sweep_summary(load_sweep(sweep_dir), metric=METRIC, tol=KNEE_TOL)
+    summary = sweep_summary(load_sweep(sweep_dir), metric=METRIC, tol=KNEE_TOL, rule=KNEE_RULE)
     return save(plot_specialization(summary), out, "specialization")
 
 

@@ -11,9 +11,10 @@ again, so rerunning after an interruption, or only to redraw the figures, costs 
 Figures go to ``--out`` as PNG and PDF, with the tables behind them in ``<out>/tables/``.
 
 ``--quick``: tasks delay-2 and seed, 1, 2 and 4 units, 2 seeds, 128 sequences, at most 60
-epochs and a light analysis (about a minute on 2 cores). Full: tasks seed, fibonacci,
-delay-2, delay-3, delay-4; 1, 2, 3, 4, 6, 8 units; 3 seeds; 512 sequences, at most 400 epochs
-(early stopping after 40 without improvement); see figures/README.md for its runtime.
+epochs and a light analysis (about a minute on 2 cores). Full: the memory tasks delay-2,
+delay-3, seed-integrate, seed-restart with 1, 2, 3, 4 units and 5 seeds, and seed with 4 units
+and 1 seed; 384 sequences, at most 200 epochs (early stopping after 40 without improvement);
+see figures/README.md for its runtime.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ import fig_capacity  # noqa: E402
 import fig_role_stability  # noqa: E402
 import fig_seed_roles  # noqa: E402
 import fig_specialization  # noqa: E402
-from _common import DEFAULT_SWEEP, FORMATS, HERE, sweep_settings  # noqa: E402
+from _common import DEFAULT_SWEEP, FORMATS, HERE, sweep_groups, sweep_settings  # noqa: E402
 
-from unitprobe.pipeline.sweep import run_sweep  # noqa: E402
+from unitprobe._utils import write_csv_atomic  # noqa: E402
+from unitprobe.pipeline.sweep import SWEEP_FILE, collect_results, plan_sweep, run_sweep  # noqa: E402
 
 #: The figure scripts, in the order they run.
 SCRIPTS = (
@@ -67,13 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     sweep_dir = args.sweep_dir or DEFAULT_SWEEP[args.quick]
     start = time.perf_counter()
     if not args.no_sweep:
-        table = run_sweep(
-            **sweep_settings(args.quick),
-            out=sweep_dir,
-            jobs=args.jobs,
-            scheduler=args.scheduler,
-            echo=print,
-        )
+        configs = []
+        for group in sweep_groups(args.quick):
+            run_sweep(**group, out=sweep_dir, jobs=args.jobs, scheduler=args.scheduler, echo=print)
+            plan = {k: v for k, v in group.items() if k not in ("tasks", "units", "seeds")}
+            configs += plan_sweep(group["tasks"], group["units"], group["seeds"], **plan)
+        table = collect_results(sweep_dir, configs)
+        write_csv_atomic(table, Path(sweep_dir) / SWEEP_FILE)
         print(f"sweep done in {time.perf_counter() - start:.0f} s ({len(table)} runs)")
     for script in SCRIPTS:
         for path in script.make(sweep_dir, args.out):

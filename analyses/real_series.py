@@ -15,26 +15,29 @@ Pipeline
 3. Split by time: windows of ``window`` months every ``stride`` months that end before
    ``SPLIT`` train the network (its own validation split, over these overlapping windows,
    stops training early); windows that start at or after ``SPLIT`` are the held-out test.
-4. A small LSTM is trained and compared on the held-out months with two predictors that need
-   no training: repeat the last return, and predict the training mean.
+4. A small LSTM is trained and compared on the held-out months with the four baselines of
+   :mod:`unitprobe.methods.baselines`, fitted on the training windows only: repeat the last
+   return, the training mean, a memoryless linear map from this month's returns, and a
+   linear autoregression on the last p months (p chosen on part of the training windows).
 5. :func:`unitprobe.pipeline.analyze.compute_analysis` probes, ablates and attributes it on
    non-overlapping windows of every month, with lagged targets ``SPX[t]``, ``SPX[t-1]``, ...,
    ``abs(SPX[t])`` (a volatility proxy), and prints the role table.
 
-What it finds (seed 0; seeds 1-3 agree): the network does not predict next month's returns
-better than the training mean (held-out MSE 0.855 against 0.845; repeating the last return
-gives 1.80), as one expects of index returns. Its units still hold something definite: their
-receptive fields are exponentially weighted averages of the last few months' returns (weights
-roughly halving per month, mostly of the NASDAQ), whose nearest probe targets are the
-three-month sums; the probes cannot tell those apart from the current return (they
-correlate). Ablating any unit changes the output MSE by under 2%: the readout has learned to
-ignore what the units hold.
+What it finds (seed 0): the network does not predict next month's returns better than the
+training mean or the linear baselines (held-out MSE 0.855 against training mean 0.845,
+memoryless linear 0.852, linear AR(8) 0.888; repeating the last return gives 1.80), as one
+expects of index returns; the report prints a warning saying so. Its units still hold
+something definite: their receptive fields are exponentially weighted averages of the last
+few months' returns (weights roughly halving per month, mostly of the NASDAQ), whose nearest
+probe targets are the three-month sums; the probes cannot tell those apart from the current
+return (they correlate). Ablating any unit changes the output MSE by under 2%: the readout
+has learned to ignore what the units hold.
 
 Writes ``figures/real_series_data.{png,pdf}`` (the series, the split and the held-out errors)
 and ``figures/real_series_probes.{png,pdf}`` (probe R² per unit and target).
 
-Run: ``python analyses/real_series.py`` (about 20 s on 2 cores); ``--quick`` for a smaller
-run.
+Run: ``python analyses/real_series.py`` (20 s on 2 idle cores, 158 s on busy ones);
+``--quick`` for a smaller run.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ import pandas as pd
 import torch
 
 from unitprobe.config import AnalyzeConfig
+from unitprobe.methods.baselines import baseline_table
 from unitprobe.methods.roles import summarize_roles
 from unitprobe.model.checkpoint import Checkpoint
 from unitprobe.model.train import TrainConfig, train
@@ -169,17 +173,27 @@ def test_errors(model: Any, train_data: Dataset, test_data: Dataset) -> dict[str
     """MSE on the held-out windows (normalized units², mean over both outputs and all steps).
 
     Keys: ``model``, ``repeat_last`` (predict this month's return for the next), ``train_mean``
-    (predict the mean target of the training windows).
+    (predict the mean target of the training windows), ``memoryless_linear`` (least squares
+    from this month's returns) and ``linear_ar`` (least squares from the last p months, p
+    chosen on part of the training windows; ``ar_order``), both fitted on the training windows
+    only (:mod:`unitprobe.methods.baselines`); ``step_nmse_<name>`` the per-step normalized
+    errors.
     """
     with torch.no_grad():
         predicted = model(torch.as_tensor(test_data.inputs)).numpy()  # (N, T, 2)
     target = test_data.targets.astype(np.float64)
     mean = train_data.targets.mean(axis=(0, 1))
-    return {
+    table = baseline_table(train_data, test_data, predicted).set_index("baseline")
+    out = {
         "model": float(((predicted - target) ** 2).mean()),
         "repeat_last": float(((test_data.inputs - target) ** 2).mean()),
         "train_mean": float(((mean - target) ** 2).mean()),
+        "memoryless_linear": float(table.loc["memoryless_linear", "mse"]),
+        "linear_ar": float(table.loc["linear_ar", "mse"]),
+        "ar_order": int(table.loc["linear_ar", "order"]),
     }
+    out.update({f"step_nmse_{b}": float(table.loc[b, "step_nmse"]) for b in table.index})
+    return out
 
 
 def run(settings: Settings = FULL, work: Path | None = None, echo=print) -> dict[str, Any]:
@@ -249,9 +263,16 @@ def report(out: dict[str, Any]) -> str:
     lines = [
         f"held-out MSE (months from {SPLIT[:7]}, normalized units): model {e['model']:.3f}, "
         f"predict the training mean {e['train_mean']:.3f}, repeat the last return "
-        f"{e['repeat_last']:.3f}",
-        "population probe R² (trained / untrained control):",
+        f"{e['repeat_last']:.3f}, memoryless linear {e['memoryless_linear']:.3f}, "
+        f"linear AR({e['ar_order']}) {e['linear_ar']:.3f}",
     ]
+    best_linear = min(e["memoryless_linear"], e["linear_ar"])
+    if e["model"] >= best_linear:
+        lines.append(
+            f"warning: the network does not beat the linear baselines "
+            f"({e['model']:.3f} >= {best_linear:.3f}); what its units hold is not used well"
+        )
+    lines += ["population probe R² (trained / untrained control):"]
     lines += [f"  {t:<28} {pop[t]:6.3f} / {control[t]:6.3f}" for t in TARGETS]
     lines += ["", summarize_roles(out["tables"]["roles"])]
     return "\n".join(lines)
@@ -264,7 +285,7 @@ def data_figure(out: dict[str, Any]):
     colours = categorical(3)
     with style():
         fig = new_figure(7.0, 2.9)
-        grid = fig.add_gridspec(1, 2, width_ratios=[3.2, 1])
+        grid = fig.add_gridspec(1, 2, width_ratios=[2.6, 1.6])
         ax = fig.add_subplot(grid[0])
         for name, colour in zip(COLUMNS.values(), colours, strict=False):
             label = {"SPX": "S&P 500", "NDX": "NASDAQ Composite"}[name]
@@ -276,10 +297,10 @@ def data_figure(out: dict[str, Any]):
         ax.set_title("Monthly returns (Stocks.csv, Yahoo Finance)")
         ax.legend(loc="lower left", frameon=False, ncols=2)
         bars = fig.add_subplot(grid[1])
-        names = ["model", "train_mean", "repeat_last"]
-        labels = ["LSTM", "training\nmean", "repeat\nlast"]
+        names = ["model", "train_mean", "repeat_last", "memoryless_linear", "linear_ar"]
+        labels = ["LSTM", "train\nmean", "repeat\nlast", "linear\nx[t]", "linear\nAR"]
         values = [errors[n] for n in names]
-        bars.bar(labels, values, color=[colours[2], "0.6", "0.6"])
+        bars.bar(labels, values, color=[colours[2], "0.6", "0.6", "0.6", "0.6"])
         for i, v in enumerate(values):
             bars.text(i, v, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
         bars.set_ylabel("held-out MSE (normalized)")

@@ -149,6 +149,9 @@ def test_sweep_table_has_every_configuration_and_column(finished):
     assert table["mse_ratio"].to_numpy() == pytest.approx(
         table["val_mse"].to_numpy() / table["baseline_mse"].to_numpy()
     )
+    # the network against the four baselines, per step and pooled
+    assert table["step_ratio_repeat_last"].notna().all() and table["step_nmse"].notna().all()
+    assert (table["ar_order"] >= 2).all()  # delay-1 needs x[t-1]: p >= 2
     assert (table["n_roles"] <= table["units"]).all() and (table["n_roles"] >= 0).all()
     assert (table["wall_seconds"] > 0).all()
     on_disk = read_sweep(out)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unitprobe.errors import DataError
+from unitprobe.errors import DataError, UnitprobeError
 from unitprobe.pipeline import stability
 from unitprobe.pipeline import sweepstats as S
 
@@ -339,3 +339,37 @@ def test_role_stability_matches_by_receptive_fields_when_probes_are_flat():
         stability.role_stability(probes, roles, profile="both")
     with pytest.raises(DataError, match="profile"):
         stability.role_stability(probes, roles, profile="gates")
+
+
+def test_skill_knee_ignores_polishing_past_the_state_size():
+    units = [1, 2, 3, 4, 6]
+    # delay-2 like: 2 units solve it, more units keep dividing the error by ~3
+    means = [0.67, 0.01, 0.003, 0.001, 0.0003]
+    assert S.find_knee(units, means, rule="skill") == 2  # 0.01 - 0.0003 <= 0.05 * 0.9997
+    assert S.find_knee(units, means, rule="skill", tol=0.005) == 3
+    assert S.find_knee(units, means, rule="relative", tol=1.0) == 6  # within 2x: never before
+    assert S.find_knee(units, means, rule="absolute", tol=0.05) == 2
+    with pytest.raises(UnitprobeError, match="rule"):
+        S.find_knee(units, means, rule="nonsense")
+
+
+def _seed_curves() -> pd.DataFrame:
+    rows = []
+    per_seed = {0: [0.7, 0.02, 0.01], 1: [0.6, 0.03, 0.01], 2: [0.65, 0.5, 0.02]}
+    for seed, values in per_seed.items():
+        for units, v in zip([1, 2, 3], values, strict=True):
+            rows.append({"task": "t", "units": units, "seed": seed, "step_nmse": v, "status": "ok"})
+    return pd.DataFrame(rows)
+
+
+def test_knee_intervals_resample_whole_seeds():
+    out = S.knee_intervals(_seed_curves(), n_resamples=400, seed=0).iloc[0]
+    # mean curve [0.65, 0.183, 0.0133]: 0.183 - 0.0133 > 0.05 * 0.987, so the knee is 3
+    assert out["knee"] == 3
+    assert out["seed_agreement"] == pytest.approx(1 / 3)  # seeds 0 and 1 alone knee at 2
+    assert out["knee_lo"] == 2 and out["knee_hi"] == 3  # resamples without seed 2 knee at 2
+    assert out["n_seeds"] == 3
+    table = S.knee_sensitivity(
+        _seed_curves(), settings=[("skill", 0.05), ("skill", 0.2), ("skill", 0.9)]
+    )
+    assert table["knee"].tolist() == [3, 2, 1]

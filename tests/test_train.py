@@ -7,6 +7,7 @@ import torch
 from unitprobe.errors import TrainingError, UnitprobeError
 from unitprobe.model.train import TrainConfig, split_sequences, train, train_task
 from unitprobe.tasks import baseline_mse, generate, get_preset
+from unitprobe.tasks.baselines import BASELINES, baseline_scores
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,21 @@ def test_history_and_metrics_are_plain_data(seed_data):
     assert m["baseline_mse"] == pytest.approx(baseline_mse(seed_data.subset(val_idx)))
     assert m["n_val_sequences"] == len(val_idx) == 26
     assert set(m["val_mse_per_output"]) == {"K", "X"}
+
+
+def test_metrics_show_the_network_against_the_four_baselines(seed_data):
+    result = train(seed_data, TrainConfig(n_units=3, epochs=3, patience=100))
+    m = result.metrics
+    train_idx, val_idx = split_sequences(128, 0.2, 0)
+    scores = baseline_scores(seed_data.subset(train_idx), seed_data.subset(val_idx), seed=0)
+    for name in BASELINES:
+        assert m["baselines"][name]["mse"] == pytest.approx(scores[name]["mse"], rel=1e-12)
+        assert m[f"mse_ratio_{name}"] == pytest.approx(m["val_mse"] / scores[name]["mse"], rel=1e-5)
+        assert m[f"step_ratio_{name}"] == pytest.approx(
+            m["val_step_nmse"] / scores[name]["step_nmse"], rel=1e-9
+        )
+    assert m["mse_ratio_repeat_last"] == pytest.approx(m["mse_ratio"], rel=1e-6)
+    assert m["ar_order"] == scores["linear_ar"]["order"]
 
 
 def test_split_is_by_sequence_and_seeded():

@@ -1,4 +1,4 @@
-"""``unitprobe tasks list|show|check``: task specifications."""
+"""``unitprobe tasks list|show|check|info``: task specifications."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from unitprobe.cli._options import data_options, resolve_task, task_options
+from unitprobe.pipeline.taskinfo import format_report, task_report
 from unitprobe.tasks import (
     PRESETS,
     DataSource,
@@ -16,6 +17,7 @@ from unitprobe.tasks import (
     parse_series_arg,
     relation_residuals,
 )
+from unitprobe.tasks.check import renamed_fits
 
 __all__ = ["tasks"]
 
@@ -89,4 +91,31 @@ def tasks_check(
             f"the data has {first.observed:g} (residual {first.residual:g})"
         )
     if not summary["ok"].all():
+        _say_renamed(task, data, tolerance)
         sys.exit(1)
+
+
+def _say_renamed(task: TaskSpec, data, tolerance: float) -> None:
+    """Name the renamings of the series under which the data fit better than as stated."""
+    fits = renamed_fits(task, data, rtol=tolerance)
+    stated = int(fits.loc[fits["identity"], "n_failing"].iloc[0])
+    better = fits[~fits["identity"] & (fits["n_failing"] < stated)]
+    for row in better.head(3).itertuples():
+        click.echo(
+            f"RENAMED {row.renaming}: the data fit {row.relations} at "
+            f"{row.n_steps - row.n_failing} of {row.n_steps} steps"
+            + (f"; failing only {row.failures}" if row.n_failing else " (every step)")
+        )
+
+
+@tasks.command("info")
+@click.argument("name", required=False)
+@click.option("--task-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--n-sequences", type=click.IntRange(min=4), default=512, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+def tasks_info(name: str | None, task_file: Path | None, n_sequences: int, seed: int) -> None:
+    """What a task demands: state size, baselines, separable terms (on generated data)."""
+    if (name is None) == (task_file is None):
+        raise click.UsageError("give a preset NAME or --task-file, not both or neither")
+    spec = resolve_task(name, task_file)
+    click.echo(format_report(task_report(spec, n_sequences=n_sequences, seed=seed)))

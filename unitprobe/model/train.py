@@ -35,6 +35,7 @@ from unitprobe._utils import stderr_is_tty, torch_threads
 from unitprobe.errors import TrainingError
 from unitprobe.model.lstm import ModelConfig, UnitLSTM
 from unitprobe.tasks import baseline_mse, generate
+from unitprobe.tasks.baselines import BASELINES, baseline_scores, ratios_to_baselines
 from unitprobe.validation import check_float, check_int
 
 __all__ = [
@@ -114,7 +115,12 @@ class TrainResult:
     ``history`` has one entry per epoch in each list (``train_loss``, ``val_loss``, ``lr``);
     ``metrics`` has ``val_mse``, ``val_mse_per_output``, ``baseline_mse`` (repeat the last
     value, same validation sequences), ``mse_ratio`` (``val_mse / baseline_mse``),
-    ``best_epoch``, ``epochs_run`` and ``train_seconds``.
+    ``best_epoch``, ``epochs_run`` and ``train_seconds``; and, against the four baselines of
+    :mod:`unitprobe.tasks.baselines` fitted on the training sequences and scored on the
+    validation sequences: ``val_step_nmse`` (the per-step normalized error), for each
+    baseline ``b`` ``mse_ratio_b`` and ``step_ratio_b`` (the network's pooled and per-step
+    error divided by the baseline's; below 1 beats it), ``baselines`` (per baseline: ``mse``,
+    ``step_nmse``, ``order``) and ``ar_order`` (the chosen order of ``linear_ar``).
     """
 
     model: UnitLSTM
@@ -207,6 +213,7 @@ def train(
     model.load_state_dict(best[2])
     model.eval()
     metrics = _metrics(model, dataset, x_val, y_val, val_idx)
+    metrics.update(_baseline_metrics(model, dataset, x_val, train_idx, val_idx, config.seed))
     metrics.update(best_epoch=best[1], epochs_run=len(history["val_loss"]))
     metrics["train_seconds"] = round(time.perf_counter() - start, 3)
     return TrainResult(model=model, history=history, metrics=metrics)
@@ -300,6 +307,21 @@ def _metrics(
         metrics["baseline_mse"] = baseline
         metrics["mse_ratio"] = val_mse / baseline if baseline > 0 else math.nan
     return metrics
+
+
+@torch.no_grad()
+def _baseline_metrics(model, dataset, x_val, train_idx, val_idx, seed) -> dict[str, Any]:
+    """The network against the four baselines on the validation sequences (plain data)."""
+    if not hasattr(dataset, "subset"):
+        return {}
+    val = dataset.subset(val_idx)
+    scores = baseline_scores(dataset.subset(train_idx), val, seed=seed)
+    out: dict[str, Any] = ratios_to_baselines(model(x_val).double().numpy(), val.targets, scores)
+    out["val_step_nmse"] = out.pop("step_nmse")
+    out["baselines"] = {
+        name: {k: scores[name][k] for k in ("order", "mse", "step_nmse")} for name in BASELINES
+    }
+    return out
 
 
 def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -9,6 +9,15 @@ a row per configuration (columns :data:`SWEEP_COLUMNS`):
 ``val_mse``, ``baseline_mse``, ``mse_ratio``
     Validation MSE of the trained network (normalized units², held-out sequences of the
     training data), the repeat-last-value baseline on the same sequences, and their ratio.
+``step_nmse``
+    The per-step normalized error on the same sequences (1 = per-step mean, 0 = exact;
+    :func:`unitprobe.tasks.baselines.per_step_nmse`): the metric of the curve and the knee.
+``step_ratio_<b>``, ``mse_ratio_<b>``
+    Per-step and pooled error over those of each baseline ``b`` of
+    :mod:`unitprobe.tasks.baselines`, fitted on the run's training sequences and scored on
+    its validation sequences; below 1 beats the baseline.
+``step_nmse_memoryless_linear``, ``step_nmse_linear_ar``, ``ar_order``
+    The two linear baselines' own per-step errors; the order the autoregression chose.
 ``n_roles``, ``specialization``, ``redundancy``
     Units whose role is not ``none``, and the indices of :mod:`unitprobe.pipeline.sweepstats`.
 ``wall_seconds``, ``status``, ``error``, ``key``
@@ -72,14 +81,11 @@ Example
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,11 +93,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from unitprobe import __version__
 from unitprobe._utils import (
     atomic_write,
     stderr_is_tty,
-    to_plain,
     torch_threads,
     write_csv_atomic,
     write_json,
@@ -99,12 +103,20 @@ from unitprobe._utils import (
 from unitprobe.config import AnalyzeConfig
 from unitprobe.errors import UnitprobeError
 from unitprobe.model.checkpoint import Checkpoint, save_trained
-from unitprobe.model.train import TrainConfig, train_task
+from unitprobe.model.train import train_task
 from unitprobe.pipeline.analyze import compute_analysis, write_results
 from unitprobe.pipeline.executors import dask_client, one_line, run_dask, run_local
+from unitprobe.pipeline.sweepplan import (
+    RunConfig,
+    config_key,
+    plan_sweep,
+    quick_options,
+    sweep_analysis_config,
+)
 from unitprobe.pipeline.sweepstats import run_indices
-from unitprobe.tasks import TaskSpec, get_preset
-from unitprobe.validation import check_int, is_int
+from unitprobe.tasks import TaskSpec
+from unitprobe.tasks.baselines import BASELINES
+from unitprobe.validation import check_int
 
 __all__ = [
     "SWEEP_COLUMNS",
@@ -127,6 +139,12 @@ SWEEP_COLUMNS = (
     "val_mse",
     "baseline_mse",
     "mse_ratio",
+    "step_nmse",
+    *(f"step_ratio_{b}" for b in BASELINES),
+    *(f"mse_ratio_{b}" for b in BASELINES[1:]),
+    "step_nmse_memoryless_linear",
+    "step_nmse_linear_ar",
+    "ar_order",
     "n_roles",
     "specialization",
     "redundancy",
@@ -138,232 +156,6 @@ SWEEP_COLUMNS = (
 RESULT_FILE = "result.json"
 RUNS_DIR = "runs"
 SWEEP_FILE = "sweep.csv"
-#: Seed of the analysis data in sweeps: distinct from every training seed's data, and the
-#: same for every run, so all networks are probed on the same fresh sequences.
-ANALYSIS_SEED = 1_000_003
-_NOT_TRAIN_OVERRIDES = ("n_units", "seed")
-
-
-# ---------------------------------------------------------------------------------------------
-# configurations
-# ---------------------------------------------------------------------------------------------
-def canonical_json(data: Any) -> str:
-    """JSON with sorted keys, no whitespace, tuples as lists: equal data, equal text."""
-    return json.dumps(
-        to_plain(data), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    )
-
-
-def config_key(config: Mapping[str, Any]) -> str:
-    """First 12 hex digits of the SHA-256 of ``config`` as canonical JSON.
-
-    Examples
-    --------
-    >>> config_key({"b": 1, "a": (1, 2)}) == config_key({"a": [1, 2], "b": 1})
-    True
-    """
-    return hashlib.sha256(canonical_json(config).encode("ascii")).hexdigest()[:12]
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything that determines one run of a sweep, as plain data.
-
-    Attributes
-    ----------
-    task : dict
-        ``TaskSpec.to_dict()``.
-    units : int
-        Units per layer.
-    seed : int
-        Training seed (data, initialization, minibatch order).
-    train : dict
-        ``TrainConfig.to_dict()`` (its ``n_units`` and ``seed`` equal ``units`` and ``seed``).
-    n_sequences : int
-        Sequences generated for training (and validation).
-    analysis : dict
-        ``AnalyzeConfig`` as plain data.
-    version : str
-        unitprobe version.
-    """
-
-    task: dict
-    units: int
-    seed: int
-    train: dict
-    n_sequences: int
-    analysis: dict
-    version: str = __version__
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-data form (what :attr:`key` hashes)."""
-        return to_plain(asdict(self))
-
-    @property
-    def key(self) -> str:
-        """:func:`config_key` of :meth:`to_dict`."""
-        return config_key(self.to_dict())
-
-    @property
-    def task_name(self) -> str:
-        """The task's name."""
-        return str(self.task["name"])
-
-    @property
-    def name(self) -> str:
-        """Run directory name, ``<task>-u<units>-s<seed>-<key>``."""
-        task = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.task_name)
-        return f"{task}-u{self.units}-s{self.seed}-{self.key}"
-
-    def train_config(self) -> TrainConfig:
-        """The :class:`~unitprobe.model.train.TrainConfig` of this run."""
-        return TrainConfig(**self.train)
-
-    def analyze_config(self) -> AnalyzeConfig:
-        """The :class:`~unitprobe.config.AnalyzeConfig` of this run."""
-        return AnalyzeConfig.from_dict(self.analysis)
-
-
-def sweep_analysis_config(**overrides: Any) -> AnalyzeConfig:
-    """The light analysis a sweep runs on every network, with ``overrides`` applied.
-
-    Defaults: 256 sequences, analysis seed :data:`ANALYSIS_SEED`, 1 untrained control, 999
-    permutations (the smallest p-value is 1/1000 before the Benjamini-Hochberg correction over
-    units x targets), ablation modes zero and mean, integrated gradients on 64 sequences, one
-    torch thread. Everything else is the library default (:mod:`unitprobe.config`).
-
-    Parameters
-    ----------
-    **overrides
-        Any flat option of :meth:`unitprobe.config.AnalyzeConfig.options`.
-    """
-    base = dict(
-        n_sequences=256,
-        seed=ANALYSIS_SEED,
-        n_controls=1,
-        n_permutations=999,
-        ablation_modes=("zero", "mean"),
-        attribution_methods=("integrated_gradients",),
-        max_attribution_sequences=64,
-        jobs=1,
-    )
-    return AnalyzeConfig().replace(**{**base, **overrides})
-
-
-def quick_options() -> dict[str, Any]:
-    """Settings of a quick sweep (``--quick``): few sequences, few epochs, a light analysis.
-
-    Returns
-    -------
-    dict
-        Keyword arguments for :func:`run_sweep`: ``n_sequences``, ``train_overrides``,
-        ``analysis``.
-    """
-    return {
-        "n_sequences": 128,
-        "train_overrides": {"epochs": 60, "patience": 15, "batch_size": 16, "lr": 2e-2},
-        "analysis": sweep_analysis_config(
-            n_sequences=64, n_permutations=199, max_attribution_sequences=16, n_splits=3
-        ),
-    }
-
-
-def _task_specs(tasks: Sequence[Any]) -> list[Any]:
-    if isinstance(tasks, (str, TaskSpec)):
-        tasks = [tasks]
-    if not tasks:
-        raise UnitprobeError("no tasks given; name at least one (e.g. --task seed,delay-3)")
-    specs = [t if isinstance(t, TaskSpec) else get_preset(str(t).strip()) for t in tasks]
-    names = [s.name for s in specs]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise UnitprobeError(f"task(s) {', '.join(dupes)} given more than once")
-    return specs
-
-
-def _int_list(values: Iterable[Any], name: str, minimum: int) -> list[int]:
-    out = []
-    for v in values:
-        if not is_int(v) or v < minimum:
-            raise UnitprobeError(f"{name} value {v!r} is not an integer >= {minimum}")
-        out.append(int(v))
-    if not out:
-        raise UnitprobeError(f"no {name} given")
-    if len(set(out)) != len(out):
-        raise UnitprobeError(f"{name} == {out} has repeated values")
-    return out
-
-
-def _seed_list(seeds: int | Sequence[int]) -> list[int]:
-    if is_int(seeds):
-        if seeds < 1:
-            raise UnitprobeError(f"seeds == {seeds}, must be >= 1 (a count) or a list of seeds")
-        return list(range(int(seeds)))
-    return _int_list(seeds, "seeds", 0)
-
-
-def plan_sweep(
-    tasks: Sequence[Any],
-    units: Sequence[int],
-    seeds: int | Sequence[int],
-    *,
-    n_sequences: int = 512,
-    train_overrides: Mapping[str, Any] | None = None,
-    analysis: AnalyzeConfig | None = None,
-) -> list[RunConfig]:
-    """Expand tasks × units × seeds into run configurations (in that nesting order).
-
-    Parameters
-    ----------
-    tasks : sequence of str or TaskSpec
-        Preset names (``seed``, ``fibonacci``, ``delay-3``, ...) or specs.
-    units : sequence of int
-        Layer sizes, each >= 1.
-    seeds : int or sequence of int
-        A count ``n`` (seeds ``0 .. n-1``) or explicit seeds (>= 0).
-    n_sequences : int, default 512
-        Sequences generated per training run (>= 2).
-    train_overrides : mapping, optional
-        :class:`~unitprobe.model.train.TrainConfig` fields other than ``n_units`` and ``seed``
-        (e.g. ``{"epochs": 100}``).
-    analysis : AnalyzeConfig, optional
-        Default :func:`sweep_analysis_config`; its ``jobs`` is set to 1.
-
-    Returns
-    -------
-    list of RunConfig
-    """
-    specs = _task_specs(tasks)
-    unit_list = _int_list([units] if isinstance(units, int) else units, "units", 1)
-    seed_list = _seed_list(seeds)
-    check_int(n_sequences, "n_sequences", minimum=2)
-    overrides = dict(train_overrides or {})
-    allowed = sorted({f.name for f in fields(TrainConfig)} - set(_NOT_TRAIN_OVERRIDES))
-    bad = sorted(set(overrides) - set(allowed))
-    if bad:
-        raise UnitprobeError(
-            f"train option(s) {', '.join(bad)} cannot be overridden in a sweep; "
-            f"allowed: {', '.join(allowed)} (units and seeds are the sweep's axes)"
-        )
-    analysis = replace(analysis or sweep_analysis_config(), jobs=1)
-    analysis_dict = analysis.to_dict()
-    configs = []
-    for spec in specs:
-        task = spec.to_dict()
-        for u in unit_list:
-            for s in seed_list:
-                train = TrainConfig(**{**overrides, "n_units": u, "seed": s}).to_dict()
-                configs.append(
-                    RunConfig(
-                        task=task,
-                        units=u,
-                        seed=s,
-                        train=train,
-                        n_sequences=int(n_sequences),
-                        analysis=analysis_dict,
-                    )
-                )
-    return configs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,7 +202,7 @@ def _train_and_analyze(config: RunConfig, run_dir: Path, figures: bool, row: dic
     timings["train"] = round(time.perf_counter() - start, 3)
     m = result.metrics
     row.update(val_mse=m["val_mse"], baseline_mse=m.get("baseline_mse", np.nan))
-    row["mse_ratio"] = m.get("mse_ratio", np.nan)
+    row.update(_baseline_columns(m))
     save_trained(run_dir / "model.pt", result, spec, train_config)
     checkpoint = Checkpoint.from_training(result, spec, run_dir / "model.pt", train_config)
     start = time.perf_counter()
@@ -420,6 +212,17 @@ def _train_and_analyze(config: RunConfig, run_dir: Path, figures: bool, row: dic
     write_results(analysis, run_dir, analyze_config, figures=figures)
     row.update(run_indices(analysis.tables["probes"], analysis.tables["roles"]))
     return {"timings": timings, "training_metrics": m}
+
+
+def _baseline_columns(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The baseline columns of a row, from a training result's metrics."""
+    row = {c: metrics.get(c, np.nan) for c in SWEEP_COLUMNS if c.startswith(("step_r", "mse_r"))}
+    row["step_nmse"] = metrics.get("val_step_nmse", np.nan)
+    base = metrics.get("baselines", {})
+    for b in ("memoryless_linear", "linear_ar"):
+        row[f"step_nmse_{b}"] = base.get(b, {}).get("step_nmse", np.nan)
+    row["ar_order"] = metrics.get("ar_order", np.nan)
+    return row
 
 
 def run_config(
@@ -473,10 +276,15 @@ def run_config(
 # the table
 # ---------------------------------------------------------------------------------------------
 def _rows_to_frame(results: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    rows = [{c: r.get(c, np.nan) for c in SWEEP_COLUMNS} for r in results]
+    rows = []
+    for r in results:  # baseline columns from the training metrics when the row lacks them
+        row = {**_baseline_columns(r.get("training_metrics") or {}), **r}
+        rows.append({c: row.get(c, np.nan) for c in SWEEP_COLUMNS})
     table = pd.DataFrame(rows, columns=list(SWEEP_COLUMNS))
-    for c in ("val_mse", "baseline_mse", "mse_ratio", "specialization", "redundancy"):
+    floats = [c for c in SWEEP_COLUMNS if "mse" in c or "ratio" in c]
+    for c in (*floats, "specialization", "redundancy"):
         table[c] = pd.to_numeric(table[c], errors="coerce").astype("float64")
+    table["ar_order"] = pd.to_numeric(table["ar_order"], errors="coerce").astype("Int64")
     table["wall_seconds"] = pd.to_numeric(table["wall_seconds"], errors="coerce")
     table["n_roles"] = pd.to_numeric(table["n_roles"], errors="coerce").astype("Int64")
     table["units"] = table["units"].astype("int64")
@@ -576,6 +384,7 @@ def run_sweep(
         unreachable.
     """
     check_int(jobs, "jobs", minimum=1)
+    _refuse_foreign_table(Path(out))
     configs = plan_sweep(
         tasks,
         units,
@@ -665,3 +474,17 @@ def _record_failure(config: RunConfig, runs_dir: Path, error: BaseException) -> 
 
 def _fmt(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, (int, float)) else str(value)
+
+
+def _refuse_foreign_table(out: Path) -> None:
+    """Refuse to run where ``out/sweep.csv`` exists but ``out`` is not a sweep directory.
+
+    A sweep directory holds ``runs/`` next to its table; a lone ``sweep.csv`` is a user's
+    file (or another tool's), which the sweep would replace at the end.
+    """
+    table = out / SWEEP_FILE
+    if table.exists() and not (out / RUNS_DIR).is_dir():
+        raise UnitprobeError(
+            f"{table} exists and was not written by a unitprobe sweep (no {RUNS_DIR}/ beside "
+            "it); move it or choose a new --out"
+        )

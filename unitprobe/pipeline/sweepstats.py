@@ -9,13 +9,22 @@ Bootstrap intervals (:func:`bootstrap_ci`)
     the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles of the resampled means.
     With one seed the interval collapses to the value itself.
 
-Knee (:func:`find_knee`)
-    The smallest number of units whose mean error is within a tolerance of the best mean of
-    the curve: ``mean(u) <= best + tol`` (``relative=False``, the default; ``tol`` is absolute,
-    in the metric's units: for ``mse_ratio`` = validation MSE / repeat-last-value baseline MSE,
-    ``tol = 0.05`` means "within 5 % of the baseline's error of the best layer size"), or
-    ``mean(u) <= best * (1 + tol)`` (``relative=True``). For ``delay-k`` the knee is expected at
-    ``k`` units, the task's minimal state size.
+Knee (:func:`find_knee`, :func:`knee_intervals`, :func:`knee_sensitivity`)
+    The smallest number of units whose mean error is close enough to the best mean ``b`` of
+    the curve. ``rule="skill"`` (the figures' rule, on ``step_nmse``, the per-step normalized
+    error of :mod:`unitprobe.tasks.baselines`, for which 1 is the per-step mean): the layer
+    keeps at least ``1 - tol`` of the best layer's skill ``1 - b``, i.e.
+    ``mean(u) - b <= tol * (1 - b)``: its excess error over the best is at most ``tol`` (default
+    :data:`KNEE_TOL` = 0.05) times the error the best layer removed. This is a ratio tolerance
+    relative to the best error that does not move when extra units keep polishing a solved
+    task (error falling 10-30x past the state size, as on ``delay-k``); a pure error ratio
+    does. ``rule="relative"``: ``mean(u) <= b * (1 + tol)`` (e.g. ``tol = 1``: within 2x the
+    best). ``rule="absolute"`` (the old default): ``mean(u) <= b + tol``. For a task with a
+    minimal state size s (:data:`unitprobe.tasks.presets.STATE_SIZE`), the knee is expected at
+    s units. Intervals over seeds: the seeds are resampled with replacement (whole curves,
+    ``n_resamples`` times), the knee of each resampled mean curve is found, and its 2.5 and
+    97.5 percentiles are reported beside the share of seeds whose own curve has the knee at
+    the same size.
 
 Specialization index (:func:`unit_specialization`, :func:`specialization_index`)
     Each unit's *profile* is its probe value (default the held-out ``r2`` of its hidden state)
@@ -69,14 +78,19 @@ from numpy.typing import ArrayLike
 
 from unitprobe.errors import DataError
 from unitprobe.schemas import NO_ROLE as NONE
-from unitprobe.validation import check_columns, check_float, check_int
+from unitprobe.validation import check_choice, check_columns, check_float, check_int
 
 __all__ = [
     "INDEX_COLUMNS",
+    "KNEE_RULES",
+    "KNEE_TOL",
+    "SENSITIVITY",
     "bootstrap_ci",
     "capacity_table",
     "find_knee",
     "index_table",
+    "knee_intervals",
+    "knee_sensitivity",
     "knee_table",
     "redundancy_index",
     "run_indices",
@@ -89,6 +103,8 @@ __all__ = [
 
 #: Per-run indices stored in ``sweep.csv`` and summarized by :func:`index_table`.
 INDEX_COLUMNS = ("specialization", "redundancy")
+#: Default knee tolerance: the knee reaches (1 - KNEE_TOL) of the best layer's skill.
+KNEE_TOL = 0.05
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,8 +163,16 @@ def bootstrap_ci(
     return (estimate, float(lo), float(hi))
 
 
+KNEE_RULES = ("skill", "relative", "absolute")
+
+
 def find_knee(
-    units: ArrayLike, means: ArrayLike, *, tol: float = 0.05, relative: bool = False
+    units: ArrayLike,
+    means: ArrayLike,
+    *,
+    tol: float = KNEE_TOL,
+    relative: bool = False,
+    rule: str | None = None,
 ) -> int | None:
     """The smallest number of units whose mean error is within ``tol`` of the best.
 
@@ -158,10 +182,12 @@ def find_knee(
         Layer sizes (any order, distinct).
     means : array-like of shape (n_points,)
         Mean error at each size (lower is better); NaN points are ignored.
-    tol : float, default 0.05
-        ``mean <= best + tol`` (absolute, in the metric's units), or ``mean <= best * (1 +
-        tol)`` with ``relative=True``. Must be >= 0.
+    tol : float, default :data:`KNEE_TOL`
+        Tolerance of the rule (module docstring). Must be >= 0.
     relative : bool, default False
+        Shorthand for ``rule="relative"`` (when ``rule`` is None).
+    rule : {"skill", "relative", "absolute"}, optional
+        Default ``"relative"`` if ``relative`` else ``"absolute"``.
 
     Returns
     -------
@@ -172,7 +198,10 @@ def find_knee(
     --------
     >>> find_knee([1, 2, 3, 4], [0.9, 0.5, 0.01, 0.0])
     3
+    >>> find_knee([1, 2, 3, 4], [0.6, 0.01, 0.001, 0.0001], rule="skill")
+    2
     """
+    rule = check_choice(rule or ("relative" if relative else "absolute"), "rule", KNEE_RULES)
     if not (np.isfinite(tol) and tol >= 0):
         raise DataError(f"tol == {tol!r}, must be a finite number >= 0")
     u = np.asarray(units, dtype=float).ravel()
@@ -186,10 +215,94 @@ def find_knee(
         return None
     u, m = u[ok], m[ok]
     best = m.min()
-    threshold = best * (1.0 + tol) if relative else best + tol
+    if rule == "skill":
+        threshold = best + tol * max(1.0 - best, 0.0)
+    else:
+        threshold = best * (1.0 + tol) if rule == "relative" else best + tol
     # Compare with a hair of slack so a point equal to the threshold counts as within it.
     within = m <= threshold + 1e-12 * max(1.0, abs(threshold))
     return int(u[within].min())
+
+
+def _curves(sweep: pd.DataFrame, metric: str) -> dict[str, pd.DataFrame]:
+    """Per task: a seeds x units table of the metric (ok rows)."""
+    df = _ok_rows(sweep, [metric, "seed"])
+    return {
+        task: g.pivot_table(index="seed", columns="units", values=metric, aggfunc="mean")
+        for task, g in df.groupby("task", sort=False)
+    }
+
+
+def knee_intervals(
+    sweep: pd.DataFrame,
+    *,
+    metric: str = "step_nmse",
+    tol: float = KNEE_TOL,
+    rule: str = "skill",
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The knee of each task with its bootstrap interval over seeds.
+
+    Parameters
+    ----------
+    sweep : DataFrame
+        ``sweep.csv`` (``task``, ``units``, ``seed``, the metric; ok rows are used).
+    metric, tol, rule : see :func:`find_knee` (module docstring)
+    n_resamples, seed : bootstrap resamples of whole seeds, and their random seed
+
+    Returns
+    -------
+    DataFrame
+        One row per task: ``task``, ``rule``, ``tol``, ``knee`` (on the mean curve),
+        ``knee_lo``, ``knee_hi`` (2.5 and 97.5 percentiles of the resampled knees),
+        ``seed_agreement`` (share of seeds whose own curve has its knee at ``knee``),
+        ``n_seeds``.
+    """
+    check_int(n_resamples, "n_resamples", minimum=1, error=DataError)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for task, table in _curves(sweep, metric).items():
+        units, values = table.columns.to_numpy(), table.to_numpy(float)  # (seeds, units)
+        knee = find_knee(units, np.nanmean(values, axis=0), tol=tol, rule=rule)
+        picks = rng.integers(0, len(values), size=(n_resamples, len(values)))
+        boot = [find_knee(units, np.nanmean(values[p], axis=0), tol=tol, rule=rule) for p in picks]
+        boot = np.array([np.nan if k is None else k for k in boot], float)
+        own = [find_knee(units, v, tol=tol, rule=rule) for v in values]
+        rows.append(
+            {
+                "task": task, "rule": rule, "tol": float(tol),
+                "knee": np.nan if knee is None else knee,
+                "knee_lo": float(np.nanpercentile(boot, 2.5)),
+                "knee_hi": float(np.nanpercentile(boot, 97.5)),
+                "seed_agreement": float(np.mean([k == knee for k in own])),
+                "n_seeds": len(values),
+            }
+        )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+#: (rule, tol) pairs of :func:`knee_sensitivity`: skill tolerances and error ratios 1.5x-10x.
+SENSITIVITY = (
+    *[("skill", t) for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.3)],
+    *[("relative", t) for t in (0.5, 1.0, 4.0, 9.0)],
+)
+
+
+def knee_sensitivity(
+    sweep: pd.DataFrame,
+    *,
+    metric: str = "step_nmse",
+    settings: Sequence[tuple[str, float]] = SENSITIVITY,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """:func:`knee_intervals` for every (rule, tol) in ``settings``, stacked (one row each)."""
+    parts = [
+        knee_intervals(sweep, metric=metric, tol=t, rule=r, n_resamples=n_resamples, seed=seed)
+        for r, t in settings
+    ]
+    return pd.concat(parts, ignore_index=True)
 
 
 def _ok_rows(sweep: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
@@ -211,8 +324,9 @@ def capacity_table(
     sweep: pd.DataFrame,
     *,
     metric: str = "mse_ratio",
-    tol: float = 0.05,
+    tol: float = KNEE_TOL,
     relative: bool = False,
+    rule: str | None = None,
     n_resamples: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
@@ -227,7 +341,7 @@ def capacity_table(
     metric : str, default "mse_ratio"
         ``mse_ratio`` (validation MSE / repeat-last-value baseline MSE, unitless) or
         ``val_mse`` (normalized units²), or any numeric column.
-    tol, relative : see :func:`find_knee`
+    tol, relative, rule : see :func:`find_knee`
     n_resamples, confidence, seed : see :func:`bootstrap_ci`
 
     Returns
@@ -249,7 +363,7 @@ def capacity_table(
     out = _sort(out)
     out["knee"] = False
     for _, group in out.groupby("task", sort=False):
-        knee = find_knee(group["units"], group["mean"], tol=tol, relative=relative)
+        knee = find_knee(group["units"], group["mean"], tol=tol, relative=relative, rule=rule)
         if knee is not None:
             out.loc[group.index[group["units"] == knee], "knee"] = True
     out["metric"] = metric
@@ -331,8 +445,9 @@ def sweep_summary(
     sweep: pd.DataFrame,
     *,
     metric: str = "mse_ratio",
-    tol: float = 0.05,
+    tol: float = KNEE_TOL,
     relative: bool = False,
+    rule: str | None = None,
     n_resamples: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
@@ -343,7 +458,7 @@ def sweep_summary(
     :func:`unitprobe.views.figures.plot_specialization` read (``sweep_summary.csv``).
     """
     kw = dict(n_resamples=n_resamples, confidence=confidence, seed=seed)
-    capacity = capacity_table(sweep, metric=metric, tol=tol, relative=relative, **kw)
+    capacity = capacity_table(sweep, metric=metric, tol=tol, relative=relative, rule=rule, **kw)
     present = [c for c in INDEX_COLUMNS if c in sweep.columns]
     if not present:
         return capacity

@@ -15,6 +15,8 @@ Example
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -26,7 +28,13 @@ from unitprobe.tasks.generate import Dataset
 from unitprobe.tasks.relations import Relation, parse_system
 from unitprobe.tasks.spec import TaskSpec
 
-__all__ = ["check_summary", "parse_series_arg", "relation_residuals"]
+__all__ = [
+    "check_summary",
+    "parse_series_arg",
+    "relation_residuals",
+    "rename_relations",
+    "renamed_fits",
+]
 
 _COLUMNS = ["relation", "series", "sequence", "step", "expected", "observed", "residual"]
 
@@ -198,6 +206,90 @@ def check_summary(df: pd.DataFrame, rtol: float = 1e-9) -> pd.DataFrame:
         )
     columns = ["relation", "series", "n_steps", "n_failing", "max_abs_residual"]
     return pd.DataFrame(rows, columns=[*columns, "first_failing_step", "ok"])
+
+
+def rename_relations(relations: Sequence[str], mapping: Mapping[str, str]) -> list[str]:
+    """The relations with series renamed at once (``{"K": "X", "X": "K"}`` swaps K and X).
+
+    Examples
+    --------
+    >>> rename_relations(["X[t] = X[t-1] + 2*K[t]"], {"K": "X", "X": "K"})
+    ['K[t] = K[t-1] + 2*X[t]']
+    """
+    if not mapping:
+        return list(relations)
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, mapping)) + r")(?=\s*\[)")
+    return [pattern.sub(lambda m: mapping[m.group(1)], text) for text in relations]
+
+
+#: Most series whose renamings :func:`renamed_fits` tries (6! = 720 permutations).
+MAX_RENAMED_SERIES = 6
+
+
+def renamed_fits(
+    spec_or_relations: TaskSpec | Sequence[str] | str,
+    data: Mapping[str, np.ndarray | Sequence[float]] | Dataset,
+    rtol: float = 1e-9,
+) -> pd.DataFrame:
+    """How well the data fit the relations under every renaming of their series.
+
+    Every permutation of the series the relations define (at most
+    :data:`MAX_RENAMED_SERIES`) is applied to the relations at once, and the renamed
+    relations are checked against the data as in :func:`check_summary`.
+
+    Returns
+    -------
+    DataFrame
+        One row per renaming, fewest failing steps first (the identity first among equals):
+        ``renaming`` (``"K->X, X->K"``, or ``"as stated"``), ``relations`` (the renamed
+        relations joined by ``; ``), ``n_steps``, ``n_failing``, ``failures`` (each failing
+        step as ``X[4]: relation 19, data 30``), ``identity`` (bool).
+
+    Examples
+    --------
+    >>> fits = renamed_fits(["X[t] = X[t-1] + X[t-2]", "K[t] = K[t-1] + 2*X[t] + 1"],
+    ...                     {"K": [0, 1, 1, 2, 3, 5], "X": [1, 4, 7, 12, 30]})
+    >>> best = fits.iloc[0]
+    >>> best["renaming"], int(best["n_failing"]), best["failures"]
+    ('X->K, K->X', 1, 'X[4]: relation 19, data 30')
+    """
+    if isinstance(spec_or_relations, TaskSpec) and is_data_task(spec_or_relations):
+        raise DataError(f"task '{spec_or_relations.name}' is a data task: no relations to rename")
+    _, texts = _as_relations(spec_or_relations)
+    names = [rel.name for rel in parse_system(list(texts), extra_series=None)]
+    if len(names) > MAX_RENAMED_SERIES:
+        raise DataError(
+            f"{len(names)} series; renamings are tried for at most {MAX_RENAMED_SERIES}"
+        )
+    rows = []
+    for perm in itertools.permutations(names):
+        mapping = {a: b for a, b in zip(names, perm, strict=True) if a != b}
+        renamed = rename_relations(list(texts), mapping)
+        residuals = relation_residuals(renamed, data)
+        summary = check_summary(residuals, rtol=rtol)
+        failures = _failures(residuals, rtol)
+        rows.append(
+            {
+                "renaming": ", ".join(f"{a}->{b}" for a, b in mapping.items()) or "as stated",
+                "relations": "; ".join(renamed),
+                "n_steps": int(summary["n_steps"].sum()),
+                "n_failing": int(summary["n_failing"].sum()),
+                "failures": ", ".join(failures),
+                "identity": not mapping,
+            }
+        )
+    out = pd.DataFrame(rows)
+    out = out.sort_values(["n_failing", "identity"], ascending=[True, False], kind="stable")
+    return out.reset_index(drop=True)
+
+
+def _failures(residuals: pd.DataFrame, rtol: float) -> list[str]:
+    size = np.maximum(1.0, np.maximum(residuals["expected"].abs(), residuals["observed"].abs()))
+    bad = residuals[residuals["residual"].abs() > rtol * size]
+    return [
+        f"{r.series}[{int(r.step)}]: relation {r.expected:g}, data {r.observed:g}"
+        for r in bad.itertuples()
+    ]
 
 
 def parse_series_arg(text: str) -> tuple[str, np.ndarray]:

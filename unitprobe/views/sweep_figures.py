@@ -59,6 +59,25 @@ def _floats(df: pd.DataFrame, columns: list[str], table: str) -> pd.DataFrame:
         raise DataError(f"{table} table has a value that is not a number: {err}") from None
 
 
+_BASELINE_STYLES = {"memoryless_linear": ("--", "memoryless linear"),
+                    "linear_ar": (":", "best linear AR")}  # fmt: skip
+
+
+def _baseline_lines(ax: Axes, summary: pd.DataFrame, tasks: list, colors: dict) -> list:
+    """Horizontal baseline levels per task; legend handles for the ones drawn."""
+    handles = []
+    for column, (dash, label) in _BASELINE_STYLES.items():
+        if column not in summary.columns:
+            continue
+        levels = _floats(summary, [column], "sweep_summary").groupby("task")[column].mean()
+        for task in tasks:
+            level = levels.get(task, np.nan)
+            if np.isfinite(level) and level > 0:
+                ax.axhline(level, color=colors[task], linestyle=dash, linewidth=1.0, alpha=0.8)
+        handles.append(Line2D([], [], color="0.3", linestyle=dash, label=label))
+    return handles
+
+
 def plot_capacity_curve(sweep_summary: pd.DataFrame) -> Figure:
     """Validation MSE against the number of units, one line with a band per task (log y).
 
@@ -67,7 +86,10 @@ def plot_capacity_curve(sweep_summary: pd.DataFrame) -> Figure:
     sweep_summary : DataFrame
         Columns ``task``, ``units``, ``mean`` (validation MSE over seeds, normalized units²),
         ``lo``, ``hi`` (its interval over seeds), optional ``knee`` (bool: the smallest
-        sufficient number of units, marked with a star).
+        sufficient number of units, marked with a star), optional baseline levels in the
+        same metric, constant per task: ``memoryless_linear`` (dashed) and ``linear_ar``
+        (the best linear autoregression, dotted), drawn as horizontal lines in the task's
+        colour.
 
     Returns
     -------
@@ -94,6 +116,7 @@ def plot_capacity_curve(sweep_summary: pd.DataFrame) -> Figure:
         _sweep_axis(ax, df["units"].to_numpy())
         handles, _ = ax.get_legend_handles_labels()
         handles.append(Patch(color="0.5", alpha=0.3, label="interval over seeds (lo–hi)"))
+        handles += _baseline_lines(ax, sweep_summary, tasks, colors)
         if "knee" in df.columns:
             knee = df[df["knee"].eq(True)]
             for task in tasks:
