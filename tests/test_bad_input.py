@@ -229,6 +229,12 @@ def workspace(tmp_path, monkeypatch, trained_state):
     results = tmp_path / "results"
     results.mkdir()
     (results / "mine.txt").write_text("keep me\n")
+    previous = tmp_path / "previous"  # a previous unitprobe result: its marker lists its files
+    previous.mkdir()
+    (previous / "roles.csv").write_text("layer,unit,role\n")
+    (previous / ".unitprobe-result").write_text(
+        '{"format": "unitprobe-result", "files": ["roles.csv"]}'
+    )
     (tmp_path / "only_probes").mkdir()
     (tmp_path / "only_probes" / "probes.csv").write_text("layer,unit,state,target,r2\n")
     (tmp_path / "existing.csv").write_text("keep me too\n")
@@ -415,8 +421,11 @@ CASES = {
         "train --task seed --out /proc/unitprobe.pt", "/proc is not writable"
     ),
     "failed analysis keeps old results": Case(
-        f"analyze m.pt --out results --overwrite --targets K[t-99] {FAST}",
+        f"analyze m.pt --out previous --overwrite --targets K[t-99] {FAST}",
         "targets reach back 99 steps",
+    ),
+    "overwrite never deletes a user's files": Case(
+        f"analyze m.pt --out results --overwrite {FAST}", "is not a previous unitprobe result"
     ),
     "sweep: unknown task": Case(
         "sweep --task seed,nope --units 1,2 --seeds 1 --out SW", "unknown task 'nope'"

@@ -217,6 +217,7 @@ def test_attribute_writes_three_tables_into_a_directory(tmp_path, small_checkpoi
     result = invoke(*args, "--out", out)
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [
+        ".unitprobe-result",  # the marker: a unitprobe result, which --overwrite may replace
         "input_lag.csv",
         "receptive_fields.csv",
         "unit_attribution.csv",

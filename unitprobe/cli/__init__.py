@@ -12,6 +12,13 @@ to temporary files or a staging directory that replace the output only on succes
 ``--stride``, ``--fill``, ``--sep``) are shared by ``train``, ``analyze``, ``probe``,
 ``ablate``, ``attribute`` and ``tasks check``; see :func:`unitprobe.tasks.load_csv`.
 
+Every command runs with a fixed number of torch threads (``--jobs``, the CPU cores it may
+use), so a loaded machine does not slow it down by oversubscription.
+
+Shell completion: add ``eval "$(_UNITPROBE_COMPLETE=bash_source unitprobe)"`` to
+``~/.bashrc`` (``zsh_source`` for ~/.zshrc, ``fish_source`` for fish); task names complete
+after ``--task``.
+
 Each command lives in a module of this package (``unitprobe.cli.train``, ...), imported only
 when the command runs (:data:`COMMANDS`), so ``unitprobe --help`` does not import torch.
 """
@@ -51,6 +58,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "unitprobe.cli.analyze:figures",
         "Re-render every figure (and the report) of a results directory from its tables.",
     ),
+    "patch": (
+        "unitprobe.cli.patch:patch",
+        "Patch units' states from counterfactual runs: which units carry which term.",
+    ),
     "probe": (
         "unitprobe.cli.probe:probe",
         "Linear probes from every unit (and each layer's population) to the task's terms.",
@@ -68,10 +79,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 
+#: Longest error message printed (a message quoting a huge input is cut).
+MAX_MESSAGE = 500
+
 
 def one_line(err: BaseException) -> str:
-    """The message of ``err`` on one line (its type name if it has none)."""
-    return " ".join(str(err).split()) or type(err).__name__
+    """The message of ``err`` on one line (its type name if it has none): control characters
+    escaped (never sent raw to the terminal), at most :data:`MAX_MESSAGE` characters."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    text = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+    if len(text) > MAX_MESSAGE:
+        text = f"{text[: MAX_MESSAGE - 40]} ... ({len(text)} characters in all)"
+    return text
 
 
 class _Group(click.Group):
@@ -92,11 +111,7 @@ class _Group(click.Group):
         return getattr(importlib.import_module(module), attribute)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        limit = formatter.width - 6 - max(map(len, COMMANDS))
-        rows = [
-            (name, click.utils.make_default_short_help(text, limit))
-            for name, (_, text) in sorted(COMMANDS.items())
-        ]
+        rows = [(name, text) for name, (_, text) in sorted(COMMANDS.items())]  # wrapped, not cut
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
@@ -107,11 +122,16 @@ class _Group(click.Group):
             raise click.ClickException(one_line(err)) from None
         except OSError as err:  # disk full, permission denied while writing results
             where = f": {err.filename}" if getattr(err, "filename", None) else ""
-            raise click.ClickException(f"{err.strerror or err}{where}") from None
-        except MemoryError as err:  # e.g. a task file asking for 10**9 steps per sequence
+            raise click.ClickException(one_line(OSError(f"{err.strerror or err}{where}"))) from None
+        except MemoryError as err:
             detail = f" ({one_line(err)})" if str(err) else ""
             raise click.ClickException(
-                f"out of memory{detail}; use fewer or shorter sequences"
+                f"out of memory{detail}: the data, the model or a file is too large for this "
+                "machine"
+            ) from None
+        except RecursionError:
+            raise click.ClickException(
+                "an input is nested too deeply to process (a file or expression)"
             ) from None
 
 

@@ -16,11 +16,12 @@ from typing import Any
 import click
 import pandas as pd
 from click.core import ParameterSource
+from click.shell_completion import CompletionItem
 
 from unitprobe._utils import check_output_file, write_csv_atomic
-from unitprobe.config import ProbeConfig
+from unitprobe.config import AnalyzeConfig, ProbeConfig
 from unitprobe.schemas import FIGURE_FORMATS, STATE_CHOICES
-from unitprobe.tasks import DataSource, TaskSpec, get_preset, read_task_file
+from unitprobe.tasks import PRESETS, DataSource, TaskSpec, get_preset, read_task_file
 from unitprobe.tasks.csvdata import FILLS
 
 __all__ = [
@@ -30,6 +31,8 @@ __all__ = [
     "default_of",
     "formats_option",
     "int_list",
+    "jobs_option",
+    "MAX_SEED",
     "out_file_options",
     "probe_options",
     "progress",
@@ -44,6 +47,13 @@ __all__ = [
 ]
 
 _DATA_READING = ("time_col", "sequence_col", "window", "stride", "fill", "sep")
+#: Largest seed (torch and numpy both take it).
+MAX_SEED = 2**63 - 1
+
+
+def _complete_tasks(ctx: click.Context, param: click.Parameter, incomplete: str) -> list:
+    """Shell completion of ``--task``: the preset names."""
+    return [CompletionItem(name) for name in sorted(PRESETS) if name.startswith(incomplete)]
 
 
 def default_of(func: Callable[..., Any], name: str) -> Any:
@@ -64,17 +74,25 @@ def task_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--task NAME`` / ``--task-file FILE`` (mutually exclusive); the command gets ``task``."""
 
     @click.option(
-        "--task", "task_name", metavar="NAME", help="Preset task (see `unitprobe tasks list`)."
+        "--task",
+        "task_name",
+        metavar="NAME",
+        shell_complete=_complete_tasks,
+        help="Preset task (see `unitprobe tasks list`); a TOML file goes to --task-file.",
     )
     @click.option(
         "--task-file",
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="Task spec in TOML (see `unitprobe tasks show seed --toml`).",
+        help="Task spec in TOML (see `unitprobe tasks show seed --toml`; `length` is required).",
     )
     @functools.wraps(func)
     def wrapper(*args: Any, task_name: str | None, task_file: Path | None, **kwargs: Any) -> Any:
         if task_name and task_file:
             raise click.UsageError("give --task or --task-file, not both")
+        if task_name and task_name.endswith(".toml") and task_name not in PRESETS:
+            raise click.UsageError(
+                f"--task takes a preset name; give a file as --task-file {task_name}"
+            )
         return func(*args, task=resolve_task(task_name, task_file), **kwargs)
 
     return wrapper
@@ -100,7 +118,10 @@ def data_options(func: Callable[..., Any]) -> Callable[..., Any]:
         help="Cut each sequence into windows of this many steps (needed for one long series).",
     )
     @click.option(
-        "--stride", type=click.IntRange(min=1), help="Steps between window starts [--window]."
+        "--stride",
+        type=click.IntRange(min=1),
+        help="With --window: steps from one window's start to the next (default: the window "
+        "length, so windows do not overlap; a smaller stride makes them share time points).",
     )
     @click.option(
         "--fill",
@@ -255,7 +276,19 @@ def seed_option(
     default: int, help: str = "Random seed (data, init, order)."
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--seed N`` (>= 0)."""
-    return click.option("--seed", type=click.IntRange(min=0), default=default, help=help)
+    return click.option(
+        "--seed", type=click.IntRange(min=0, max=MAX_SEED), default=default, help=help
+    )
+
+
+def jobs_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--jobs N``: the CPU cores a command may use (torch threads), one meaning everywhere."""
+    return click.option(
+        "--jobs",
+        type=click.IntRange(min=1, max=1024),
+        default=AnalyzeConfig.jobs,
+        help="CPU cores to use (torch threads).",
+    )(func)
 
 
 def out_file_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -281,5 +314,5 @@ def write_table(table: pd.DataFrame, out: Path, overwrite: bool, quiet: bool) ->
     """Write a result table to ``out`` through a temporary file (refusing to replace it
     without ``overwrite``)."""
     check_output_file(out, overwrite)
-    write_csv_atomic(table, out)
+    write_csv_atomic(table, out, overwrite=overwrite)
     say(quiet, f"wrote {len(table)} rows to {out}")

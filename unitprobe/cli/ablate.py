@@ -66,6 +66,7 @@ def ablate(
     dataset: Dataset,
     seed: int,
     from_csv: bool,
+    jobs: int,
     modes: tuple[str, ...],
     state: str,
     groups: tuple[tuple[int, ...], ...],

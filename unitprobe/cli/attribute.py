@@ -42,6 +42,7 @@ def attribute(
     dataset: Dataset,
     seed: int,
     from_csv: bool,
+    jobs: int,
     methods: tuple[str, ...],
     max_sequences: int,
     out: Path,
@@ -62,6 +63,6 @@ def attribute(
         seed=stream_seed(seed, "attribution"),
         progress=progress(quiet),
     )
-    with staged_output_dir(out, overwrite=overwrite) as stage:
+    with staged_output_dir(out, overwrite=overwrite, protect=[ckpt.path]) as stage:
         paths = Tables(tables).write(stage)
     say(quiet, f"wrote {', '.join(p.name for p in paths)} to {out}")

@@ -38,6 +38,7 @@ def probe(
     dataset: Dataset,
     seed: int,
     from_csv: bool,
+    jobs: int,
     target_exprs: tuple[str, ...],
     state: str,
     n_splits: int,

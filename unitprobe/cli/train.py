@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import numpy as np
+import torch
 
 from unitprobe._utils import check_output_file
+from unitprobe.cli._model import warn
 from unitprobe.cli._options import (
     data_options,
     default_of,
@@ -16,10 +19,20 @@ from unitprobe.cli._options import (
     seed_option,
     task_options,
 )
-from unitprobe.model.checkpoint import save_trained
+from unitprobe.errors import UnitprobeError
+from unitprobe.model.checkpoint import MAX_PARAMETERS, n_parameters, save_trained
+from unitprobe.model.lstm import ModelConfig
 from unitprobe.model.train import TrainConfig, TrainResult, train_task
 from unitprobe.model.train import train as fit
-from unitprobe.tasks import DataSource, TaskSpec, require_sequences, training_dataset
+from unitprobe.tasks import (
+    Dataset,
+    DataSource,
+    TaskSpec,
+    baseline_mse,
+    require_sequences,
+    split_in_time,
+    training_dataset,
+)
 
 __all__ = ["train"]
 
@@ -46,7 +59,19 @@ __all__ = ["train"]
 @click.option(
     "--epochs", type=click.IntRange(min=1), default=TrainConfig.epochs, help="Maximum epochs."
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=TrainConfig.batch_size)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=TrainConfig.batch_size,
+    help="Sequences per gradient step.",
+)
+@click.option(
+    "--split-at",
+    metavar="FRACTION|TIME",
+    help="With --data: train on the steps before this point and report the error on the "
+    "later steps (a fraction such as 0.8 of each sequence, or a --time-col value such as "
+    "2015-01-01); later windows never overlap training ones.",
+)
 @click.option(
     "--lr",
     type=click.FloatRange(min=0, min_open=True),
@@ -75,6 +100,7 @@ def train(
     batch_size: int,
     lr: float,
     patience: int,
+    split_at: str | None,
     out: Path,
     overwrite: bool,
     quiet: bool,
@@ -88,6 +114,9 @@ def train(
     if task is None and data_source is None:
         raise click.UsageError("give --task NAME, --task-file FILE or --data CSV")
     check_output_file(out, overwrite)
+    if split_at is not None and data_source is None:
+        raise click.UsageError("--split-at splits a CSV in time; give --data CSV")
+    _check_size(task, units, layers)
     config = TrainConfig(
         n_units=units,
         n_layers=layers,
@@ -97,11 +126,56 @@ def train(
         lr=lr,
         patience=patience,
     )
-    dataset = training_dataset(task, data_source, n_sequences, seed)
+    later = None
+    if split_at is not None:
+        dataset, later = split_in_time(data_source, task, split_at)
+    else:
+        dataset = training_dataset(task, data_source, n_sequences, seed)
     require_sequences(dataset, 2, "training and validation", from_csv=data_source is not None)
     result = fit(dataset, config, progress=progress(quiet))
-    save_trained(out, result, dataset.spec, config)
+    if later is not None:
+        result.metrics.update(_held_out(result, later))
+    save_trained(out, result, dataset.spec, config, norm=dataset.norm, overwrite=overwrite)
     say(quiet, _summary(dataset.spec, result, out))
+    if dataset.overlapping and later is None:
+        warn(
+            "the windows overlap in time (--stride < --window) and validation windows are "
+            "drawn among them, so the validation ratio is optimistic; pass --split-at to "
+            "validate on later, separate steps"
+        )
+    ratio = result.metrics.get("holdout_ratio", result.metrics.get("mse_ratio"))
+    if isinstance(ratio, float) and ratio >= 1:
+        warn(
+            f"the model does not beat repeating the last value (MSE ratio {ratio:.3g}); "
+            "train longer, with more units, or check the data"
+        )
+
+
+def _check_size(task: TaskSpec | None, units: int, layers: int) -> None:
+    """Refuse a model too large to build, before any data are read or generated."""
+    n_in = len(task.inputs) if task is not None else 1
+    n_out = len(task.predict) if task is not None else 1
+    count = n_parameters(ModelConfig(n_in, units, n_out, layers))
+    if count > MAX_PARAMETERS:
+        raise UnitprobeError(
+            f"--units {units} --layers {layers} give {count:.3g} parameters, more than "
+            f"{MAX_PARAMETERS:.3g}; use fewer units"
+        )
+
+
+def _held_out(result: TrainResult, later: Dataset) -> dict[str, float]:
+    """The model's error on the later part of a split, and its ratio to repeat-last."""
+    model = result.model.eval()
+    with torch.no_grad():
+        pred = model(torch.as_tensor(later.inputs)).numpy()
+    mse = float(np.mean((pred.astype(np.float64) - later.targets) ** 2))
+    base = float(baseline_mse(later))
+    return {
+        "holdout_mse": mse,
+        "holdout_baseline_mse": base,
+        "holdout_ratio": mse / base if base > 0 else float("nan"),
+        "holdout_sequences": later.n_sequences,
+    }
 
 
 def _summary(task: TaskSpec, result: TrainResult, out: Path) -> str:
@@ -111,5 +185,12 @@ def _summary(task: TaskSpec, result: TrainResult, out: Path) -> str:
         f"({m['epochs_run']} epochs, best {m['best_epoch']})\n"
         f"validation MSE {m['val_mse']:.3g} = {100 * m['mse_ratio']:.3g}% of the repeat-last-value "
         f"baseline ({m['baseline_mse']:.3g}), normalized units\n"
-        f"checkpoint: {out}"
+        + (
+            f"held-out later steps ({m['holdout_sequences']} windows): MSE "
+            f"{m['holdout_mse']:.3g} = {100 * m['holdout_ratio']:.3g}% of the repeat-last-value "
+            f"baseline ({m['holdout_baseline_mse']:.3g})\n"
+            if "holdout_mse" in m
+            else ""
+        )
+        + f"checkpoint: {out}"
     )

@@ -8,18 +8,30 @@ A checkpoint is ``torch.save`` of a plain dict, loadable with ``torch.load(weigh
      "state_dict": {"lstm.weight_ih_l0": ..., ..., "readout.bias": ...},
      "history": {"train_loss": [...], "val_loss": [...], ...},
      "metrics": {"val_mse": ..., "baseline_mse": ..., ...},
-     "train_config": {...}}
+     "train_config": {...},
+     "norm": {"K": [shift, scale], ...}}      # optional: z = (x - shift) / scale per series
+
+``norm`` is the normalization of the training data; data generated or read to analyze the
+model reuse it (:attr:`Checkpoint.norm`). Files written before it existed lack it; their
+data are normalized with their own statistics, as before.
 
 :func:`load` also accepts a foreign plain state_dict with the keys ``lstm.weight_ih_l{k}``,
 ``lstm.weight_hh_l{k}``, ``lstm.bias_ih_l{k}``, ``lstm.bias_hh_l{k}`` (PyTorch gate order i, f, g,
 o) and ``readout.weight``, ``readout.bias``, given together with the task it was trained on. A
 whole pickled module is refused unless ``unsafe=True``: unpickling can run arbitrary code.
+
+Reading is bounded before anything is allocated: only regular files are read (a FIFO or a
+device such as ``/dev/zero`` is refused), files above :data:`MAX_FILE_BYTES` are refused, and
+a zip archive whose members claim more than :data:`MAX_TENSOR_BYTES` uncompressed is refused
+before ``torch.load`` inflates it.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
+import stat
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -29,6 +41,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from unitprobe._utils import commit_file, relax_mode
 from unitprobe.errors import CheckpointError, UnitprobeError
 from unitprobe.model.lstm import ModelConfig, UnitLSTM
 from unitprobe.tasks import TaskSpec
@@ -42,7 +55,19 @@ __all__ = [
     "save_trained",
     "load",
     "config_from_state_dict",
+    "MAX_FILE_BYTES",
+    "MAX_TENSOR_BYTES",
+    "check_norm",
+    "n_parameters",
+    "MAX_PARAMETERS",
 ]
+
+#: Largest checkpoint file read (bytes).
+MAX_FILE_BYTES = 2**30
+#: Largest total uncompressed size of a checkpoint's members (bytes), checked before loading.
+MAX_TENSOR_BYTES = 2**31
+#: Deepest nesting of lists and dicts in a checkpoint's plain-data entries.
+MAX_DEPTH = 32
 
 FORMAT = "unitprobe"
 VERSION = 1
@@ -61,6 +86,9 @@ class Checkpoint:
         The task the model was trained on (None for a foreign state_dict loaded without a task).
     source : {"unitprobe", "state_dict", "module"}
         What the file held.
+    norm : dict of str to (shift, scale) or None
+        How the model's inputs were scaled: ``z = (x - shift) / scale`` per series (None:
+        unknown, e.g. a foreign state_dict or a checkpoint written before it was stored).
     """
 
     model: UnitLSTM
@@ -70,6 +98,7 @@ class Checkpoint:
     history: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     train_config: dict[str, Any] = field(default_factory=dict)
+    norm: dict[str, tuple[float, float]] | None = None
 
     @property
     def config(self) -> ModelConfig:
@@ -78,7 +107,12 @@ class Checkpoint:
 
     @classmethod
     def from_training(
-        cls, result: Any, task: Any, path: str | os.PathLike, train_config: Any = None
+        cls,
+        result: Any,
+        task: Any,
+        path: str | os.PathLike,
+        train_config: Any = None,
+        norm: dict[str, tuple[float, float]] | None = None,
     ) -> Checkpoint:
         """The checkpoint of a :class:`~unitprobe.model.train.TrainResult`, in memory.
 
@@ -93,6 +127,7 @@ class Checkpoint:
             history=result.history,
             metrics=result.metrics,
             train_config=train_config.to_dict() if train_config is not None else {},
+            norm=check_norm(norm) if norm is not None else None,
         )
 
 
@@ -104,6 +139,8 @@ def save(
     history: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     train_config: dict[str, Any] | None = None,
+    norm: dict[str, tuple[float, float]] | None = None,
+    overwrite: bool = True,
 ) -> Path:
     """Write ``model`` and its task to ``path`` atomically (temp file + rename).
 
@@ -116,6 +153,11 @@ def save(
         Stored as plain data (``TaskSpec.to_dict()``).
     history, metrics, train_config : dict, optional
         Plain data only (numbers, strings, lists, dicts).
+    norm : dict of str to (shift, scale), optional
+        The training data's normalization (``Dataset.norm``).
+    overwrite : bool, default True
+        Replace an existing ``path``; without it, a file that appeared meanwhile (another
+        process) is not replaced and a :class:`CheckpointError`-family error is raised.
 
     Returns
     -------
@@ -134,18 +176,29 @@ def save(
         "metrics": metrics or {},
         "train_config": train_config or {},
     }
+    if norm is not None:
+        payload["norm"] = {k: [float(a), float(b)] for k, (a, b) in check_norm(norm).items()}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(payload, fh)
-        os.replace(tmp, path)
+        relax_mode(Path(tmp))
+        commit_file(Path(tmp), path, overwrite)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
 
 
-def save_trained(path: str | os.PathLike, result: Any, task: Any, train_config: Any) -> Path:
+def save_trained(
+    path: str | os.PathLike,
+    result: Any,
+    task: Any,
+    train_config: Any,
+    *,
+    norm: dict[str, tuple[float, float]] | None = None,
+    overwrite: bool = True,
+) -> Path:
     """:func:`save` a :class:`~unitprobe.model.train.TrainResult` with its history and metrics.
 
     Parameters
@@ -156,6 +209,10 @@ def save_trained(path: str | os.PathLike, result: Any, task: Any, train_config: 
     task : TaskSpec
     train_config : TrainConfig
         Stored as plain data (``to_dict()``).
+    norm : dict of str to (shift, scale), optional
+        The training data's normalization (``dataset.norm``), reused on new data.
+    overwrite : bool, default True
+        See :func:`save`.
     """
     return save(
         path,
@@ -164,6 +221,8 @@ def save_trained(path: str | os.PathLike, result: Any, task: Any, train_config: 
         history=result.history,
         metrics=result.metrics,
         train_config=train_config.to_dict(),
+        norm=norm,
+        overwrite=overwrite,
     )
 
 
@@ -252,10 +311,26 @@ def config_from_state_dict(state: dict[str, Any], path: str | os.PathLike = "") 
 
 def _read(path: Path, *, unsafe: bool) -> Any:
     """``torch.load`` with every failure turned into one clear CheckpointError."""
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    if path.is_dir():
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise CheckpointError(f"checkpoint {path} is a symlink to a missing file") from None
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except OSError as err:  # ELOOP: a symlink loop; EACCES on a folder above
+        raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}") from None
+    if stat.S_ISDIR(info.st_mode):
         raise CheckpointError(f"checkpoint {path} is a directory, expected a .pt file")
+    if not stat.S_ISREG(info.st_mode):
+        raise CheckpointError(
+            f"checkpoint {path} is not a regular file (a pipe, socket or device); "
+            "save the checkpoint to a file first"
+        )
+    if info.st_size > MAX_FILE_BYTES:
+        raise CheckpointError(
+            f"checkpoint {path} has {info.st_size:.3g} bytes, more than the "
+            f"{MAX_FILE_BYTES:.3g} a unitprobe model can need"
+        )
     try:
         with path.open("rb") as fh:
             head = fh.read(4)
@@ -268,6 +343,8 @@ def _read(path: Path, *, unsafe: bool) -> Any:
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt (incomplete zip archive)")
     if not is_zip and head[:1] != b"\x80":
         raise CheckpointError(f"{path} is not a torch file (torch.save writes a zip archive)")
+    if is_zip:
+        _check_zip_size(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=not unsafe)
     except pickle.UnpicklingError as err:
@@ -285,6 +362,60 @@ def _read(path: Path, *, unsafe: bool) -> Any:
         raise CheckpointError(
             f"cannot load {path}: {type(err).__name__}: {_first_line(err)}"
         ) from None
+
+
+def _check_zip_size(path: Path) -> None:
+    """Refuse an archive whose members claim more than :data:`MAX_TENSOR_BYTES` unpacked."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            total = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({_first_line(err)})"
+        ) from None
+    if total > MAX_TENSOR_BYTES:
+        raise CheckpointError(
+            f"checkpoint {path} unpacks to {total:.3g} bytes, more than the "
+            f"{MAX_TENSOR_BYTES:.3g} a unitprobe model can need; refusing to load it"
+        )
+
+
+def check_norm(norm: Any, where: str = "norm") -> dict[str, tuple[float, float]]:
+    """A normalization map ``{series: (shift, scale)}`` with finite shifts and scales > 0.
+
+    Raises
+    ------
+    CheckpointError
+        Not a dict of series names to two finite numbers with a positive scale.
+    """
+    if not isinstance(norm, dict) or not norm:
+        raise CheckpointError(f"{where} must map series names to (shift, scale)")
+    out = {}
+    for key, value in norm.items():
+        pair = value if isinstance(value, (list, tuple)) else None
+        ok = pair is not None and len(pair) == 2
+        ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)
+        if not ok or not all(math.isfinite(float(v)) for v in pair) or not float(pair[1]) > 0:
+            raise CheckpointError(
+                f"{where}['{str(key)[:40]}'] == {str(value)[:60]}, must be [shift, scale] "
+                "with finite numbers and scale > 0"
+            )
+        out[str(key)] = (float(pair[0]), float(pair[1]))
+    return out
+
+
+def _depth(value: Any, limit: int) -> bool:
+    """Whether ``value``'s lists and dicts nest at most ``limit`` deep (iteratively)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, (list, tuple)):
+            if depth >= limit:
+                return False
+            stack += [(v, depth + 1) for v in item]
+    return True
 
 
 def _check_dense(state: Any, path: Path) -> None:
@@ -314,6 +445,12 @@ def _from_payload(path: Path, payload: dict[str, Any], task: Any) -> Checkpoint:
     missing = [k for k in ("config", "task", "state_dict") if k not in payload]
     if missing:
         raise CheckpointError(f"{path} is missing checkpoint entries: {', '.join(missing)}")
+    for key in ("config", "task", *_EXTRAS, "norm"):
+        if not _depth(payload.get(key), MAX_DEPTH):
+            raise CheckpointError(
+                f"{path}: '{key}' nests lists or dicts more than {MAX_DEPTH} deep; "
+                "checkpoint entries hold plain, shallow data"
+            )
     try:
         config = ModelConfig(**payload["config"])
     except (TypeError, UnitprobeError) as err:
@@ -332,6 +469,12 @@ def _from_payload(path: Path, payload: dict[str, Any], task: Any) -> Checkpoint:
             )
     model = _build(path, config, state)
     extras = {key: _plain(payload.get(key), key, path) for key in _EXTRAS}
+    norm = payload.get("norm")
+    if norm is not None:
+        try:
+            norm = check_norm(norm, "norm")
+        except CheckpointError as err:
+            raise CheckpointError(f"{path}: {err}") from None
     if task is None:
         try:
             task = TaskSpec.from_dict(payload["task"])
@@ -343,6 +486,7 @@ def _from_payload(path: Path, payload: dict[str, Any], task: Any) -> Checkpoint:
         task=task,
         path=path,
         source="unitprobe",
+        norm=norm,
         **extras,
     )
 
@@ -378,6 +522,13 @@ def _build(path: Path, config: ModelConfig, state: Any) -> UnitLSTM:
     """Instantiate the model and load ``state`` after checking keys, shapes, dtypes, values."""
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: state_dict is a {type(state).__name__}, expected a dict")
+    _check_size(path, config)
+    for key, value in state.items():
+        if isinstance(value, Tensor) and value.is_floating_point() and value.dtype not in _FLOATS:
+            raise CheckpointError(
+                f"{path}: {key} has dtype {value.dtype}, a float type unitprobe does not read; "
+                "save float32 weights (tensor.float())"
+            )
     model = UnitLSTM(config)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
@@ -402,6 +553,27 @@ def _build(path: Path, config: ModelConfig, state: Any) -> UnitLSTM:
             raise CheckpointError(f"{path}: {key} has {bad} NaN or infinite value(s)")
     model.load_state_dict({k: state[k].float() for k in expected})
     return model.eval()
+
+
+_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+#: Most parameters of a model :func:`load` builds (2**28 float32 values = 1 GiB).
+MAX_PARAMETERS = 2**28
+
+
+def n_parameters(config: ModelConfig) -> int:
+    """Parameters of a :class:`UnitLSTM` of ``config`` (LSTM layers and readout)."""
+    h, n_in = int(config.n_units), int(config.n_inputs)
+    lstm = sum(4 * h * ((n_in if k == 0 else h) + h + 2) for k in range(int(config.n_layers)))
+    return lstm + int(config.n_outputs) * (h + 1)
+
+
+def _check_size(path: Path, config: ModelConfig) -> None:
+    count = n_parameters(config)
+    if count > MAX_PARAMETERS:
+        raise CheckpointError(
+            f"{path}: a model of {config.to_dict()} has {count:.3g} parameters, more than "
+            f"{MAX_PARAMETERS:.3g}; refusing to build it"
+        )
 
 
 def _check_task(path: Path, config: ModelConfig, task: Any) -> None:

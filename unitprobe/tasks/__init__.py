@@ -4,15 +4,19 @@ Public entry points: :class:`TaskSpec`, :func:`parse_relation`, :func:`parse_exp
 :func:`parse_system`, :func:`generate`, :class:`Dataset`, :func:`baseline_mse`,
 :func:`load_csv`, :data:`PRESETS`, :func:`get_preset`, :func:`relation_residuals`,
 :func:`check_summary`, :class:`DataSource`, :func:`dataset_for`, :func:`training_dataset`,
-:func:`require_sequences`.
+:func:`require_sequences`, :func:`split_in_time`, :func:`scaling_norm`,
+:func:`load_csv_split`. Task files are read by :mod:`unitprobe.tasks.taskfile`.
 """
 
 from unitprobe.tasks.check import check_summary, parse_series_arg, relation_residuals
-from unitprobe.tasks.csvdata import data_task, is_data_task, load_csv, read_task_file
+from unitprobe.tasks.csvdata import load_csv, load_csv_split
 from unitprobe.tasks.datasets import (
+    SCALINGS,
     DataSource,
     dataset_for,
     require_sequences,
+    scaling_norm,
+    split_in_time,
     training_dataset,
 )
 from unitprobe.tasks.generate import (
@@ -32,12 +36,14 @@ from unitprobe.tasks.relations import (
     parse_system,
 )
 from unitprobe.tasks.spec import TaskSpec
+from unitprobe.tasks.taskfile import data_task, is_data_task, read_task_file
 
 __all__ = [
     "MAX_GENERATED_VALUES",
     "PRESETS",
     "SEED_ANSWER",
     "SEED_ANSWER_NOTE",
+    "SCALINGS",
     "DataSource",
     "Dataset",
     "Expression",
@@ -53,6 +59,7 @@ __all__ = [
     "get_preset",
     "is_data_task",
     "load_csv",
+    "load_csv_split",
     "parse_expression",
     "parse_relation",
     "parse_series_arg",
@@ -60,5 +67,7 @@ __all__ = [
     "read_task_file",
     "relation_residuals",
     "require_sequences",
+    "scaling_norm",
+    "split_in_time",
     "training_dataset",
 ]

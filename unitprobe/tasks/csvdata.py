@@ -37,196 +37,51 @@ is the given one with ``length`` set to that number. The spec's observation nois
 to loaded data (they are observations already). Without a spec, every loaded series is both
 an input and a prediction target, with horizon 1, and ``dataset.spec`` is None.
 
-Data tasks
-----------
-A task whose series are observed rather than generated is written as a task file with an
-empty ``relations`` list (read with :func:`read_task_file`)::
-
-    name = "stocks"
-    relations = []          # the series are observed: their values come from a CSV file
-    inputs = ["SPX", "NDX"]
-    predict = ["SPX"]
-    horizon = 1             # optional
-
-:func:`data_task` turns it into an ordinary :class:`~unitprobe.tasks.spec.TaskSpec` with one
-placeholder relation per series, ``SPX[t] = normal(0, 1)  # observed in data``, so that it
-is stored in checkpoints, shown and probed like any task (its default probe targets are each
-series at lags 0 and 1). :func:`is_data_task` recognizes such a spec; its sequences must come
-from data: generating them would only give the white-noise placeholders.
+Task files and data tasks (``relations = []``) are read by :mod:`unitprobe.tasks.taskfile`
+(:func:`read_task_file`, :func:`data_task`), re-exported here.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import re
+import math
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from unitprobe.errors import DataError, TaskSpecError
-from unitprobe.tasks.generate import FLOAT32_MAX, Dataset, dataset_from_raw
-from unitprobe.tasks.relations import FUNCTIONS, RANDOM_FUNCTIONS
+from unitprobe.errors import DataError
+from unitprobe.tasks.generate import FLOAT32_MAX, MAX_GENERATED_VALUES, Dataset, dataset_from_raw
 from unitprobe.tasks.spec import TaskSpec
+from unitprobe.tasks.taskfile import OBSERVED, data_task, is_data_task, read_task_file
 from unitprobe.validation import is_int
 
-try:  # Python >= 3.11
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
-__all__ = ["FILLS", "OBSERVED", "data_task", "is_data_task", "load_csv", "read_task_file"]
+__all__ = [
+    "FILLS",
+    "MAX_CSV_BYTES",
+    "OBSERVED",
+    "data_task",
+    "is_data_task",
+    "load_csv",
+    "load_csv_split",
+    "read_task_file",
+]
 
 #: Ways to handle missing values (None refuses them).
 FILLS = (None, "interpolate", "ffill", "drop")
-#: Marks the placeholder relation of an observed series in a data task.
-OBSERVED = "# observed in data"
+#: Largest CSV file read (bytes): parsing holds about 25 times the file size in memory.
+MAX_CSV_BYTES = 2**28
 
 _MISSING = {"", "na", "nan", "n/a", "null", "none"}
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_RESERVED = {"t", *FUNCTIONS, *RANDOM_FUNCTIONS}
-_DATA_TASK_KEYS = ("name", "relations", "inputs", "predict", "horizon", "length", "description")
 _FILL_HINT = "pass fill='interpolate', 'ffill' or 'drop' (--fill on the command line)"
 
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-# ----------------------------------------------------------------------------- data tasks
-
-
-def data_task(
-    name: str,
-    inputs: list[str],
-    predict: list[str] | None = None,
-    *,
-    horizon: int = 1,
-    length: int = 1,
-    description: str = "",
-) -> TaskSpec:
-    """A task over observed series: one placeholder relation per series (module docstring).
-
-    Parameters
-    ----------
-    name : str
-    inputs : list of str
-        Series fed to the network (CSV column names; letters, digits and ``_``, not
-        starting with a digit).
-    predict : list of str, optional
-        Series to predict ``horizon`` steps ahead; default: the inputs.
-    horizon : int, default 1
-    length : int, default 1
-        Input steps per sequence; :func:`load_csv` sets it from the data.
-    description : str
-
-    Returns
-    -------
-    TaskSpec
-        ``is_data_task(spec)`` is True.
-
-    Raises
-    ------
-    TaskSpecError
-        A name that cannot be a series name, or any invalid field.
-
-    Examples
-    --------
-    >>> data_task("stocks", ["SPX", "NDX"], ["SPX"]).relations
-    ['SPX[t] = normal(0, 1)  # observed in data', 'NDX[t] = normal(0, 1)  # observed in data']
-    """
-    predict = list(inputs) if predict is None else predict
-    for key, names in (("inputs", inputs), ("predict", predict)):
-        if isinstance(names, str) or not isinstance(names, (list, tuple)):
-            raise TaskSpecError(f"{key} == {names!r}, must be a list of series names")
-        for series in names:
-            if not isinstance(series, str) or not _NAME.fullmatch(series):
-                raise TaskSpecError(
-                    f"{key} names {series!r}, which cannot be a series name: use letters, "
-                    "digits and '_', not starting with a digit (rename the CSV column)"
-                )
-            if series in _RESERVED:
-                raise TaskSpecError(
-                    f"{key} names {series!r}, a word of the relation language (the time index "
-                    "or a function); rename the CSV column"
-                )
-    series = list(dict.fromkeys([*inputs, *predict]))
-    note = "Series observed in data (a data task: relations = [] in its task file)."
-    return TaskSpec(
-        name=name,
-        relations=[f"{s}[t] = normal(0, 1)  {OBSERVED}" for s in series],
-        inputs=list(inputs),
-        predict=list(predict),
-        horizon=horizon,
-        length=length,
-        description=description if isinstance(description, str) and description else note,
-    )
-
-
-def is_data_task(spec: Any) -> bool:
-    """Whether ``spec`` is a data task made by :func:`data_task` (its series are observed)."""
-    relations = getattr(spec, "relations", None)
-    return bool(relations) and all(str(r).endswith(OBSERVED) for r in relations)
-
-
-def read_task_file(path: str | Path) -> TaskSpec:
-    """Read a TOML task file: a relation task, or a data task (``relations = []``).
-
-    Parameters
-    ----------
-    path : str or Path
-
-    Returns
-    -------
-    TaskSpec
-
-    Raises
-    ------
-    TaskSpecError
-        As :meth:`TaskSpec.from_toml`, plus keys a data task does not take (``init``,
-        ``noise``, ``burn_in``); the message names the file.
-    """
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        data = None  # TaskSpec.from_toml reports it in its words
-    _check_toml_integers(data, path)
-    if not (isinstance(data, dict) and data.get("relations") == []):
-        return TaskSpec.from_toml(path)
-    unknown = sorted(set(data) - set(_DATA_TASK_KEYS))
-    if unknown:
-        raise TaskSpecError(
-            f"task file '{path}': a data task (relations = []) takes no {unknown}; "
-            f"allowed keys: {', '.join(_DATA_TASK_KEYS)}"
-        )
-    missing = [k for k in ("name", "inputs") if k not in data]
-    if missing:
-        raise TaskSpecError(f"task file '{path}': data task is missing required keys {missing}")
-    options = {k: data[k] for k in ("predict", "horizon", "length", "description") if k in data}
-    try:
-        return data_task(data["name"], data["inputs"], **options)
-    except TaskSpecError as exc:
-        raise TaskSpecError(f"task file '{path}': {exc}") from None
-
-
-def _check_toml_integers(value: Any, path: Path, where: str = "") -> None:
-    """Refuse integers outside TOML's 64-bit range (Python's reader accepts any size)."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _check_toml_integers(item, path, f"{where}.{key}" if where else str(key))
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _check_toml_integers(item, path, f"{where}[{i}]")
-    elif isinstance(value, int) and not isinstance(value, bool):
-        if not -(2**63) <= value < 2**63:
-            raise TaskSpecError(
-                f"task file '{path}': {where} is an integer of {len(str(abs(value)))} digits; "
-                "TOML integers must fit in 64 bits"
-            )
 
 
 # ----------------------------------------------------------------------------- reading
@@ -241,9 +96,16 @@ def _check_sep(sep: Any) -> str:
 def _read_rows(path: Path, sep: str) -> tuple[list[str], list[list[str]], np.ndarray]:
     """The header, the data rows (as text) and each row's line number (first line = 1)."""
     if not path.exists():
-        raise DataError(f"CSV file '{path}' not found")
+        what = "is a symlink loop or to a missing file" if path.is_symlink() else "not found"
+        raise DataError(f"CSV file '{path}' {what}")
     if not path.is_file():
-        raise DataError(f"'{path}' is not a file")
+        raise DataError(f"'{path}' is not a regular file")
+    size = path.stat().st_size
+    if size > MAX_CSV_BYTES:
+        raise DataError(
+            f"CSV file '{path}' has {size:.3g} bytes, more than {MAX_CSV_BYTES:.3g}; "
+            "load a shorter extract (reading holds about 25 times the file size in memory)"
+        )
     header: list[str] | None = None
     rows: list[list[str]] = []
     lines: list[int] = []
@@ -422,7 +284,9 @@ def _parse_times(text: pd.Series, col: str, lines: np.ndarray, path: Path) -> np
             f"CSV file '{path}': time value {text.iloc[i]!r} in column '{col}' at line "
             f"{lines[i]} is neither a number nor a date in the format of the column's first rows"
         )
-    return times.to_numpy(dtype="datetime64[ns]").view(np.int64)
+    # microseconds since 1970 as int64: dates before 1677 or after 2262 would overflow the
+    # nanoseconds pandas uses by default and be silently misordered
+    return times.dt.tz_convert(None).to_numpy().astype("datetime64[us]").view(np.int64)
 
 
 def _sort_keys(
@@ -431,8 +295,9 @@ def _sort_keys(
     time_col: str | None,
     lines: np.ndarray,
     path: Path,
-) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """Sequence codes per row, sequence labels, and the row order (sequence, then time)."""
+) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray | None]:
+    """Sequence codes per row, sequence labels, the row order (sequence, then time), and
+    each row's time (numbers, or microseconds for dates; None without a time column)."""
     n = len(df)
     if sequence_col is not None:
         raw_ids = df[sequence_col].str.strip()
@@ -447,7 +312,7 @@ def _sort_keys(
     else:
         codes, labels = np.zeros(n, dtype=np.int64), ["0"]
     if time_col is None:
-        return codes, labels, np.arange(n)
+        return codes, labels, np.arange(n), None
     text = df[time_col].str.strip()
     time = _parse_times(text, time_col, lines, path)
     order = np.lexsort((time, codes))
@@ -459,7 +324,7 @@ def _sort_keys(
             f"CSV file '{path}': time {text.iloc[i]!r} appears twice in sequence "
             f"{labels[codes[i]]} (line {lines[i]})"
         )
-    return codes, labels, order
+    return codes, labels, order, time
 
 
 def _fill(
@@ -540,6 +405,13 @@ def _windows(
             )
         return chunks
     stride = window if stride is None else stride
+    count = sum(max(0, (len(c) - window) // stride + 1) for c in chunks)
+    values = count * window * (chunks[0].shape[1] if chunks and chunks[0].ndim == 2 else 1)
+    if values > MAX_GENERATED_VALUES:
+        raise DataError(
+            f"windows of {window} steps every {stride} give {count} windows = {values:.3g} "
+            f"values, more than {MAX_GENERATED_VALUES:.3g}; use a larger --stride"
+        )
     out = []
     for chunk, label in zip(chunks, labels, strict=True):
         if len(chunk) < window:
@@ -549,6 +421,77 @@ def _windows(
             )
         out += [chunk[s : s + window] for s in range(0, len(chunk) - window + 1, stride)]
     return out
+
+
+def _read_sequences(
+    path: Path,
+    spec: TaskSpec | None,
+    series: list[str] | None,
+    sequence_col: str | None,
+    time_col: str | None,
+    fill: str | None,
+    sep: str,
+) -> tuple[list[str], list[np.ndarray], list[str], list[np.ndarray | None]]:
+    """The series columns, each sequence's values (steps, columns) in time order, the
+    sequence labels, and each sequence's times (None without a time column)."""
+    if fill not in FILLS:
+        raise DataError(f"fill == {fill!r}, must be one of {list(FILLS)}")
+    header, rows, lines = _read_rows(path, _check_sep(sep))
+    columns = _select_columns(header, spec, series, [sequence_col, time_col], path)
+    df = pd.DataFrame(rows, columns=header, dtype=str)
+    codes, labels, order, time = _sort_keys(df, sequence_col, time_col, lines, path)
+    values, missing = _numeric(df, columns, lines, path)
+    if fill is None and missing.any():  # report the first gap in file order
+        first = np.argwhere(missing)[0][0]
+        _fill(values, missing, None, labels[codes[first]], lines, columns, path)
+    values, missing, lines, codes = values[order], missing[order], lines[order], codes[order]
+    time = None if time is None else time[order]
+    bounds = np.flatnonzero(np.diff(codes)) + 1
+    chunks, chunk_labels, times = [], [], []
+    for idx in np.split(np.arange(len(codes)), bounds):
+        label = labels[codes[idx[0]]]
+        chunk = _fill(values[idx], missing[idx], fill, label, lines[idx], columns, path)
+        chunks.append(chunk)
+        chunk_labels.append(label)
+        kept = ~missing[idx].any(axis=1) if fill == "drop" else slice(None)
+        times.append(None if time is None else time[idx][kept])
+    return columns, chunks, chunk_labels, times
+
+
+def _check_spec(spec: Any, window: Any, stride: Any) -> int:
+    if spec is not None and not isinstance(spec, TaskSpec):
+        raise DataError(f"spec must be a TaskSpec or None, got {type(spec).__name__}")
+    horizon = spec.horizon if spec is not None else 1
+    _check_window(window, stride, horizon + 1)
+    return horizon
+
+
+def _assemble(
+    pieces: list[np.ndarray],
+    columns: list[str],
+    spec: TaskSpec | None,
+    horizon: int,
+    ids: np.ndarray,
+    norm: Mapping[str, tuple[float, float]] | None,
+    overlapping: bool,
+) -> Dataset:
+    block = np.stack(pieces)  # (N, steps, n_columns)
+    raw = {col: block[:, :, j] for j, col in enumerate(columns)}
+    if spec is not None:
+        task = dataclasses.replace(spec, length=block.shape[1] - horizon)
+        inputs, predict = spec.inputs, spec.predict
+    else:
+        task, inputs, predict = None, columns, columns
+    return dataset_from_raw(
+        raw,
+        inputs=inputs,
+        predict=predict,
+        horizon=horizon,
+        spec=task,
+        sequence_ids=ids,
+        norm=norm,
+        overlapping=overlapping,
+    )
 
 
 def load_csv(
@@ -562,6 +505,7 @@ def load_csv(
     stride: int | None = None,
     fill: str | None = None,
     sep: str = ",",
+    norm: Mapping[str, tuple[float, float]] | None = None,
 ) -> Dataset:
     """Load a CSV file of series as a :class:`Dataset` (layout in the module docstring).
 
@@ -579,11 +523,15 @@ def load_csv(
     window, stride : int or None
         Cut each sequence into windows of ``window`` steps (>= horizon + 1) starting every
         ``stride`` steps (default ``stride = window``). Without ``window``, every sequence
-        must have the same number of steps.
+        must have the same number of steps. Windows less than ``window`` apart share time
+        points: the dataset's ``overlapping`` is then True.
     fill : {None, "interpolate", "ffill", "drop"}
         How to handle missing values; None refuses them.
     sep : str
         Field delimiter, one character.
+    norm : dict of str to (shift, scale), optional
+        Apply this normalization (that of the data a model was trained on, e.g.
+        ``checkpoint.norm``) instead of fitting one on this file.
 
     Returns
     -------
@@ -596,51 +544,137 @@ def load_csv(
     Raises
     ------
     DataError
-        Missing or empty file, missing columns, duplicate headers, a row with a different
-        number of fields, a non-numeric or non-finite cell, a missing value without ``fill``,
-        sequences too short for the horizon or the window.
+        Missing, empty or too large file, missing columns, duplicate headers, a row with a
+        different number of fields, a non-numeric or non-finite cell, a missing value without
+        ``fill``, sequences too short for the horizon or the window, more windows than
+        :data:`~unitprobe.tasks.generate.MAX_GENERATED_VALUES` values.
 
     Examples
     --------
     >>> ds = load_csv("prices.csv", time_col="Date", series=["SPX"], window=24, stride=6)
     >>> ds.inputs.shape  # (n_windows, 23, 1)
     """
-    if fill not in FILLS:
-        raise DataError(f"fill == {fill!r}, must be one of {list(FILLS)}")
-    if spec is not None and not isinstance(spec, TaskSpec):
-        raise DataError(f"spec must be a TaskSpec or None, got {type(spec).__name__}")
-    horizon = spec.horizon if spec is not None else 1
-    _check_window(window, stride, horizon + 1)
+    horizon = _check_spec(spec, window, stride)
     path = Path(path)
-    header, rows, lines = _read_rows(path, _check_sep(sep))
-    columns = _select_columns(header, spec, series, [sequence_col, time_col], path)
-    df = pd.DataFrame(rows, columns=header, dtype=str)
-    codes, labels, order = _sort_keys(df, sequence_col, time_col, lines, path)
-    values, missing = _numeric(df, columns, lines, path)
-    if fill is None and missing.any():  # report the first gap in file order
-        first = np.argwhere(missing)[0][0]
-        _fill(values, missing, None, labels[codes[first]], lines, columns, path)
-    values, missing, lines, codes = values[order], missing[order], lines[order], codes[order]
-    bounds = np.flatnonzero(np.diff(codes)) + 1
-    chunks, chunk_labels = [], []
-    for idx in np.split(np.arange(len(codes)), bounds):
-        label = labels[codes[idx[0]]]
-        chunks.append(_fill(values[idx], missing[idx], fill, label, lines[idx], columns, path))
-        chunk_labels.append(label)
-    pieces = _windows(chunks, chunk_labels, window, stride, horizon)
-    if not pieces:  # pragma: no cover - _windows refuses every way to get here
-        raise DataError(f"CSV file '{path}' gives no sequences")
-    block = np.stack(pieces)  # (N, steps, n_columns)
-    raw = {col: block[:, :, j] for j, col in enumerate(columns)}
-    ids = _sequence_ids(chunk_labels, len(pieces), window is not None)
-    if spec is not None:
-        task = dataclasses.replace(spec, length=block.shape[1] - horizon)
-        inputs, predict = spec.inputs, spec.predict
-    else:
-        task, inputs, predict = None, columns, columns
-    return dataset_from_raw(
-        raw, inputs=inputs, predict=predict, horizon=horizon, spec=task, sequence_ids=ids
+    columns, chunks, labels, _ = _read_sequences(
+        path, spec, series, sequence_col, time_col, fill, sep
     )
+    pieces = _windows(chunks, labels, window, stride, horizon)
+    ids = _sequence_ids(labels, len(pieces), window is not None)
+    overlapping = window is not None and stride is not None and stride < window
+    return _assemble(pieces, columns, spec, horizon, ids, norm, overlapping)
+
+
+def load_csv_split(
+    path: str | Path,
+    spec: TaskSpec | None = None,
+    *,
+    at: float | str,
+    series: list[str] | None = None,
+    sequence_col: str | None = None,
+    time_col: str | None = None,
+    window: int | None = None,
+    stride: int | None = None,
+    fill: str | None = None,
+    sep: str = ",",
+) -> tuple[Dataset, Dataset]:
+    """Load a CSV file split in time: (earlier part, later part), for honest validation.
+
+    Every sequence is cut at ``at``; each part is cut into windows on its own, so no window
+    crosses the cut and the later windows share no time point with the earlier ones. The
+    later part is cut into non-overlapping windows (stride = window) whatever ``stride``
+    is. The normalization is fitted on the earlier part only and applied to the later part.
+
+    Parameters
+    ----------
+    at : float or str
+        A fraction in (0, 1) of each sequence's steps, or a value of ``time_col`` (a number
+        or a date in the column's format): rows at or after it are the later part.
+    Other parameters
+        As :func:`load_csv`.
+
+    Returns
+    -------
+    (Dataset, Dataset)
+        The earlier and the later part (``later.norm == earlier.norm``).
+
+    Raises
+    ------
+    DataError
+        As :func:`load_csv`; ``at`` not a fraction or time value; either part too short.
+    """
+    horizon = _check_spec(spec, window, stride)
+    path = Path(path)
+    columns, chunks, labels, times = _read_sequences(
+        path, spec, series, sequence_col, time_col, fill, sep
+    )
+    cuts = _cut_points(at, chunks, times, time_col, path)
+    early = [chunk[:cut] for chunk, cut in zip(chunks, cuts, strict=True)]
+    late = [chunk[cut:] for chunk, cut in zip(chunks, cuts, strict=True)]
+    for part, what in ((early, "before"), (late, "from")):
+        short = [lab for lab, c in zip(labels, part, strict=True) if len(c) < horizon + 1]
+        if short:
+            raise DataError(
+                f"split at {at!r}: sequence {short[0]} has too few steps {what} the split "
+                f"(needs at least horizon + 1 = {horizon + 1}); move --split-at"
+            )
+    pieces = _windows(early, labels, window, stride, horizon)
+    overlapping = window is not None and stride is not None and stride < window
+    train = _assemble(
+        pieces, columns, spec, horizon, _sequence_ids(labels, len(pieces), window is not None),
+        None, overlapping,
+    )  # fmt: skip
+    if window is None:
+        lengths = {len(c) for c in late}
+        window_late = min(lengths) if len(lengths) > 1 else None
+    else:
+        window_late = window
+    later_pieces = _windows(late, labels, window_late, window_late, horizon)
+    ids = _sequence_ids(labels, len(later_pieces), window_late is not None)
+    later = _assemble(later_pieces, columns, spec, horizon, ids, train.norm, False)
+    return train, later
+
+
+def _cut_points(
+    at: Any,
+    chunks: list[np.ndarray],
+    times: list[np.ndarray | None],
+    time_col: str | None,
+    path: Path,
+) -> list[int]:
+    """Where each sequence is cut: the index of its first row at or after ``at``."""
+    fraction = _as_fraction(at)
+    if fraction is not None:
+        return [int(math.floor(fraction * len(c))) for c in chunks]
+    if time_col is None:
+        raise DataError(
+            f"split at {at!r}: a time value needs time_col (--time-col); or give a fraction "
+            "of the steps between 0 and 1, e.g. 0.8"
+        )
+    text = pd.Series([str(at).strip()])
+    dates = any(t is not None and t.dtype == np.int64 for t in times)
+    if dates:  # a date column: ``at`` must be a date too
+        point = _parse_times(text, time_col, np.array([0]), path)[0]
+        if not isinstance(point, np.integer):
+            raise DataError(f"split at {at!r}: column '{time_col}' holds dates; give a date")
+    else:
+        point = pd.to_numeric(text, errors="coerce").iloc[0]
+        if pd.isna(point):
+            raise DataError(f"split at {at!r}: column '{time_col}' holds numbers; give a number")
+    return [int(np.searchsorted(t, point, side="left")) for t in times]
+
+
+def _as_fraction(at: Any) -> float | None:
+    """``at`` as a fraction in (0, 1), or None if it is not one (then it is a time value)."""
+    if isinstance(at, bool):
+        raise DataError(f"split at == {at!r}, must be a fraction in (0, 1) or a time value")
+    try:
+        value = float(at)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(value):
+        raise DataError(f"split at == {at!r}, must be a fraction in (0, 1) or a time value")
+    return value if 0 < value < 1 else None
 
 
 def _sequence_ids(labels: list[str], n: int, windowed: bool) -> np.ndarray:

@@ -5,7 +5,9 @@
 (:func:`~unitprobe.tasks.generate.generate` refuses requests that are too large);
 :func:`training_dataset` also turns a CSV without a task into a data task over its columns;
 :func:`require_sequences` refuses data with too few sequences for a method, saying how to get
-more.
+more; :func:`split_in_time` cuts a source into an earlier (training) and a later
+(validation) part; :func:`scaling_norm` reads how a foreign model's inputs were scaled
+(``--scaling none|standardize|FILE``).
 
 Example
 -------
@@ -17,15 +19,32 @@ Example
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+import stat
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from unitprobe.errors import DataError
-from unitprobe.tasks.csvdata import data_task, is_data_task, load_csv
+from unitprobe.tasks.csvdata import data_task, is_data_task, load_csv, load_csv_split
 from unitprobe.tasks.generate import Dataset, generate
 from unitprobe.tasks.spec import TaskSpec
 
-__all__ = ["DataSource", "dataset_for", "require_sequences", "training_dataset"]
+__all__ = [
+    "SCALINGS",
+    "DataSource",
+    "dataset_for",
+    "require_sequences",
+    "scaling_norm",
+    "split_in_time",
+    "training_dataset",
+]
+
+#: The named ways a model's inputs can have been scaled (besides a JSON file).
+SCALINGS = ("none", "standardize")
+
+Norm = Mapping[str, tuple[float, float]]
 
 
 @dataclass(frozen=True)
@@ -54,8 +73,11 @@ class DataSource:
     fill: str | None = None
     sep: str = ","
 
-    def load(self, spec: TaskSpec | None = None) -> Dataset:
-        """The file as a :class:`Dataset`; with ``spec``, its columns are the task's series."""
+    def load(self, spec: TaskSpec | None = None, norm: Norm | None = None) -> Dataset:
+        """The file as a :class:`Dataset`; with ``spec``, its columns are the task's series.
+
+        ``norm`` (e.g. ``checkpoint.norm``) is applied instead of fitting one on the file.
+        """
         return load_csv(
             self.path,
             spec,
@@ -65,10 +87,17 @@ class DataSource:
             stride=self.stride,
             fill=self.fill,
             sep=self.sep,
+            norm=norm,
         )
 
 
-def dataset_for(spec: TaskSpec, source: DataSource | None, n_sequences: int, seed: int) -> Dataset:
+def dataset_for(
+    spec: TaskSpec,
+    source: DataSource | None,
+    n_sequences: int,
+    seed: int,
+    norm: Norm | None = None,
+) -> Dataset:
     """The sequences of ``spec``: read from ``source``, or generated.
 
     Parameters
@@ -80,6 +109,9 @@ def dataset_for(spec: TaskSpec, source: DataSource | None, n_sequences: int, see
         Sequences to generate (ignored with a source).
     seed : int
         Seed of the generated sequences (ignored with a source).
+    norm : dict of str to (shift, scale), optional
+        The normalization the model was trained with (``checkpoint.norm``), applied instead
+        of one fitted on these data; None fits one.
 
     Returns
     -------
@@ -95,13 +127,101 @@ def dataset_for(spec: TaskSpec, source: DataSource | None, n_sequences: int, see
         Generation asks for too many values, or a series overflows.
     """
     if source is not None:
-        return source.load(spec)
+        return source.load(spec, norm=norm)
     if is_data_task(spec):
         raise DataError(
             f"task '{spec.name}' is a data task: its series ({', '.join(spec.series)}) are "
             "observed, not generated; pass --data CSV with these columns"
         )
-    return generate(spec, n_sequences, seed)
+    return generate(spec, n_sequences, seed, norm=norm)
+
+
+def split_in_time(
+    source: DataSource, spec: TaskSpec | None, at: float | str
+) -> tuple[Dataset, Dataset]:
+    """The source's data cut in time at ``at``: (earlier part, later part).
+
+    Every sequence is cut at ``at`` (a fraction in (0, 1) of its steps, or a value of the
+    time column); windows never cross the cut, the later part is cut into non-overlapping
+    windows, and both parts share the normalization fitted on the earlier part (see
+    :func:`~unitprobe.tasks.csvdata.load_csv_split`). Without ``spec`` both parts get the data
+    task over the file's columns, as :func:`training_dataset` does.
+    """
+    train, later = load_csv_split(
+        source.path,
+        spec,
+        at=at,
+        time_col=source.time_col,
+        sequence_col=source.sequence_col,
+        window=source.window,
+        stride=source.stride,
+        fill=source.fill,
+        sep=source.sep,
+    )
+    if spec is None:
+        name = Path(source.path).stem or "data"
+        task = data_task(name, list(train.input_names), length=train.length)
+        train = dataclasses.replace(train, spec=task)
+        later = dataclasses.replace(later, spec=dataclasses.replace(task, length=later.length))
+    return train, later
+
+
+def scaling_norm(scaling: str | Path | None, series: Sequence[str]) -> dict | None:
+    """How a model's inputs were scaled, as a normalization map (None: fit on the data).
+
+    Parameters
+    ----------
+    scaling : {"none", "standardize"}, path or None
+        ``"none"``: raw values (shift 0, scale 1 for every series); ``"standardize"`` or
+        None: mean 0 and standard deviation 1 on the analyzed data (fitted, returns None);
+        a path: a JSON object ``{"X": {"shift": 1.5, "scale": 2.0}, ...}`` (or
+        ``{"X": [1.5, 2.0]}``) naming every series.
+    series : sequence of str
+        The task's series.
+
+    Raises
+    ------
+    DataError
+        An unreadable or malformed file, a series it lacks, a scale that is not > 0.
+    """
+    if scaling is None or scaling == "standardize":
+        return None
+    if scaling == "none":
+        return {name: (0.0, 1.0) for name in series}
+    path = Path(scaling)
+    try:
+        info = path.stat()
+    except OSError as err:
+        raise DataError(
+            f"--scaling {str(scaling)[:80]!r} is neither none, standardize nor a readable "
+            f"JSON file ({err.strerror or err})"
+        ) from None
+    if not stat.S_ISREG(info.st_mode) or info.st_size > 2**20:
+        raise DataError(f"scaling file '{path}' is not a regular file of at most 1 MiB")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise DataError(f"cannot read scaling file '{path}': {str(err)[:120]}") from None
+    if not isinstance(data, dict):
+        raise DataError(
+            f"scaling file '{path}' must hold a JSON object {{series: {{shift, scale}}}}"
+        )
+    missing = [name for name in series if name not in data]
+    if missing:
+        raise DataError(f"scaling file '{path}' lacks the series {missing}")
+    norm = {}
+    for name in series:
+        entry = data[name]
+        pair = (entry.get("shift"), entry.get("scale")) if isinstance(entry, dict) else entry
+        ok = isinstance(pair, (list, tuple)) and len(pair) == 2
+        ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)
+        if not ok or not all(math.isfinite(v) for v in pair) or not pair[1] > 0:
+            raise DataError(
+                f"scaling file '{path}': series '{name}' must have a finite shift and a "
+                f"scale > 0, got {str(entry)[:80]}"
+            )
+        norm[name] = (float(pair[0]), float(pair[1]))
+    return norm
 
 
 def training_dataset(

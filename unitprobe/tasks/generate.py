@@ -11,6 +11,10 @@ kept steps, including the ``horizon`` extra steps): ``z = (x - shift) / scale`` 
 linear relation therefore stays exactly linear, with fixed coefficients, in normalized units:
 ``K[t] = K[t-1] + 2*X[t] + 1`` becomes
 ``zK[t] = zK[t-1] + 2*(sX/sK)*zX[t] + (2*mX + 1)/sK``.
+
+A model trained on one dataset must see new data on the same scale: pass the training
+data's ``norm`` (stored in the checkpoint) to :func:`generate` or :func:`dataset_from_raw`
+and it is applied instead of being fitted again.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from unitprobe.tasks.spec import TaskSpec
 from unitprobe.validation import check_int
 
 __all__ = [
+    "MAX_GENERATED_STEPS",
     "MAX_GENERATED_VALUES",
     "Dataset",
     "baseline_mse",
@@ -35,8 +40,12 @@ __all__ = [
 
 #: Largest finite float32; raw values beyond it are refused.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-#: Most values :func:`generate` produces in one call (2**31 float64 values = 16 GiB).
-MAX_GENERATED_VALUES = 2**31
+#: Most values :func:`generate` produces in one call (2**25 float64 values = 256 MiB; an
+#: analysis keeps several copies of them).
+MAX_GENERATED_VALUES = 2**25
+#: Most steps per generated sequence, burn-in included (generation steps through time in
+#: Python: 10**5 steps take about a second per relation).
+MAX_GENERATED_STEPS = 10**5
 
 
 @dataclass
@@ -66,6 +75,10 @@ class Dataset:
         steps).
     seed : int or None
         Seed the data were generated with.
+    overlapping : bool
+        Whether sequences share time points (windows cut ``stride < window`` apart from one
+        long series): they are then not independent, so cross-validation folds and
+        permutations over sequences are not valid as they stand.
     """
 
     spec: TaskSpec | None
@@ -80,6 +93,7 @@ class Dataset:
     horizon: int
     raw_future: dict[str, np.ndarray] = field(default_factory=dict)
     seed: int | None = None
+    overlapping: bool = False
 
     @property
     def n_sequences(self) -> int:
@@ -206,7 +220,12 @@ def _simulate(spec: TaskSpec, n: int, n_steps: int, rng: np.random.Generator) ->
     return values
 
 
-def generate(spec: TaskSpec, n_sequences: int, seed: int) -> Dataset:
+def generate(
+    spec: TaskSpec,
+    n_sequences: int,
+    seed: int,
+    norm: Mapping[str, tuple[float, float]] | None = None,
+) -> Dataset:
     """Generate ``n_sequences`` sequences of the task.
 
     Parameters
@@ -216,6 +235,9 @@ def generate(spec: TaskSpec, n_sequences: int, seed: int) -> Dataset:
         Number of sequences N (>= 1).
     seed : int
         Seed of ``numpy.random.default_rng``; the same seed gives identical arrays.
+    norm : dict of str to (shift, scale), optional
+        Apply this normalization (e.g. ``checkpoint.norm``, that of the training data)
+        instead of fitting one on these sequences; series it lacks are fitted.
 
     Returns
     -------
@@ -253,6 +275,7 @@ def generate(spec: TaskSpec, n_sequences: int, seed: int) -> Dataset:
         spec=spec,
         noise=spec.noise,
         seed=seed,
+        norm=norm,
     )
 
 
@@ -273,6 +296,12 @@ def _check_size(spec: TaskSpec, n_sequences: int) -> None:
             f"length + horizon) x {len(spec.series)} series = {values:.3g} values, more than "
             f"{MAX_GENERATED_VALUES:.3g}; use fewer or shorter sequences"
         )
+    if steps > MAX_GENERATED_STEPS:
+        raise TaskSpecError(
+            f"task '{spec.name}' asks for {steps} steps per sequence (burn_in {spec.burn_in} + "
+            f"length {spec.length} + horizon {spec.horizon}), more than {MAX_GENERATED_STEPS}; "
+            "shorten burn_in or length"
+        )
 
 
 def dataset_from_raw(
@@ -285,6 +314,8 @@ def dataset_from_raw(
     noise: Mapping[str, float] | None = None,
     seed: int | None = None,
     sequence_ids: np.ndarray | None = None,
+    norm: Mapping[str, tuple[float, float]] | None = None,
+    overlapping: bool = False,
 ) -> Dataset:
     """Build a :class:`Dataset` from raw series (normalizing them as :func:`generate` does).
 
@@ -304,6 +335,10 @@ def dataset_from_raw(
     seed : int or None
     sequence_ids : ndarray of int, shape (n_sequences,) or None
         Defaults to ``0 .. n_sequences - 1``.
+    norm : dict of str to (shift, scale), optional
+        Apply this normalization instead of fitting it (series it lacks are fitted).
+    overlapping : bool
+        Stored in the dataset (:attr:`Dataset.overlapping`).
 
     Raises
     ------
@@ -332,7 +367,8 @@ def dataset_from_raw(
                 f"series '{key}' has value {v[seq, step]!r} at sequence {seq}, step {step}; "
                 f"values must be finite and within float32 (|x| <= {FLOAT32_MAX:.3g})"
             )
-    norm = {k: fit_normalization(v) for k, v in arrays.items()}
+    given = _check_given_norm(norm)
+    norm = {k: given[k] if k in given else fit_normalization(v) for k, v in arrays.items()}
     z = {k: (v - norm[k][0]) / norm[k][1] for k, v in arrays.items()}
     series = {k: v[:, :t_len] for k, v in z.items()}
     x = np.stack([series[k] for k in inputs], axis=-1)  # (N, T, F)
@@ -341,6 +377,8 @@ def dataset_from_raw(
         sd = np.array([float(noise.get(k, 0.0)) for k in inputs])
         x = x + noise_rng.standard_normal(x.shape) * sd
     y = np.stack([z[k][:, horizon : horizon + t_len] for k in predict], axis=-1)  # (N, T, O)
+    _check_float32(x, inputs, "inputs", bool(noise))
+    _check_float32(y, predict, "targets", False)
     if sequence_ids is None:
         sequence_ids = np.arange(n)
     return Dataset(
@@ -356,7 +394,26 @@ def dataset_from_raw(
         horizon=int(horizon),
         raw_future={k: v[:, t_len:].copy() for k, v in arrays.items()},
         seed=seed,
+        overlapping=bool(overlapping),
     )
+
+
+def _check_given_norm(norm: Mapping[str, tuple[float, float]] | None) -> dict:
+    """A given normalization as ``{name: (shift, scale)}`` with finite values, scale > 0."""
+    if norm is None:
+        return {}
+    if not isinstance(norm, Mapping):
+        raise DataError(f"norm must map series names to (shift, scale), got {type(norm).__name__}")
+    out = {}
+    for key, pair in norm.items():
+        try:
+            shift, scale = (float(v) for v in pair)
+        except (TypeError, ValueError):
+            raise DataError(f"norm['{key}'] == {pair!r}, must be (shift, scale)") from None
+        if not (np.isfinite(shift) and np.isfinite(scale) and scale > 0):
+            raise DataError(f"norm['{key}'] == {pair!r}, must be finite with a scale > 0")
+        out[key] = (shift, scale)
+    return out
 
 
 def baseline_mse(dataset: Dataset, per_output: bool = False) -> float | dict[str, float]:
@@ -385,3 +442,16 @@ def baseline_mse(dataset: Dataset, per_output: bool = False) -> float | dict[str
     if per_output:
         return {name: float(err[..., o].mean()) for o, name in enumerate(dataset.output_names)}
     return float(err.mean())
+
+
+def _check_float32(values: np.ndarray, names: Sequence[str], what: str, noisy: bool) -> None:
+    """Refuse normalized values that do not fit float32, naming the series."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = np.isfinite(values.astype(np.float32)).all(axis=(0, 1))
+    if not finite.all():
+        bad = ", ".join(n for n, ok in zip(names, finite, strict=True) if not ok)
+        cause = "its observation noise is too large" if noisy else "its normalization is off"
+        raise DataError(
+            f"the normalized {what} {bad} overflow float32 ({cause}); use smaller noise or "
+            "another scaling"
+        )

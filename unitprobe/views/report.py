@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from unitprobe._utils import atomic_write
 from unitprobe.schemas import NO_ROLE, SCHEMAS
 from unitprobe.tables import Tables
 from unitprobe.views.render import FIGURES
@@ -42,6 +43,8 @@ th { background: #f0f0f0; } td.num { text-align: right; font-variant-numeric: ta
 figure { margin: 1.2em 0 2em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #444; font-size: .95em; margin-top: .3em; }
 .muted { color: #666; font-size: .9em; }
+.warning { background: #fff3cd; border: 2px solid #c0392b; padding: .6em 1em; margin: 1em 0; }
+.warning li { margin: .3em 0; }
 """
 
 
@@ -73,8 +76,8 @@ def write_report(
     """
     directory = Path(directory)
     path = directory / "report.html"
-    path.write_text(render_report(tables, summary, figures), encoding="utf-8")
-    return path
+    text = render_report(tables, summary, figures)
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def render_report(
@@ -97,6 +100,7 @@ def render_report(
         f"<h1>What does each unit hold? — task <code>{name}</code></h1>",
         f"<p class='muted'>unitprobe {version}, checkpoint "
         f"<code>{_e(summary.get('checkpoint', ''))}</code>, seed {summary.get('seed', '')}</p>",
+        _warnings_section(summary.get("warnings") or []),
         _task_section(task, summary.get("model", {})),
         _performance_section(metrics, summary.get("training_metrics", {})),
         _roles_section(tables.get("roles")),
@@ -105,6 +109,14 @@ def render_report(
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _warnings_section(warnings: Sequence[Any]) -> str:
+    """The summary's warnings, first and loud: when they hold, the roles below mean little."""
+    if not warnings:
+        return ""
+    items = "".join(f"<li>{_e(str(w))}</li>" for w in warnings)
+    return f"<div class='warning'><strong>Warning</strong><ul>{items}</ul></div>"
 
 
 def _task_section(task: dict[str, Any], model: dict[str, Any]) -> str:

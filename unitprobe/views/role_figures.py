@@ -7,6 +7,7 @@ returns a :class:`~matplotlib.figure.Figure`.
 from __future__ import annotations
 
 import math
+import textwrap
 
 import matplotlib as mpl
 import numpy as np
@@ -149,7 +150,7 @@ def plot_roles(
     length : {"confidence", "delta_mse"}, default "confidence"
         What the bar length shows.
     max_evidence_chars : int, default 72
-        Evidence text is cut to this many characters (with "…").
+        Evidence text is wrapped at this many characters per line (never cut).
 
     Returns
     -------
@@ -170,20 +171,22 @@ def plot_roles(
     palette[NO_ROLE] = _style.NEUTRAL
     values = df[length].to_numpy(dtype=float, na_value=np.nan)
     values = np.where(np.isnan(values), 0.0, values)
-    texts = [
-        _draw.truncate(
-            f"{r} · {d}: {e}" if not _draw.is_missing(e) else f"{r} · {d}", max_evidence_chars
+    texts = [  # wrapped, never cut: the deciding evidence is the point of the figure
+        textwrap.fill(
+            " ".join((f"{r} · {d}: {e}" if not _draw.is_missing(e) else f"{r} · {d}").split()),
+            max_evidence_chars,
         )
         for r, d, e in zip(role_names, df["decided_by"], df["evidence"], strict=True)
     ]
+    lines = max(t.count("\n") + 1 for t in texts)
     xlabel, xlim = _ROLE_LENGTHS[length]
     if xlim is None:
         top = float(np.nanmax(np.abs(values))) if len(values) else 1.0
         lo = min(0.0, float(np.nanmin(values)) * 1.05)
         xlim = (lo, top * 1.05 if top > 0 else 1.0)
-    text_w = 0.058 * max(len(t) for t in texts)
+    text_w = 0.058 * max(len(part) for t in texts for part in t.split("\n"))
     width = max(5.0, 1.0 + 0.08 * max(len(s) for s in labels) + 2.4 + text_w)
-    height = 1.5 + 0.3 * len(df) + 0.2 * math.ceil((len(named) + 1) / 4)
+    height = 1.5 + 0.3 * len(df) * (1 + 0.55 * (lines - 1)) + 0.2 * math.ceil((len(named) + 1) / 4)
     with _style.style():
         fig = _style.new_figure(width, height)
         ax = fig.subplots()

@@ -57,8 +57,10 @@ def plot_ablation(
     -------
     Figure
         One heatmap per mode; rows = single units (in order) then groups (by size, below a
-        line); columns = outputs then ``all``; diverging colours centred at 0 on one shared
-        symmetric scale (red: ablation hurts); cells annotated with the value.
+        line); columns = outputs then ``all``; diverging colours centred at 0, each panel on
+        its own symmetric scale with its own colour bar (a zero ablation can hurt thousands of
+        times more than a mean ablation, which would look blank on a shared scale; red:
+        ablation hurts); cells annotated with the value.
     """
     check_choice(value, "value", tuple(_ABLATION_LABELS), error=DataError)
     _draw.require(ablation, ("layer", "units", "mode", "output", value), "ablation")
@@ -84,11 +86,11 @@ def plot_ablation(
         ]
         for m in modes
     }
-    bound = _draw.symmetric_bound(mats.values())
+    bounds = {m: _draw.symmetric_bound([mats[m]]) for m in modes}
     annotated = len(keys) <= _draw.MAX_ANNOTATED_ROWS and len(outputs) <= _draw.MAX_ANNOTATED_COLS
     label_w = 0.09 * max(len(s) for s in labels)
     panel_w = max(1.5, 0.62 * len(outputs))
-    width = max(4.6, 1.2 + label_w + len(modes) * (panel_w + 0.35) + 1.1)
+    width = max(4.6, 1.2 + label_w + len(modes) * (panel_w + 1.1) + 0.4)
     height = 1.9 + (0.32 if annotated else 0.2) * len(keys)
     with _style.style():
         fig = _style.new_figure(width, height)
@@ -105,12 +107,15 @@ def plot_ablation(
                 labels,
                 [str(o) for o in outputs],
                 cmap=_style.DIVERGING,
-                vmin=-bound,
-                vmax=bound,
+                vmin=-bounds[m],
+                vmax=bounds[m],
                 center=0.0,
                 annot=annot,
                 cbar=False,
             )
+            cbar = fig.colorbar(ax.collections[0], ax=ax, shrink=0.9, aspect=25, pad=0.03)
+            if i == len(modes) - 1:
+                cbar.set_label(_draw.wrap(_ABLATION_LABELS[value], height - 1.0, 9))
             if 0 < n_single < len(keys):
                 ax.axhline(n_single, color="0.15", linewidth=1.2)
             ax.set_title(f"{m} ablation")
@@ -118,8 +123,6 @@ def plot_ablation(
             ax.set_ylabel("ablated unit(s)" if i == 0 else "")
             if i > 0:
                 ax.tick_params(axis="y", labelleft=False)
-        cbar = fig.colorbar(axes[0].collections[0], ax=list(axes), shrink=0.9, aspect=25)
-        cbar.set_label(_draw.wrap(_ABLATION_LABELS[value], height - 1.0, 9))
         what = "Δ MSE" if value == "delta_mse" else "relative Δ MSE"
         fig.suptitle(_draw.wrap(f"Ablation: {what} per output when units are silenced", width, 10))
     return fig
@@ -274,6 +277,13 @@ def plot_unit_attribution(
     return fig
 
 
+#: How the receptive-field methods are named in titles (the table's ``method`` column).
+_FIELD_METHODS = {
+    "gradient": "data-averaged Jacobian: gradient of the unit's state",
+    "jacobian": "data-averaged Jacobian: gradient of the unit's state",
+}
+
+
 def plot_receptive_fields(
     receptive_fields: pd.DataFrame, *, method: str | None = None, state: str | None = None
 ) -> Figure:
@@ -347,6 +357,7 @@ def plot_receptive_fields(
         ax.set_ylabel("layer / unit" if multi else "unit")
         # wrapped to the axes (the figure less labels and colour bar): a title centred over
         # the axes must not run past the figure's left edge
-        title = f"Receptive fields: what drives each unit's {state} (method: {chosen})"
+        how = _FIELD_METHODS.get(chosen, chosen)
+        title = f"Receptive fields: what drives each unit's {state} ({how})"
         ax.set_title(_draw.wrap(title, width - 1.2, 9))
     return fig

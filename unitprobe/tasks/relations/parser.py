@@ -75,8 +75,23 @@ _NODE_WORDS = {
 
 
 def _short(text: str, limit: int = 80) -> str:
+    """``text`` on one line, at most ``limit`` characters, control characters escaped (a
+    terminal escape sequence in a name is shown, never sent to the terminal)."""
     text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def _check_ascii(text: str, where: str) -> None:
+    """Refuse non-ASCII characters outside a comment: Python folds look-alike letters
+    (``Ｘ`` -> ``X``), so a homoglyph would silently name another series."""
+    code = text.split("#", 1)[0]
+    for ch in code:
+        if ord(ch) > 127:
+            raise TaskSpecError(
+                f"{where} '{_short(text)}' contains the non-ASCII character {ascii(ch)} "
+                f"(U+{ord(ch):04X}); series names and operators use ASCII only"
+            )
 
 
 def _names(series: Iterable[str]) -> str:
@@ -256,6 +271,8 @@ class _Converter:
         low, high = values
         if low > high:
             raise self.fail(f"'{seg}': low == {low:g} > high == {high:g}")
+        if not math.isfinite(high - low):
+            raise self.fail(f"'{seg}': high - low overflows; use a narrower range")
         return Random(name, args, (low, high))
 
 
@@ -270,6 +287,7 @@ def _parse_ast(text: str, where: str) -> ast.expr:
             f"{where} '{_short(stripped)}' is {len(stripped)} characters long, "
             f"at most {MAX_TEXT_LENGTH} are allowed"
         )
+    _check_ascii(stripped, where)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. SyntaxWarning: invalid decimal literal
@@ -398,6 +416,8 @@ def parse_relation(text: str, series: Iterable[str] | None = None) -> Relation:
         the relation language. A relation that reads its own present value (``K[t] = K[t]``)
         is a cycle and is refused.
     """
+    if isinstance(text, str):
+        _check_ascii(text, "relation")
     lhs, rhs = _split_relation(text)
     name = _lhs_name(lhs, text)
     names = _series_set(series)
