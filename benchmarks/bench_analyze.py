@@ -11,7 +11,8 @@ The reference does the same work the obvious way:
 The reference is timed on a random subset of its calls and scaled to all of them (the output
 says by how much); the attribution stages that both pipelines share (input x lag and unit
 attributions with Captum) are counted once, with the time they take in ``compute_analysis``.
-Run: ``python benchmarks/bench_analyze.py [--quick]``.
+Run: ``python benchmarks/bench_analyze.py [--full]`` (default 400 sequences x 16 units; ``--full``
+2000 x 64). Torch runs on ``--jobs`` threads (default 1).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def reference_probes(ckpt, data, config, rng, n_sample: int) -> tuple[float, int
         states = run(ckpt.model, data.inputs, record=("h",)).numpy("h")[targets.mask]
     y_all, groups = targets.values.to_numpy(), targets.groups
     n_units, n_targets = states.shape[1], y_all.shape[1]
-    cv = GroupKFold(config.n_splits)
+    cv = GroupKFold(config.probes.n_splits)
     pairs = [(u, k) for u in range(n_units) for k in range(n_targets)]
     chosen = [
         pairs[i] for i in rng.choice(len(pairs), size=min(n_sample, len(pairs)), replace=False)
@@ -60,14 +61,15 @@ def reference_probes(ckpt, data, config, rng, n_sample: int) -> tuple[float, int
     start = time.perf_counter()
     for u, k in chosen:
         x, y = states[:, [u]], y_all[:, k]
-        cross_val_score(Ridge(alpha=config.alpha), x, y, groups=groups, cv=cv, scoring="r2")
+        cross_val_score(Ridge(alpha=config.probes.alpha), x, y, groups=groups, cv=cv, scoring="r2")
         others = np.delete(y_all, k, axis=1)  # partial R²: residualize on the other targets
         ry = y - LinearRegression().fit(others, y).predict(others)
         rx = x - LinearRegression().fit(others, x).predict(others)
-        cross_val_score(Ridge(alpha=config.alpha), rx, ry, groups=groups, cv=cv, scoring="r2")
+        ridge = Ridge(alpha=config.probes.alpha)
+        cross_val_score(ridge, rx, ry, groups=groups, cv=cv, scoring="r2")
     per_pair = (time.perf_counter() - start) / len(chosen)
     # one unit probe per pair for the trained net, each control and each permutation, plus partial
-    fits_per_pair = (1 + config.n_controls + config.n_permutations) + 1
+    fits_per_pair = (1 + config.probes.n_controls + config.probes.n_permutations) + 1
     return per_pair / 2 * fits_per_pair * len(pairs), len(pairs)
 
 
@@ -80,7 +82,7 @@ def reference_ablation(ckpt, data, config, rng, n_sample: int) -> float:
     with torch.no_grad():
         reference = run(ckpt.model, data.inputs, record=("h",))
         for unit in units:
-            for mode in config.ablation_modes:
+            for mode in config.ablation.modes:
                 out = ablate(
                     ckpt.model, data.inputs, [int(unit)], mode=mode, reference=reference, record=()
                 )
@@ -93,7 +95,7 @@ def reference_receptive_fields(ckpt, data, config, rng, n_sample: int) -> float:
     from captum.attr import NeuronGradient
 
     model = ckpt.model
-    inputs = torch.as_tensor(data.inputs[: config.max_attribution_sequences])
+    inputs = torch.as_tensor(data.inputs[: config.attribution.max_sequences])
     n_steps = inputs.shape[1]
     max_lag = min(10, n_steps - 1)
 
@@ -121,10 +123,11 @@ def reference_receptive_fields(ckpt, data, config, rng, n_sample: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="Smaller sizes (a smoke run).")
+    parser.add_argument("--full", action="store_true", help="2000 sequences x 64 units.")
+    parser.add_argument("--jobs", type=int, default=1, help="torch threads")
     args = parser.parse_args()
-    n_seq, n_units = (400, 16) if args.quick else (2000, 64)
-    torch.set_num_threads(1)
+    n_seq, n_units = (2000, 64) if args.full else (400, 16)
+    torch.set_num_threads(args.jobs)
     rng = np.random.default_rng(0)
     config = AnalyzeConfig(n_sequences=n_seq, seed=0)
     ckpt = checkpoint(n_units)
@@ -147,10 +150,10 @@ def main() -> None:
     print("  reference pipeline (timed on a subset and scaled to all calls):")
     print(
         f"    probes    {probes_s:8.1f} s  "
-        f"({n_pairs} pairs x {2 + config.n_controls + config.n_permutations} fits)"
+        f"({n_pairs} pairs x {2 + config.probes.n_controls + config.probes.n_permutations} fits)"
     )
     print(
-        f"    ablation  {ablation_s:8.1f} s  ({n_units} units x {len(config.ablation_modes)} modes)"
+        f"    ablation  {ablation_s:8.1f} s  ({n_units} units x {len(config.ablation.modes)} modes)"
     )
     print(f"    fields    {fields_s:8.1f} s  ({n_units} units x target steps, NeuronGradient)")
     print(f"    shared    {shared:8.1f} s  (attribution stage, counted as in compute_analysis)")

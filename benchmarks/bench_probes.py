@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_probes.py [--quick] [--pairs 40] [--seed 0]
+    python benchmarks/bench_probes.py [--full] [--pairs 40] [--seed 0]
 
 For each size (units x targets x folds x samples; sequences of 30 steps, random states with
 planted signal) it prints the time of ``unit_probes`` (best of 3 runs), the time of the
@@ -11,7 +11,8 @@ groups=groups, cv=GroupKFold(5))`` measured on a random subset of unit x target 
 scaled up to all pairs (both with BLAS on one thread, as ``unit_probes`` runs it), their
 ratio, and the largest |R² difference| over the subset. Then the tracemalloc peak of
 ``unit_probes`` on the largest case, with the input size beside it.
-``--quick`` runs tenth-size data as a smoke test.
+By default the data are a tenth of these sizes; ``--full`` runs them whole. Torch is pinned to
+one thread (``--jobs``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 import tracemalloc
 
 import numpy as np
+import torch
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import GroupKFold, cross_val_score
 from threadpoolctl import threadpool_limits
@@ -102,14 +104,17 @@ def peak_memory(n_units: int, n_targets: int, n_samples: int, seed: int) -> None
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tenth-size data (smoke test)")
+    parser.add_argument("--full", action="store_true", help="full-size data (default: a tenth)")
+    parser.add_argument("--jobs", type=int, default=1, help="torch threads")
     parser.add_argument("--pairs", type=int, default=40, help="sklearn pairs to time")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    scale = 10 if args.quick else 1
+    torch.set_num_threads(args.jobs)
+    quick = not args.full
+    scale = 10 if quick else 1
     sizes = [(u, k, n // scale) for u, k, n in SIZES]
     for n_units, n_targets, n_samples in sizes:
-        bench(n_units, n_targets, n_samples, args.pairs // (4 if args.quick else 1), args.seed)
+        bench(n_units, n_targets, n_samples, args.pairs // (4 if quick else 1), args.seed)
     peak_memory(*sizes[-1], args.seed)
 
 

@@ -23,7 +23,7 @@ from unitprobe.methods.attribution import (
     unit_attribution,
     unit_attribution_per_sequence,
 )
-from unitprobe.methods.attribution._common import CaptumNetwork, pairs
+from unitprobe.methods.attribution._common import CaptumNetwork, budget_batch_size, pairs
 from unitprobe.model.lstm import ModelConfig, UnitLSTM, run
 from unitprobe.model.planted import planted_lstm
 
@@ -479,3 +479,28 @@ def test_bad_arguments_raise_clear_errors(call, error, match):
     model = planted_lstm(2, TAPS)
     with pytest.raises(error, match=match):
         call(model, normal_inputs(3, 6, 2))
+
+
+# --------------------------------------------------------------------------------------------
+# memory budget
+# --------------------------------------------------------------------------------------------
+
+
+def test_budget_batch_size_follows_the_documented_cost():
+    model = random_model(0)  # 2 layers, 6 units, 3 inputs, 2 outputs
+    per_sequence = 4 * 10 * (14 * 6 * 2 + 2 * 3 + 2) * 16  # bytes: 10 steps, 16 points
+    assert budget_batch_size(model, 10, 16, 1000, 100 * per_sequence / 2**20) == 100
+    assert budget_batch_size(model, 10, 16, 64, 100 * per_sequence / 2**20) == 64
+    assert budget_batch_size(model, 10, 16, 64, 1e-9) == 1
+    with pytest.raises(UnitprobeError, match="memory_budget_mb == 0"):
+        budget_batch_size(model, 10, 16, 64, 0)
+
+
+def test_batches_and_budget_change_only_float_rounding():
+    model = random_model(3)
+    x = normal_inputs(12, 6, 3)
+    kw = dict(config=AttributionConfig(n_steps_ig=4, max_examples=20), seed=1)
+    one = attribution_tables(model, x, batch_size=256, **kw)
+    tiny = attribution_tables(model, x, batch_size=64, memory_budget_mb=0.05, **kw)
+    for name in ("input_lag", "unit_attribution", "receptive_fields"):
+        pd.testing.assert_frame_equal(one[name], tiny[name], atol=1e-6, rtol=1e-5)

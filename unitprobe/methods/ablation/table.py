@@ -1,10 +1,16 @@
-"""The ablation table: the change of the output MSE for many ablations, in batched runs.
+"""The ablation table: the change of the output MSE for many ablations.
 
-:func:`ablation_table` stacks every (ablation, mode) pair along the batch of one stepwise
-forward pass, each row block with its own unit mask and replacement values, in
-memory-bounded chunks; the result equals one :func:`~unitprobe.methods.ablation.ablate` run
-per ablation (tested to 1e-6). Its rows follow the ``ablation`` schema of
-:mod:`unitprobe.schemas` (``docs/architecture.md``).
+:func:`ablation_table` computes the output MSE of every (ablation, mode) pair with one of two
+exact engines (:mod:`~unitprobe.methods.ablation.engines`): ``"fused"`` (default) runs each
+unit set as a modified layer in the fused ``nn.LSTM`` kernel
+(:mod:`~unitprobe.methods.ablation.fused` gives the construction); ``"stepwise"`` batches
+every pair through the hookable :func:`~unitprobe.model.lstm.run`, the reference. Both equal
+one :func:`~unitprobe.methods.ablation.ablate` run per ablation (tested to 1e-6).
+
+With ``exact="screen"`` the output-linearized screen
+(:mod:`~unitprobe.methods.ablation.screen`) first estimates every single-unit ablation from a
+few backward passes, and only the units it cannot rule out run exactly. Rows follow the
+``ablation`` schema of :mod:`unitprobe.schemas` (``docs/architecture.md``).
 
 Example
 -------
@@ -14,41 +20,56 @@ Example
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from unitprobe import schemas
-from unitprobe.config import AblationConfig
+from unitprobe.config import AblationConfig, RoleConfig
 from unitprobe.errors import DataError, UnitprobeError
+from unitprobe.methods.ablation.engines import fused_sse, stepwise_sse
+from unitprobe.methods.ablation.fused import clean_states, readout_sse
+from unitprobe.methods.ablation.screen import screen_agreement, screen_delta_sse
 from unitprobe.methods.ablation.values import (
     MODES,
-    VALUE_MAKERS,
     check_layer,
     check_mode,
     check_site,
     check_start,
     check_units,
-    replay,
     units_label,
 )
-from unitprobe.model.lstm import Intervention, UnitLSTM, as_tensor, run
-from unitprobe.validation import check_float
+from unitprobe.model.lstm import UnitLSTM, as_tensor, run
+from unitprobe.validation import check_choice, check_float, check_int
 
-__all__ = ["ablation_table", "ablation_table_arrays"]
+__all__ = [
+    "ablation_table",
+    "ablation_table_arrays",
+    "ENGINES",
+    "EXACT_CHOICES",
+    "DEFAULT_ENGINE",
+    "DEFAULT_EXACT",
+    "DEFAULT_SCREEN_MARGIN",
+    "DEFAULT_SCREEN_TOP_K",
+]
 
 #: rel_delta is NaN where mse_base <= (_ROUNDING * eps)² * mean(targets²): a zero base MSE up to
 #: the rounding of the model's float outputs.
 _ROUNDING = 8
 
-#: Most batch rows per chunk on CPU: the stepwise pass gets slower per row on larger batches
-#: (64 units, 30 steps, 2 cores: about 36 us per row at 1,000 rows, 47 at 2,000, 72 at 8,000).
-_CPU_CHUNK_ROWS = 1024
+#: Exact engines: the fused kernel, or the stepwise hookable run (the reference).
+ENGINES = ("fused", "stepwise")
+#: ``"screen"``: exact only where the screen cannot rule a unit out; ``"all"``: every ablation.
+EXACT_CHOICES = ("screen", "all")
+DEFAULT_ENGINE = AblationConfig.engine
+DEFAULT_EXACT = AblationConfig.exact
+#: A single unit runs exactly when its screened usage is within a factor margin of the threshold.
+DEFAULT_SCREEN_MARGIN = AblationConfig.screen_margin
+#: The screen's top k single units always run exactly.
+DEFAULT_SCREEN_TOP_K = AblationConfig.screen_top_k
 
 
 def _conditions(
@@ -99,66 +120,6 @@ def _check_targets(
     return y
 
 
-def _bytes_per_row(model: UnitLSTM, n_steps: int, n_edited: int, itemsize: int) -> int:
-    """Approximate peak memory of one batch row in a stepwise run.
-
-    ``run`` keeps every site of a layer at every step (6 H), the input projection (4 H) and the
-    stacked hidden states (2 H) of up to two layers; plus the replacement values (one H per
-    edited layer x site), inputs, targets and the float64 readout.
-    """
-    cfg = model.config
-    floats = n_steps * (2 * 12 * cfg.n_units + n_edited * cfg.n_units + cfg.n_inputs)
-    doubles = n_steps * (cfg.n_units + 3 * cfg.n_outputs)
-    return itemsize * floats + 8 * doubles + 4 * cfg.n_units
-
-
-def _sse(hidden: Tensor, model: UnitLSTM, targets: Tensor, start: int) -> Tensor:
-    """Squared readout error summed over steps >= start, float64 of shape (rows, n_outputs).
-
-    hidden : (rows, n_steps, n_units), the last layer's h; targets : (rows, n_steps, n_outputs).
-    """
-    weight = model.readout.weight.detach().double()
-    bias = model.readout.bias.detach().double()
-    pred = hidden[:, start:].double() @ weight.T + bias  # (rows, T', O)
-    return ((pred - targets[:, start:]) ** 2).sum(dim=1)
-
-
-def _chunk_edits(
-    jobs: Tensor,
-    seqs: Tensor,
-    job_layer: Tensor,
-    job_mode: Tensor,
-    job_mask: Tensor,
-    tables: dict[tuple[int, str, int], Tensor],
-    sites: Sequence[str],
-    start: int,
-    n_steps: int,
-) -> list[Intervention]:
-    """Interventions for one chunk of rows: one per (layer, site) that its jobs ablate.
-
-    jobs, seqs : (rows,) job and sequence index of every row; job_mask : (n_jobs, n_units).
-    """
-    rows_layer, rows_mode = job_layer[jobs], job_mode[jobs]
-    edits = []
-    for layer in torch.unique(rows_layer).tolist():
-        in_layer = rows_layer == layer
-        mask = job_mask[jobs] & in_layer[:, None]  # (rows, H)
-        for site in sites:
-            ref = tables[(layer, site, 0)]
-            vals = ref.new_zeros(n_steps, len(jobs), ref.shape[2])  # (T, rows, H)
-            for mode in torch.unique(rows_mode[in_layer]).tolist():
-                table = tables[(layer, site, mode)]  # (T, N or 1, H)
-                rows = torch.nonzero(in_layer & (rows_mode == mode)).squeeze(1)
-                src = seqs[rows] if table.shape[1] > 1 else torch.zeros_like(rows)
-                vals[:, rows] = table[:, src]
-            edits.append(
-                Intervention(
-                    site, layer=layer, mask=mask, setter=partial(replay, vals), start=start
-                )
-            )
-    return edits
-
-
 def ablation_table_arrays(
     model: UnitLSTM,
     inputs: Tensor | np.ndarray,
@@ -172,6 +133,12 @@ def ablation_table_arrays(
     site: str = "h",
     start: int = 0,
     seed: int = 0,
+    engine: str = DEFAULT_ENGINE,
+    exact: str = DEFAULT_EXACT,
+    threshold: float = RoleConfig.min_usage,
+    screen_margin: float = DEFAULT_SCREEN_MARGIN,
+    screen_top_k: int = DEFAULT_SCREEN_TOP_K,
+    exact_used: bool = False,
     memory_budget_mb: float = AblationConfig.memory_budget_mb,
     progress: bool = False,
 ) -> pd.DataFrame:
@@ -185,7 +152,8 @@ def ablation_table_arrays(
     targets : ndarray of shape (n_sequences, n_steps, n_outputs)
         What the model's outputs should be, in the same (normalized) units.
     output_names : sequence of str, length n_outputs
-    units, groups, modes, layer, site, start, seed, memory_budget_mb, progress
+    units, groups, modes, layer, site, start, seed, engine, exact, threshold, screen_margin,
+    screen_top_k, exact_used, memory_budget_mb, progress
         See :func:`ablation_table`.
 
     Returns
@@ -200,65 +168,146 @@ def ablation_table_arrays(
     if not modes or len(set(modes)) != len(modes):
         raise UnitprobeError(f"modes == {modes!r}, must be distinct names from {', '.join(MODES)}")
     sites = check_site(site)
+    check_choice(engine, "engine", ENGINES)
+    check_choice(exact, "exact", EXACT_CHOICES)
+    check_float(threshold, "threshold", minimum=0)
+    check_float(screen_margin, "screen_margin", minimum=1)
+    check_int(screen_top_k, "screen_top_k", minimum=0)
+    if not isinstance(exact_used, bool | np.bool_):
+        raise UnitprobeError(f"exact_used == {exact_used!r}, must be True or False")
     layers = range(cfg.n_layers) if layer is None else [check_layer(layer, cfg.n_layers)]
     start = check_start(start, x.shape[1])
     check_float(memory_budget_mb, "memory_budget_mb", minimum=0, strict_minimum=True)
     conditions = _conditions(units, groups, layers, cfg.n_units)
-    n_seq, n_steps = x.shape[:2]
-    with torch.no_grad():
-        clean = run(model, x, record=tuple(dict.fromkeys(("h", *sites))))
-        sse_base = _sse(clean.h[-1], model, y, start).sum(dim=0)  # (O,)
-        # replacement values per (layer, site, mode index): (T, N or 1, H)
-        tables = {
-            (l, s, k): VALUE_MAKERS[m](clean.sites[s][l], n_seq, seed)
-            for l in {c[0] for c in conditions}
-            for s in sites
-            for k, m in enumerate(modes)
-        }
-        # one job per (condition, mode), grouped by layer so that chunks touch few layers
-        jobs = sorted(
-            ((c, k) for c in range(len(conditions)) for k in range(len(modes))),
-            key=lambda j: conditions[j[0]][0],
-        )
-        dev = x.device
-        job_layer = torch.tensor([conditions[c][0] for c, _ in jobs], device=dev)
-        job_mode = torch.tensor([k for _, k in jobs], device=dev)
-        job_mask = torch.zeros(len(jobs), cfg.n_units, dtype=torch.bool, device=dev)
-        for j, (c, _) in enumerate(jobs):
-            job_mask[j, list(conditions[c][1])] = True
-        n_edited = len(sites) * min(len(conditions), cfg.n_layers)
-        per_row = _bytes_per_row(model, n_steps, n_edited, x.element_size())
-        chunk_rows = max(1, int(memory_budget_mb * 2**20) // per_row)
-        if x.device.type == "cpu":
-            chunk_rows = min(chunk_rows, _CPU_CHUNK_ROWS)
-        n_rows = len(jobs) * n_seq
-        sse = torch.zeros(len(jobs), cfg.n_outputs, dtype=torch.float64, device=dev)
-        for r0 in tqdm(range(0, n_rows, chunk_rows), desc="ablation", disable=not progress):
-            rows = torch.arange(r0, min(r0 + chunk_rows, n_rows), device=dev)
-            job_of, seq_of = rows // n_seq, rows % n_seq
-            edits = _chunk_edits(
-                job_of, seq_of, job_layer, job_mode, job_mask, tables, sites, start, n_steps
-            )
-            trace = run(model, x[seq_of], edits, record=("h",))
-            sse.index_add_(0, job_of, _sse(trace.h[-1], model, y[seq_of], start))
-    n_values = n_seq * (n_steps - start)
+    n_values = x.shape[0] * (x.shape[1] - start)
     # an MSE below float32 resolution of the targets counts as 0 for rel_delta
     floor = (_ROUNDING * torch.finfo(x.dtype).eps) ** 2 * float((y[:, start:] ** 2).mean())
+    with torch.no_grad():
+        clean = clean_states(model, x, start) if engine == "fused" else None
+        if clean is not None:
+            tail = clean.h[-1][:, start:]
+            sse_base = readout_sse(tail, model, y[:, start:]).sum(dim=0)  # (O,)
+        else:
+            sse_base = None
+    screen, band = None, None
+    run_exact = list(range(len(conditions)))
+    if exact == "screen" and sse_base is None:
+        with torch.no_grad():
+            hidden = run(model, x, record=("h",)).h[-1][:, start:]
+            sse_base = readout_sse(hidden, model, y[:, start:]).sum(dim=0)
+    if exact == "screen" and float(sse_base.mean()) / n_values > floor:
+        screen = _screen(model, x, y, conditions, modes, site, start, seed, memory_budget_mb)
+        screen_sse = screen + sse_base  # (n_cond, M, O)
+        band = (threshold / screen_margin, np.inf if exact_used else threshold * screen_margin)
+        run_exact = _must_run(conditions, screen_sse, sse_base, band, screen_top_k)
+    sse = torch.full(
+        (len(conditions), len(modes), cfg.n_outputs), torch.nan, dtype=torch.float64
+    ).to(x.device)
+    todo = [conditions[c] for c in run_exact]
+    if todo and engine == "fused":
+        sse[run_exact] = fused_sse(
+            model, y, todo, modes, site, seed, clean, memory_budget_mb, progress
+        )
+    left = [k for k in range(len(modes)) if torch.isnan(sse[run_exact, k]).any()]
+    if todo and left:  # the stepwise engine, or what the fused construction does not cover
+        step_sse, step_base = stepwise_sse(
+            model, x, y, todo, [modes[k] for k in left], sites, start, seed,
+            memory_budget_mb, progress,
+        )  # fmt: skip
+        for j, k in enumerate(left):
+            sse[run_exact, k] = step_sse[:, j]
+        sse_base = step_base if sse_base is None else sse_base
+    if sse_base is None:  # nothing ran: a clean stepwise run for the base
+        with torch.no_grad():
+            hidden = run(model, x, record=("h",)).h[-1][:, start:]
+            sse_base = readout_sse(hidden, model, y[:, start:]).sum(dim=0)
+    exact_rows = np.zeros(len(conditions), dtype=bool)
+    exact_rows[run_exact] = True
+    if screen is not None:
+        out = ~torch.as_tensor(exact_rows, device=sse.device)
+        sse[out] = (screen + sse_base)[out]
     mse, mse_base = (sse / n_values).cpu(), (sse_base / n_values).cpu()
-    return _table(conditions, modes, jobs, mse, mse_base, output_names, floor)
+    table = _table(conditions, modes, mse, mse_base, output_names, floor)
+    table.attrs.update(_attrs(engine, exact, conditions, exact_rows, screen, sse, sse_base,
+                              screen_top_k, band))  # fmt: skip
+    return table
+
+
+def _screen(model, x, y, conditions, modes, site, start, seed, budget) -> Tensor:
+    """Screen estimates of Δ SSE for every condition, (n_cond, M, O); NaN for unit groups."""
+    layers = sorted({l for l, _ in conditions})
+    dsse = screen_delta_sse(
+        model, x, y, modes, site=site, start=start, seed=seed, layers=layers,
+        memory_budget_mb=budget,
+    )  # fmt: skip  # (len(layers), H, M, O)
+    out = torch.full((len(conditions), *dsse.shape[2:]), torch.nan, dtype=torch.float64)
+    out = out.to(dsse.device)
+    for c, (l, units) in enumerate(conditions):
+        if len(units) == 1:
+            out[c] = dsse[layers.index(l), units[0]]
+    return out
+
+
+def _usage(sse: Tensor, sse_base: Tensor) -> np.ndarray:
+    """What the roles read: the largest relative increase of the pooled MSE over modes."""
+    base = float(sse_base.mean())
+    rel = (sse.mean(dim=2) - base) / base  # (n_cond, M)
+    return rel.max(dim=1).values.cpu().numpy()
+
+
+def _must_run(conditions, screen_sse, sse_base, band: tuple[float, float], top_k: int) -> list[int]:
+    """Conditions the screen cannot rule out: groups, estimates inside ``band``, the top k."""
+    usage = _usage(screen_sse, sse_base)
+    single = np.array([len(u) == 1 for _, u in conditions])
+    near = (usage >= band[0]) & (usage <= band[1])
+    keep = ~single | ~np.isfinite(usage) | near
+    ranked = [c for c in np.argsort(-np.nan_to_num(usage, nan=-np.inf), kind="stable") if single[c]]
+    keep[ranked[:top_k]] = True
+    return [int(c) for c in np.flatnonzero(keep)]
+
+
+def _attrs(engine, exact, conditions, exact_rows, screen, sse, sse_base, k, band):
+    """Table attributes: the engine, which rows are exact, the screen's agreement."""
+    attrs: dict[str, Any] = {
+        "ablation_engine": engine,
+        "exact_ablation": exact,
+        "n_exact": int(exact_rows.sum()),
+        "screened_out": [
+            f"{l}:{units_label(u)}"
+            for (l, u), ok in zip(conditions, exact_rows, strict=True)
+            if not ok
+        ],
+    }
+    if screen is None:
+        return attrs
+    single = np.array([len(u) == 1 for _, u in conditions])
+    both = exact_rows & single
+    agree = screen_agreement(
+        _usage(screen + sse_base, sse_base)[both], _usage(sse, sse_base)[both], k
+    )
+    attrs.update(
+        {
+            "screen_band": [float(band[0]), float(band[1])],
+            "screen_top_k": k,
+            "screen_spearman": agree["spearman"],
+            "screen_median_rel_error": agree["median_rel_error"],
+            "screen_topk_recall": agree["topk_recall"],
+            "screen_n_compared": agree["n"],
+        }
+    )
+    return attrs
 
 
 def _table(
-    conditions, modes, jobs, mse: Tensor, mse_base: Tensor, output_names, floor: float
+    conditions, modes, mse: Tensor, mse_base: Tensor, output_names, floor: float
 ) -> pd.DataFrame:
-    """Tidy rows in condition, mode, output order; ``mse`` (n_jobs, O) is in ``jobs`` order."""
-    order = {job: j for j, job in enumerate(jobs)}
+    """Tidy rows in condition, mode, output order; ``mse`` of shape (n_cond, n_modes, O)."""
     names = [*map(str, output_names), schemas.ALL_OUTPUTS]
     base = np.append(mse_base.numpy(), mse_base.numpy().mean())
     records = []
     for c, (layer, units) in enumerate(conditions):
         for k, mode in enumerate(modes):
-            row = mse[order[(c, k)]].numpy()
+            row = mse[c, k].numpy()
             for name, value, b in zip(names, np.append(row, row.mean()), base, strict=True):
                 records.append((layer, units_label(units), mode, name, value, b))
     df = pd.DataFrame.from_records(records, columns=schemas.columns("ablation")[:6])
@@ -281,16 +330,16 @@ def ablation_table(
     site: str = "h",
     start: int = 0,
     seed: int = 0,
+    engine: str = DEFAULT_ENGINE,
+    exact: str = DEFAULT_EXACT,
+    threshold: float = RoleConfig.min_usage,
+    screen_margin: float = DEFAULT_SCREEN_MARGIN,
+    screen_top_k: int = DEFAULT_SCREEN_TOP_K,
+    exact_used: bool = False,
     memory_budget_mb: float = AblationConfig.memory_budget_mb,
     progress: bool = False,
 ) -> pd.DataFrame:
-    """Change of the output MSE when units are ablated, for many ablations in batched runs.
-
-    Every (ablation, mode) pair is a block of rows of one stepwise forward pass: the inputs
-    are repeated once per pair, each block gets its own unit mask and replacement values
-    (a per-row mask in one :class:`~unitprobe.model.lstm.Intervention` per layer and site), and
-    the rows are cut into chunks that stay under ``memory_budget_mb``. The result equals one
-    :func:`ablate` run per unit and mode (tested to 1e-6).
+    """Change of the output MSE when units are ablated, for many ablations.
 
     Parameters
     ----------
@@ -311,11 +360,34 @@ def ablation_table(
         First ablated step; the MSE is taken over steps >= start.
     seed : int, default 0
         Seed of the resample derangement (one derangement for every ablation).
+    engine : {"fused", "stepwise"}, default "fused"
+        ``"fused"``: each unit set runs as a modified layer in the fused ``nn.LSTM`` kernel,
+        its modes and sequences in one batch (``site="c"`` with mean or resample values has no
+        exact fused form and runs stepwise); ``"stepwise"``: every pair is a block of rows of
+        the hookable :func:`~unitprobe.model.lstm.run` (the reference). Equal to ~1e-6.
+    exact : {"screen", "all"}, default "all"
+        ``"all"``: every ablation runs exactly. ``"screen"``: the output-linearized screen
+        estimates every single-unit ablation first; a unit runs exactly when its estimated
+        usage (largest ``rel_delta`` of the pooled ``"all"`` output over modes, what the roles
+        read) lies in ``[threshold / screen_margin, threshold * screen_margin]`` (near the
+        role threshold: the only place where the estimate could change ``used``) or among the
+        ``screen_top_k`` largest; unit groups always run exactly. Rows of the other units hold
+        the screen's estimate (see Returns). Where the clean MSE is 0 up to rounding,
+        everything runs exactly.
+    threshold : float, default RoleConfig.min_usage
+        The role rule's usage threshold the screen guards.
+    screen_margin : float, default 3
+        >= 1; how far below or above ``threshold`` an estimate must be to skip the exact run.
+        On trained networks of every preset the exact usage was at most 1.4x the estimate.
+    screen_top_k : int, default 8
+    exact_used : bool, default False
+        Also run exactly every unit whose estimate is above the band (every unit that may be
+        used), so that the usage numbers the roles print are exact, not only their decision.
     memory_budget_mb : float, default 512
-        Approximate peak memory of one chunk of batch rows. On CPU a chunk also holds at most
-        1,024 rows, where the stepwise pass is fastest per row.
+        Approximate peak memory of one batch (of rows, or of the screen's backward passes).
+        The stepwise engine on CPU also holds at most 1,024 rows per chunk.
     progress : bool, default False
-        Show a tqdm bar over chunks.
+        Show a tqdm bar.
 
     Returns
     -------
@@ -327,27 +399,31 @@ def ablation_table(
         mse_base is 0 up to the float rounding of the outputs, i.e. <= (8 eps)² x the mean
         square of the targets).
 
+        ``table.attrs``: ``ablation_engine``, ``exact_ablation``, ``n_exact`` (conditions run
+        exactly), ``screened_out`` (``"layer:units"`` of the rows that hold screen estimates:
+        their ``mse`` is ``mse_base`` + the screen's estimated change, and ``delta_mse``,
+        ``rel_delta`` follow from it); with the screen also ``screen_band``,
+        ``screen_top_k``, and its agreement with the exact values of the units run exactly:
+        ``screen_spearman``, ``screen_median_rel_error``, ``screen_topk_recall``,
+        ``screen_n_compared`` (on the usage, see :func:`screen_agreement`).
+
     Notes
     -----
     MSEs are in the normalized units of ``targets``, averaged over every sequence and every
     step >= ``start`` (earlier steps are the same in the clean and ablated runs). They are
     computed in float64 from the last layer's hidden state with the model's readout, so an
     ablation that leaves the hidden states unchanged has ``delta_mse`` 0 up to float64
-    summation order (about 1e-16 of the MSE). Mean ablation uses the per-step mean over the
-    dataset's sequences; resample takes the value of sequence ``derangement(n_sequences,
-    seed)[n]`` at the same step. Rows of different ablations are batched together, so the
-    float32 forward may round differently from a lone :func:`ablate` run (about 1e-9 here).
-
-    On CPU a chunk holds at most 1,024 rows whatever the budget: per row, the stepwise pass of
-    :func:`~unitprobe.model.lstm.run` is fastest around 1,000 rows. Batching saves the per-run
-    Python overhead, which matters for small datasets; for thousands of sequences a run is
-    bound by arithmetic and memory traffic, and the table costs about as much as one
-    :func:`ablate` call per ablation.
+    summation order. Mean ablation uses the per-step mean over the dataset's sequences;
+    resample takes the value of sequence ``derangement(n_sequences, seed)[n]`` at the same
+    step. The float32 forward of either engine rounds differently from a lone :func:`ablate`
+    run (about 1e-7 relative). Runs on the device of the model's parameters.
 
     Example
     -------
     >>> table = ablation_table(model, dataset, groups=[[1, 4]], modes=("zero", "mean"))
     >>> table.query("output == 'all'").nlargest(3, "delta_mse")
+    >>> screened = ablation_table(model, dataset, exact="screen")
+    >>> screened.attrs["screen_spearman"]
     """
     return ablation_table_arrays(
         model,
@@ -361,6 +437,12 @@ def ablation_table(
         site=site,
         start=start,
         seed=seed,
+        engine=engine,
+        exact=exact,
+        threshold=threshold,
+        screen_margin=screen_margin,
+        screen_top_k=screen_top_k,
+        exact_used=exact_used,
         memory_budget_mb=memory_budget_mb,
         progress=progress,
     )

@@ -21,6 +21,8 @@ from tqdm.auto import tqdm
 from unitprobe import schemas
 from unitprobe.config import AttributionConfig
 from unitprobe.methods.attribution._common import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MEMORY_BUDGET_MB,
     DEFAULT_N_TARGET_STEPS,
     Baseline,
     CaptumNetwork,
@@ -29,6 +31,7 @@ from unitprobe.methods.attribution._common import (
     baseline_name,
     baseline_tensor,
     batches,
+    budget_batch_size,
     check_output,
     delta_attrs,
     resolve_data,
@@ -92,7 +95,8 @@ def input_lag_per_sequence(
     method: str = "integrated_gradients",
     baseline: Baseline = "zero",
     n_steps_ig: int = AttributionConfig.n_steps_ig,
-    batch_size: int = 256,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Per-sequence attribution of one output at one step to every input at every lag.
 
@@ -117,8 +121,12 @@ def input_lag_per_sequence(
         :func:`input_lag_attribution` passes the ``"mean"`` baseline of all its inputs.
     n_steps_ig : int, default 32
         Quadrature points of integrated gradients.
-    batch_size : int, default 256
-        Sequences per Captum call (each expanded ``n_steps_ig`` times).
+    batch_size : int, default 64
+        Most sequences per Captum call (each expanded ``n_steps_ig`` times).
+    memory_budget_mb : float, default 256
+        Fewer sequences per call where the call's autograd graph would exceed this (see
+        :func:`~unitprobe.methods.attribution._common.budget_batch_size`): the peak memory
+        of the attribution stays about this plus the model and data.
 
     Returns
     -------
@@ -147,7 +155,9 @@ def input_lag_per_sequence(
     attrs, deltas = [], []
     with attribution_mode(model):
         forward = CaptumNetwork(model)
-        for sl in batches(x.shape[0], batch_size):
+        points = n_steps_ig if method == "integrated_gradients" else 1
+        size = budget_batch_size(model, n_src, points, batch_size, memory_budget_mb)
+        for sl in batches(x.shape[0], size):
             b = base[sl] if base.ndim == 3 else base
             attr, delta = _source_attributions(
                 forward, x[sl], b, steps[sl], output, method, n_steps_ig
@@ -194,7 +204,8 @@ def input_lag_attribution(
     max_lag: int | None = None,
     n_steps_ig: int = AttributionConfig.n_steps_ig,
     max_examples: int | None = AttributionConfig.max_examples,
-    batch_size: int = 256,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
     seed: int = 0,
     progress: bool = False,
 ) -> pd.DataFrame:
@@ -228,7 +239,12 @@ def input_lag_attribution(
     max_examples : int or None, default 512
         Budget of (sequence, target step) pairs per output, spread evenly over the steps;
         None evaluates every pair.
-    batch_size : int, default 256
+    batch_size : int, default 64
+        Most sequences per Captum call (each expanded ``n_steps_ig`` times).
+    memory_budget_mb : float, default 256
+        Fewer sequences per call where the call's autograd graph would exceed this (see
+        :func:`~unitprobe.methods.attribution._common.budget_batch_size`): the peak memory
+        of the attribution stays about this plus the model and data.
         Pairs per Captum call.
     seed : int, default 0
         Seed of the pair sampling.
@@ -268,6 +284,7 @@ def input_lag_attribution(
             baseline=base.cpu().numpy(),
             n_steps_ig=n_steps_ig,
             batch_size=batch_size,
+            memory_budget_mb=memory_budget_mb,
         )
         per_lag = per_lag[:, : lag_max + 1]
         if per_lag.shape[1] < lag_max + 1:  # explicit steps earlier than max_lag

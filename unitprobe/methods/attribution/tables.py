@@ -11,7 +11,12 @@ import pandas as pd
 
 from unitprobe import schemas
 from unitprobe.config import AttributionConfig
-from unitprobe.methods.attribution._common import resolve_data, resolve_layer
+from unitprobe.methods.attribution._common import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MEMORY_BUDGET_MB,
+    resolve_data,
+    resolve_layer,
+)
 from unitprobe.methods.attribution.fields import receptive_fields
 from unitprobe.methods.attribution.inputs import input_lag_attribution
 from unitprobe.methods.attribution.units import unit_attribution
@@ -29,6 +34,8 @@ def attribution_tables(
     config: AttributionConfig | None = None,
     layers: Sequence[int] | None = None,
     seed: int = 0,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
     progress: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """All three attribution tables of a model.
@@ -59,6 +66,11 @@ def attribution_tables(
         Layers for unit attributions and receptive fields; default all.
     seed : int, default 0
         Seed of the pair and sequence sampling (one stream, already derived by the caller).
+    batch_size : int, default 64
+        Most sequences per Captum call of the input-lag and unit attributions.
+    memory_budget_mb : float, default 256
+        Bound on one Captum call's autograd graph (fewer sequences per call where needed): the
+        stage's peak memory is about this plus the model and the data.
     progress : bool, default False
         Show progress bars.
 
@@ -88,7 +100,12 @@ def attribution_tables(
         else [resolve_layer(k, model.config.n_layers) for k in layers]
     )
     common = {"baseline": config.baseline, "n_steps_ig": config.n_steps_ig, "seed": seed}
-    sampled = {"max_examples": config.max_examples, "progress": progress}
+    sampled = {
+        "max_examples": config.max_examples,
+        "progress": progress,
+        "batch_size": batch_size,
+        "memory_budget_mb": memory_budget_mb,
+    }
     input_parts = [
         input_lag_attribution(model, x, in_names, out_names, method=m, **common, **sampled)
         for m in config.methods

@@ -22,6 +22,8 @@ from tqdm.auto import tqdm
 from unitprobe import schemas
 from unitprobe.config import AttributionConfig
 from unitprobe.methods.attribution._common import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MEMORY_BUDGET_MB,
     DEFAULT_N_TARGET_STEPS,
     Baseline,
     CaptumNetwork,
@@ -30,6 +32,7 @@ from unitprobe.methods.attribution._common import (
     baseline_name,
     baseline_tensor,
     batches,
+    budget_batch_size,
     check_output,
     delta_attrs,
     resolve_data,
@@ -58,7 +61,8 @@ def unit_attribution_per_sequence(
     method: str = AttributionConfig.unit_methods[0],
     baseline: Baseline = "zero",
     n_steps_ig: int = AttributionConfig.n_steps_ig,
-    batch_size: int = 256,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Per-sequence attribution of one output at one step to each hidden unit of a layer.
 
@@ -87,7 +91,12 @@ def unit_attribution_per_sequence(
     n_steps_ig : int, default 32
         Quadrature points. Layer integrated gradients of the last layer use one: the readout
         is linear in its ``h``, so the midpoint rule is exact there.
-    batch_size : int, default 256
+    batch_size : int, default 64
+        Most sequences per Captum call (each expanded ``n_steps_ig`` times).
+    memory_budget_mb : float, default 256
+        Fewer sequences per call where the call's autograd graph would exceed this (see
+        :func:`~unitprobe.methods.attribution._common.budget_batch_size`): the peak memory
+        of the attribution stays about this plus the model and data.
 
     Returns
     -------
@@ -113,7 +122,9 @@ def unit_attribution_per_sequence(
     with attribution_mode(model):
         forward = CaptumNetwork(model)
         hooked = forward.taps[layer]
-        for sl in batches(x.shape[0], batch_size):
+        points = 1 if method == "layer_gradient_x_activation" else n_steps_ig
+        size = budget_batch_size(model, n_src, points, batch_size, memory_budget_mb)
+        for sl in batches(x.shape[0], size):
             b = base[sl] if base.ndim == 3 else base
             z = x[sl] - b
             args = (b.expand_as(z).contiguous(), torch.as_tensor(steps[sl], device=x.device))
@@ -147,7 +158,8 @@ def unit_attribution(
     steps: int | Sequence[int] | None = None,
     n_steps_ig: int = AttributionConfig.n_steps_ig,
     max_examples: int | None = AttributionConfig.max_examples,
-    batch_size: int = 256,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
     seed: int = 0,
     progress: bool = False,
 ) -> pd.DataFrame:
@@ -172,7 +184,12 @@ def unit_attribution(
     n_steps_ig : int, default 32
     max_examples : int or None, default 512
         Budget of (sequence, target step) pairs per output.
-    batch_size : int, default 256
+    batch_size : int, default 64
+        Most sequences per Captum call (each expanded ``n_steps_ig`` times).
+    memory_budget_mb : float, default 256
+        Fewer sequences per call where the call's autograd graph would exceed this (see
+        :func:`~unitprobe.methods.attribution._common.budget_batch_size`): the peak memory
+        of the attribution stays about this plus the model and data.
     seed : int, default 0
     progress : bool, default False
 
@@ -208,6 +225,7 @@ def unit_attribution(
             baseline=base.cpu().numpy(),
             n_steps_ig=n_steps_ig,
             batch_size=batch_size,
+            memory_budget_mb=memory_budget_mb,
         )
         if delta is not None:
             deltas.append(delta)
