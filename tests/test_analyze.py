@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -70,10 +71,11 @@ def test_hand_wired_roles_are_found_through_the_cli(analyzed):
     roles = pd.read_csv(out / "roles.csv")
     assert roles["role"].tolist() == ROLES
     live = roles.iloc[:4]
-    # the seed task's terms are collinear: the receptive field, not the probe, decides
-    assert (live["decided_by"] == "receptive_field").all()
-    assert (live["confidence"] > 0.8).all()
-    assert roles.loc[4:, "evidence"].str.contains("constant activation").all()
+    # interchange decides: patching each unit moves the output most for its own term, and its
+    # receptive field matches the term above every null network's unit
+    assert (live["decided_by"] == "interchange").all()
+    assert (live["confidence"] > 0.99).all() and (live["null_percentile"] == 1.0).all()
+    assert roles.loc[4:, "evidence"].str.startswith("dead").all()
     pairs = pd.read_csv(out / "identifiability.csv")
     pair = pairs[(pairs["target_a"] == "K[t]") & (pairs["target_b"] == "K[t-1]")]
     assert len(pair) == 1 and not pair["separable"].iloc[0] and pair["r2"].iloc[0] > 0.99
@@ -184,14 +186,16 @@ def _snapshot(directory):
 def test_bad_input_leaves_the_output_directory_as_it_was(
     foreign_checkpoint, tmp_path, extra, message
 ):
-    out = tmp_path / "results"
+    out = tmp_path / "results"  # a previous result, which --overwrite may replace
     out.mkdir()
-    (out / "mine.txt").write_text("keep me")
+    (out / "roles.csv").write_text("keep me")
+    marker = b'{"format": "unitprobe-result", "files": ["roles.csv"]}'
+    (out / ".unitprobe-result").write_bytes(marker)
     result = invoke("analyze", foreign_checkpoint, "--out", out, "--overwrite", *extra, *FAST)
     assert result.exit_code == 1, result.output
     assert result.output.startswith("Error: ") and message in result.output
     assert "Traceback" not in result.output
-    assert _snapshot(out) == {out.joinpath("mine.txt").relative_to(out): b"keep me"}
+    assert _snapshot(out) == {Path("roles.csv"): b"keep me", Path(".unitprobe-result"): marker}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]  # no staging dir left
 
 

@@ -19,6 +19,7 @@ from matplotlib.text import Text
 from unitprobe import figures as F
 from unitprobe.errors import DataError
 from unitprobe.schemas import SCHEMAS
+from unitprobe.schemas import frame as table_of
 from unitprobe.tables import Tables
 from unitprobe.views.report import write_report
 
@@ -461,11 +462,13 @@ def test_ablation_one_panel_per_mode_singles_first(ablation):
             rows, ["K", "X", "all"]
         ]
         np.testing.assert_allclose(_matrix(ax, (4, 3)), expected.to_numpy())
-        # shared symmetric diverging scale
+        # each mode on its own symmetric diverging scale (a shared one blanks small modes)
         norm = _mesh(ax).norm
-        assert norm.vmin == pytest.approx(-ablation["delta_mse"].abs().max())
-        assert norm.vmax == pytest.approx(ablation["delta_mse"].abs().max())
-    cbar = [a for a in fig.axes if a.get_label() == "<colorbar>"][0]
+        assert norm.vmin == pytest.approx(-sub["delta_mse"].abs().max())
+        assert norm.vmax == pytest.approx(sub["delta_mse"].abs().max())
+    bars = [a for a in fig.axes if a.get_label() == "<colorbar>"]
+    assert len(bars) == 3  # one colour bar per panel
+    cbar = bars[-1]
     assert "Δ MSE" in cbar.get_ylabel() and "(normalized units²)" in cbar.get_ylabel()
     assert panels[0].get_ylabel() == "ablated unit(s)"
     assert panels[0].get_xlabel() == "output"
@@ -659,7 +662,11 @@ def test_roles_bars_colours_and_text(roles):
     assert len(set(colours)) == 3  # K[t], X[t-1], none
     texts = [t.get_text() for t in ax.texts]
     assert texts[0].startswith("X[t-1] · receptive_field: receptive")
-    assert texts[0].endswith("…") and len(texts[0]) == 40
+    # the deciding evidence is wrapped at 40 characters, never cut
+    assert "…" not in texts[0] and max(len(line) for line in texts[0].split("\n")) <= 40
+    assert " ".join(texts[0].split()) == " ".join(
+        f"X[t-1] · receptive_field: {ordered['evidence'].iloc[0]}".split()
+    )
     assert texts[1] == "none · ablation: no target explains it"
     assert ax.get_xlabel() == "confidence (0–1)"
     assert _ticks(fig.legends[0].get_texts()) == ["X[t-1]", "K[t]", "none"]
@@ -813,8 +820,26 @@ def tables(
     roles,
     traces,
 ) -> Tables:
+    units = [str(u) for u in range(3)]
+    interchange = table_of(
+        "interchange",
+        [
+            (0, u, t, t[0], int(t[-2]) if "-" in t else 0, "model", v, v - 0.05, v + 0.05, 1.0,
+             64, "")
+            for u in units
+            for t, v in (("K[t]", 0.9 if u == "0" else 0.05), ("X[t-1]", 0.5))
+        ],
+    )  # fmt: skip
+    directions = table_of("directions", [(0, "X[t-1]", 1, 0.97, 0.95, 0.5, 128, "")])
+    loadings = table_of(
+        "direction_loadings",
+        [(0, "X[t-1]", 0, u, s, 0.4) for u in range(3) for s in ("h", "c")],
+    )
     return Tables(
         {
+            "interchange": interchange,
+            "directions": directions,
+            "direction_loadings": loadings,
             "probes": probes,
             "population_probes": population,
             "identifiability": identifiability,
@@ -839,6 +864,8 @@ ALL_FIGURES = [
     "identifiability",
     "roles",
     "role_traces",
+    "interchange",
+    "directions",
 ]
 
 

@@ -100,11 +100,27 @@ class AblationConfig:
         hundred sequences already pin the MSE changes down.
     memory_budget_mb : float
         Memory the batched ablation forward passes may take at once.
+    engine : {"fused", "stepwise"}
+        ``fused``: each ablated unit set runs through a modified fused ``nn.LSTM`` (exact, and
+        several times faster); ``stepwise``: the hookable reference forward pass.
+    exact : {"screen", "all"}
+        ``screen``: an output-linearized screen ranks every unit's effect from a few backward
+        passes and only units near ``screen_margin`` of the usage threshold, or among the
+        ``screen_top_k``, are ablated exactly (the others' rows hold the screen's estimate,
+        listed in ``summary.json``); ``all``: every unit exactly.
+    screen_margin : float
+        Factor around the usage threshold inside which a screened unit is ablated exactly.
+    screen_top_k : int
+        The largest screened effects are always ablated exactly.
     """
 
     modes: tuple[str, ...] = schemas.ABLATION_MODES
     max_sequences: int = 512
     memory_budget_mb: float = 512.0
+    engine: str = "fused"
+    exact: str = "screen"
+    screen_margin: float = 3.0
+    screen_top_k: int = 8
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -112,6 +128,10 @@ class AblationConfig:
         )
         check_int(self.max_sequences, "max_ablation_sequences", minimum=2)
         check_float(self.memory_budget_mb, "memory_budget_mb", minimum=0, strict_minimum=True)
+        check_choice(self.engine, "ablation engine", ("fused", "stepwise"))
+        check_choice(self.exact, "exact_ablation", ("screen", "all"))
+        check_float(self.screen_margin, "screen_margin", minimum=1)
+        check_int(self.screen_top_k, "screen_top_k", minimum=0)
 
 
 @dataclass(frozen=True)
@@ -138,6 +158,10 @@ class AttributionConfig:
         Sequences used by the attribution stage (gradients cost more than forward passes).
     max_examples : int
         (sequence, step) pairs sampled per attribution.
+    batch_size : int
+        Sequences per Captum call (memory grows with it; results do not, up to rounding).
+    memory_budget_mb : float
+        Memory one attribution batch may take; batches shrink to fit it.
     """
 
     methods: tuple[str, ...] = ("integrated_gradients",)
@@ -148,6 +172,8 @@ class AttributionConfig:
     field_n_steps_ig: int = 16
     max_sequences: int = 128
     max_examples: int = 512
+    batch_size: int = 64
+    memory_budget_mb: float = 256.0
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -163,14 +189,39 @@ class AttributionConfig:
         check_int(self.field_n_steps_ig, "field_n_steps_ig", minimum=2)
         check_int(self.max_sequences, "max_attribution_sequences", minimum=2)
         check_int(self.max_examples, "max_examples", minimum=1)
+        check_int(self.batch_size, "batch_size", minimum=1)
+        check_float(self.memory_budget_mb, "memory_budget_mb", minimum=0, strict_minimum=True)
 
 
 @dataclass(frozen=True)
 class RoleConfig:
-    """Thresholds of the role rules.
+    """Settings of the role rules.
+
+    The causal engine (:func:`unitprobe.methods.roles.assign_causal_roles`, used by
+    :func:`unitprobe.analyze`) takes its thresholds from null networks, not from constants:
 
     Parameters
     ----------
+    n_null : int
+        Untrained networks (least-squares readout) whose units give the receptive-field nulls
+        (cheap: one forward-mode pass each). A unit's match must beat every null unit, so
+        more null networks make a role harder to get by chance.
+    n_null_interventions : int
+        Null networks for the costly nulls (interchange, directions, probes, ablation usage).
+    n_pairs : int
+        Counterfactual (base, source) pairs per term for the interchange interventions.
+    directions : bool
+        Learn a direction per term that no unit holds (distributed alignment search) and
+        report it in the ``terms`` table.
+    n_null_directions : int
+        Null networks on which the same direction search runs (the guard against finding
+        a direction that any network has).
+    direction_epochs : int
+        Gradient steps of each direction search.
+
+    The probe-first engine (:func:`unitprobe.methods.roles.assign_roles`, for evidence tables
+    without interventions) uses fixed thresholds:
+
     alpha : float
         Largest corrected probe p-value that counts as significant.
     min_selectivity, min_r2, min_partial_r2 : float
@@ -181,6 +232,12 @@ class RoleConfig:
         Relative MSE increase on ablation that counts as "used by the output".
     """
 
+    n_null: int = 50
+    n_null_interventions: int = 3
+    n_pairs: int = 256
+    directions: bool = True
+    n_null_directions: int = 1
+    direction_epochs: int = 80
     alpha: float = 0.05
     min_selectivity: float = 0.1
     min_r2: float = 0.5
@@ -189,6 +246,13 @@ class RoleConfig:
     min_usage: float = 0.05
 
     def __post_init__(self) -> None:
+        check_int(self.n_null, "n_null", minimum=1)
+        check_int(self.n_null_interventions, "n_null_interventions", minimum=0)
+        check_int(self.n_pairs, "n_pairs", minimum=2)
+        check_int(self.n_null_directions, "n_null_directions", minimum=0)
+        check_int(self.direction_epochs, "direction_epochs", minimum=1)
+        if not isinstance(self.directions, bool):
+            raise UnitprobeError(f"directions == {self.directions!r}, must be True or False")
         check_float(self.alpha, "alpha", minimum=0, maximum=1, strict_minimum=True)
         check_float(self.min_selectivity, "min_selectivity", minimum=-1, maximum=1)
         for name in ("min_r2", "min_partial_r2", "min_field_similarity"):
@@ -243,9 +307,15 @@ class AnalyzeConfig:
         "correction": ("probes", "correction"),
         "ablation_modes": ("ablation", "modes"),
         "max_ablation_sequences": ("ablation", "max_sequences"),
+        "ablation_engine": ("ablation", "engine"),
+        "exact_ablation": ("ablation", "exact"),
         "attribution_methods": ("attribution", "methods"),
         "max_attribution_sequences": ("attribution", "max_sequences"),
         "attribution_baseline": ("attribution", "baseline"),
+        "n_null": ("roles", "n_null"),
+        "n_null_interventions": ("roles", "n_null_interventions"),
+        "n_pairs": ("roles", "n_pairs"),
+        "directions": ("roles", "directions"),
     }
 
     @classmethod

@@ -168,11 +168,43 @@ SCHEMAS: dict[str, Schema] = {
             layer=_I, unit=_I, role=_S, r2=_F, selectivity=_F, delta_mse=_F, confidence=_F,
             decided_by=_S, evidence=_S, used=_B, usage=_F, usage_mode=_S,
             attribution_share=_F, p_value=_F, partial_r2=_F, field_cosine=_F, sign=_F,
-            runner_up=_S, confusable_with=_S, shared_with=_S, formula=_S,
+            runner_up=_S, confusable_with=_S, shared_with=_S, formula=_S, kind=_S,
+            transfer=_F, margin=_F, null_percentile=_F,
         ),
         _schema(
             "traces", "role unit x sequence x step: its activation beside its z-scored target",
             layer=_I, unit=_I, role=_S, sequence=_I, step=_I, activation=_F, target_value=_F,
+        ),
+        _schema(
+            "baselines", "predictor (four baselines, then the network)",
+            baseline=_S, order="Int64", mse=_F, step_nmse=_F, mse_ratio=_F, step_ratio=_F,
+        ),
+        _schema(
+            "interchange", "layer x unit set x term: the share of the term's output change that "
+            "patching carries",
+            layer=_I, units=_S, term=_S, feature=_S, lag=_I, reference=_S, transfer=_F,
+            transfer_lo=_F, transfer_hi=_F, effect=_F, n_pairs=_I, note=_S,
+        ),
+        _schema(
+            "directions", "layer x term: a learned k-dimensional direction and how much of the "
+            "term it transfers",
+            layer=_I, term=_S, k=_I, transfer_train=_F, transfer_test=_F, best_unit_transfer=_F,
+            n_pairs=_I, note=_S,
+        ),
+        _schema(
+            "direction_loadings", "layer x term x component x unit x state: the learned basis",
+            layer=_I, term=_S, component=_I, unit=_I, state=_S, loading=_F,
+        ),
+        _schema(
+            "terms", "layer x term: where the term lives (a unit, several, a direction, nowhere)",
+            layer=_I, term=_S, verdict=_S, units=_S, in_formula=_S, best_unit=_I,
+            best_unit_transfer=_F, effect=_F, direction_transfer=_F, direction_null=_F,
+            evidence=_S,
+        ),
+        _schema(
+            "nulls", "null network x layer x unit x statistic (x term): evidence in a network "
+            "that learned nothing",
+            network=_I, layer=_I, unit="Int64", statistic=_S, term=_S, value=_F,
         ),
         _schema(
             "target_fields", "probe target x input feature x lag: the target as a linear map",

@@ -1,6 +1,6 @@
 """Separate random streams derived from the user's one seed.
 
-An analysis draws random numbers for five independent purposes. Seeding all of them with the
+An analysis draws random numbers for six independent purposes. Seeding all of them with the
 same integer couples them: with ``--seed 0`` the first untrained control network was exactly
 the trained network's initialization (training also seeds torch with 0), and the analysis data
 were the training data. Each purpose therefore gets its own stream, derived from the user's
@@ -15,6 +15,7 @@ controls       the untrained control networks (and null networks)
 permutations   the permutation tests of the probes
 ablation       resample ablation (which sequence donates each state)
 attribution    which (sequence, step) pairs the attributions sample
+interventions  the counterfactual pairs and learned directions
 =============  ==============================================================
 
 Example
@@ -33,7 +34,7 @@ from unitprobe.validation import check_choice, check_int
 
 __all__ = ["STREAMS", "stream_seed", "stream_seeds"]
 
-STREAMS = ("data", "controls", "permutations", "ablation", "attribution")
+STREAMS = ("data", "controls", "permutations", "ablation", "attribution", "interventions")
 
 
 def stream_seed(seed: int, stream: str) -> int:

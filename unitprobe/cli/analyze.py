@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import click
 
-from unitprobe.cli._model import model_options
+from unitprobe._utils import check_output_dir, claim_files
+from unitprobe.cli._model import model_options, warn
 from unitprobe.cli._options import (
     choice_list_option,
     formats_option,
@@ -16,19 +19,49 @@ from unitprobe.cli._options import (
     say,
 )
 from unitprobe.config import AblationConfig, AnalyzeConfig, AttributionConfig
-from unitprobe.methods.roles import summarize_roles
+from unitprobe.errors import UnitprobeError
+from unitprobe.methods.roles import summarize_roles, summarize_terms
 from unitprobe.model.checkpoint import Checkpoint
+from unitprobe.pipeline.analyze import REQUIRED_TABLES, rerender
 from unitprobe.pipeline.analyze import analyze as run_analysis
-from unitprobe.pipeline.analyze import rerender
 from unitprobe.pipeline.demo import run_demo
+from unitprobe.pipeline.multiseed import analyze_runs, summarize_stability
 from unitprobe.schemas import ABLATION_MODES, ATTRIBUTION_METHODS
+from unitprobe.tables import Tables
 from unitprobe.tasks import Dataset, require_sequences
 
-__all__ = ["analyze", "demo", "figures"]
+__all__ = ["analyze", "demo", "figures", "score_lines"]
+
+
+def score_lines(summary: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The model-to-baseline line and the warnings of an analysis summary.
+
+    Returns
+    -------
+    (lines, warnings) : two lists of str
+        ``lines``: ``"model MSE 0.012 = 3.4% of the repeat-last-value baseline (0.35)"``;
+        ``warnings``: the summary's ``warnings`` plus one when the model does not beat the
+        repeat-last baseline (its roles then mean nothing), each one line.
+    """
+    metrics = summary.get("metrics") or {}
+    ratio, mse, base = (metrics.get(k) for k in ("mse_ratio", "mse", "baseline_mse"))
+    lines, notes = [], [str(w) for w in summary.get("warnings") or []]
+    if isinstance(ratio, (int, float)) and math.isfinite(ratio):
+        lines.append(
+            f"model MSE {mse:.3g} = {100 * ratio:.3g}% of the repeat-last-value baseline "
+            f"({base:.3g}), normalized units"
+        )
+        if ratio >= 1 and not any("baseline" in n for n in notes):
+            notes.append(
+                f"the model does not beat repeating the last value (MSE ratio {ratio:.3g}): "
+                "its roles describe a network that has not learned the task; check --task, "
+                "--scaling and the training"
+            )
+    return lines, notes
 
 
 @click.command()
-@model_options(out="dir")
+@model_options(out="dir", many=True)
 @click.option(
     "--out", type=click.Path(path_type=Path), required=True, help="Results directory to create."
 )
@@ -49,7 +82,6 @@ __all__ = ["analyze", "demo", "figures"]
 )
 @formats_option(AnalyzeConfig.formats)
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
-@click.option("--jobs", type=click.IntRange(min=1), default=AnalyzeConfig.jobs, help="CPU threads.")
 @quiet_option
 def analyze(
     ckpt: Checkpoint,
@@ -69,8 +101,15 @@ def analyze(
     overwrite: bool,
     jobs: int,
     quiet: bool,
+    others: list[Checkpoint],
 ) -> None:
-    """Which unit holds which term? Probes, ablations, attributions, roles, figures, report."""
+    """Which unit holds which term? Probes, ablations, attributions, roles, figures, report.
+
+    Several checkpoints (MODEL.pt ..., e.g. one configuration trained with several seeds) are
+    each analyzed into OUT/runs/ and compared: units are matched across runs by their
+    receptive fields, and OUT/role_stability.csv says how often each role appears and how
+    stably matched units keep it.
+    """
     require_sequences(dataset, n_splits, "probes (cross-validated over sequences)", from_csv)
     config = AnalyzeConfig.from_options(
         n_sequences=dataset.n_sequences,
@@ -86,6 +125,22 @@ def analyze(
         formats=formats,
         jobs=jobs,
     )
+    if others:
+        runs = analyze_runs(
+            [ckpt, *others],
+            out,
+            config,
+            dataset=dataset,
+            overwrite=overwrite,
+            progress=progress(quiet),
+            echo=None if quiet else click.echo,
+        )
+        click.echo(summarize_stability(runs.stability))
+        for k, run in enumerate(runs.runs):
+            for note in score_lines(run.summary)[1]:
+                warn(f"run {runs.summary['runs'][k]}: {note}")
+        click.echo(f"results: {out}")
+        return
     result = run_analysis(
         ckpt,
         out,
@@ -96,16 +151,29 @@ def analyze(
         echo=None if quiet else click.echo,
     )
     click.echo(summarize_roles(result.tables["roles"]))
+    click.echo("\nwhere each term lives:\n" + summarize_terms(result.tables["terms"]))
+    lines, notes = score_lines(result.summary)
+    for line in lines:
+        click.echo(line)
+    for note in notes:
+        warn(note)
     click.echo(f"report: {out / 'report.html'}")
 
 
 @click.command()
 @click.argument("results", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @formats_option(AnalyzeConfig.formats)
+@click.option("--overwrite", is_flag=True, help="Replace the existing figures/ and report.html.")
 @quiet_option
-def figures(results: Path, formats: tuple[str, ...], quiet: bool) -> None:
+def figures(results: Path, formats: tuple[str, ...], overwrite: bool, quiet: bool) -> None:
     """Re-render every figure (and the report) of a results directory from its tables."""
+    Tables.read(results, REQUIRED_TABLES)  # unreadable tables: an error before anything changes
+    drawn = results / "figures"
+    if drawn.exists() and not overwrite and (not drawn.is_dir() or any(drawn.iterdir())):
+        raise UnitprobeError(f"{drawn} exists; pass --overwrite to re-render it")
+    check_output_dir(drawn, overwrite=True)
     paths = rerender(results, formats=formats)
+    claim_files(results, [p for p in paths if p.parent == results])
     say(quiet, f"wrote {len(paths)} files to {results / 'figures'}")
 
 
@@ -116,10 +184,15 @@ def figures(results: Path, formats: tuple[str, ...], quiet: bool) -> None:
     default=Path("unitprobe-demo"),
     help="Output directory.",
 )
-@click.option("--overwrite/--no-overwrite", default=True, help="Replace a previous demo in --out.")
+@click.option("--overwrite", is_flag=True, help="Replace a previous demo's results in --out.")
 @quiet_option
 def demo(out: Path, overwrite: bool, quiet: bool) -> None:
-    """Train the `seed` task (the classic K/X answer) and analyze it, end to end."""
+    """Train the `seed` task (the classic K/X answer) and analyze it, end to end.
+
+    Takes about 70 s on two CPU cores. Like every command, it refuses a non-empty --out
+    unless --overwrite is given, and then replaces only a previous unitprobe result.
+    """
+    check_output_dir(out, overwrite)  # before training: a bad --out costs nothing
     report = run_demo(
         out, overwrite=overwrite, progress=progress(quiet), echo=lambda s: say(quiet, s)
     )

@@ -44,12 +44,22 @@ from unitprobe.config import AnalyzeConfig
 from unitprobe.errors import DataError, UnitprobeError
 from unitprobe.methods.ablation import ablation_table
 from unitprobe.methods.attribution import attribution_tables
+from unitprobe.methods.baselines import baseline_table
+from unitprobe.methods.interventions import default_terms, direction_table, interchange_table
 from unitprobe.methods.probes import identifiability, vif_table
-from unitprobe.methods.roles import assign_roles
+from unitprobe.methods.roles import assign_causal_roles, term_table
 from unitprobe.methods.targets import default_targets, make_targets
 from unitprobe.model.lstm import run
 from unitprobe.pipeline.fields import target_field_table, trace_table
+from unitprobe.pipeline.nulls import (
+    NULLS,
+    null_networks,
+    null_statistics,
+    null_thresholds,
+    null_values,
+)
 from unitprobe.pipeline.probing import probe_model
+from unitprobe.schemas import SCHEMAS
 from unitprobe.seeds import stream_seeds
 from unitprobe.tables import Tables
 from unitprobe.tasks import baseline_mse, generate, is_data_task
@@ -124,7 +134,8 @@ def analyze(
     """
     config = config or AnalyzeConfig()
     out = Path(out)
-    with staged_output_dir(out, overwrite=overwrite) as stage:
+    protect = [checkpoint.path] if getattr(checkpoint, "path", None) else []
+    with staged_output_dir(out, overwrite=overwrite, protect=protect) as stage:
         result = compute_analysis(checkpoint, config, dataset=dataset, progress=progress, echo=echo)
         write_results(result, stage, config, progress=progress, echo=echo)
     return Analysis(result.tables, result.summary, out, result.timings)
@@ -155,12 +166,14 @@ def compute_analysis(
         with timer("data"):
             data = dataset
             if data is None:
-                data = generate(spec, config.n_sequences, seeds["data"])
+                norm = getattr(checkpoint, "norm", None)
+                data = generate(spec, config.n_sequences, seeds["data"], norm=norm)
             _check_dataset(data, model)
             exprs = list(config.probes.targets or default_targets(spec))
             targets = make_targets(data, exprs)
             trace = run(model, data.inputs, record=("h", "c"))
             base = _base_metrics(trace.outputs.numpy(), data)
+            baselines = _baselines(trace.outputs.numpy(), data, seeds["data"])
         with timer("probes"):
             probes, population = probe_model(
                 model,
@@ -181,9 +194,15 @@ def compute_analysis(
                 data.subset(np.arange(n_ablated)),
                 modes=config.ablation.modes,
                 seed=seeds["ablation"],
+                engine=config.ablation.engine,
+                exact=config.ablation.exact,
+                threshold=config.roles.min_usage,
+                screen_margin=config.ablation.screen_margin,
+                screen_top_k=config.ablation.screen_top_k,
                 memory_budget_mb=config.ablation.memory_budget_mb,
                 progress=bool(progress),
             )
+            screen = _screen_summary(ablation.attrs)
         with timer("attribution"):
             attribution = attribution_tables(
                 model,
@@ -191,21 +210,38 @@ def compute_analysis(
                 data.input_names,
                 data.output_names,
                 config=config.attribution,
+                batch_size=config.attribution.batch_size,
+                memory_budget_mb=config.attribution.memory_budget_mb,
                 seed=seeds["attribution"],
                 progress=bool(progress),
             )
+    terms = default_terms(spec, data.input_names)
+    with torch_threads(config.jobs):
+        with timer("interventions"):
+            interchange = _interchange(model, data, terms, config, seeds["interventions"])
+        with timer("nulls"):
+            nets = null_networks(model, data, config.roles.n_null, seeds["controls"])
+            nulls = _nulls(nets, data, terms, targets, attribution, config, seeds)
     with timer("roles"):
-        target_fields = target_field_table(data, list(targets.values.columns))
-        roles = assign_roles(
-            probes,
+        roles = assign_causal_roles(
+            attribution["receptive_fields"],
+            interchange,
+            nulls={s: null_values(nulls, s) for s in ("field_cosine", "formula_cosine")},
+            terms=[str(t) for t in terms],
+            probes=probes,
             ablation=ablation,
-            receptive_fields=attribution["receptive_fields"],
-            unit_attribution=attribution["unit_attribution"],
             identifiability=pairs,
-            target_fields=target_fields,
             state=config.states[0],
-            config=config.roles,
         )
+    with torch_threads(config.jobs), timer("directions"):
+        directions, loadings, nulls = _directions(model, nets, data, terms, roles, config, seeds,
+                                                  nulls)  # fmt: skip
+    with timer("terms"):
+        term_verdicts = term_table(roles, interchange, directions, direction_null={
+            t: float(v.max()) for t in map(str, terms)
+            if (v := null_values(nulls, "direction_transfer", t)).size
+        })  # fmt: skip
+        target_fields = target_field_table(data, list(targets.values.columns))
         traces = trace_table(roles, trace, targets)
     tables = Tables(
         {
@@ -213,14 +249,21 @@ def compute_analysis(
             "population_probes": population,
             "identifiability": pairs,
             "vif": vif,
+            "baselines": baselines,
             "ablation": ablation,
             **attribution,
+            "interchange": interchange,
+            "directions": directions,
+            "direction_loadings": loadings,
+            "nulls": nulls,
             "roles": roles,
+            "terms": term_verdicts,
             "traces": traces,
             "target_fields": target_fields,
         }
     )
-    summary = _summary(checkpoint, config, data, base, tables["roles"], timer.seconds, seeds)
+    summary = _summary(checkpoint, config, data, base, tables, timer.seconds, seeds)
+    summary["ablation"] = screen
     return Analysis(tables=tables, summary=summary, timings=dict(timer.seconds))
 
 
@@ -274,6 +317,122 @@ def rerender(results: str | Path, *, formats: tuple[str, ...] = ("png", "pdf")) 
 
 
 # ----------------------------------------------------------------------------- internals
+
+
+def _screen_summary(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The ablation engine, which units ran exactly, and the screen's agreement with them."""
+    keys = (
+        "ablation_engine", "exact_ablation", "n_exact", "screened_out", "screen_band",
+        "screen_top_k", "screen_spearman", "screen_median_rel_error", "screen_topk_recall",
+        "screen_n_compared",
+    )  # fmt: skip
+    return {k: attrs[k] for k in keys if k in attrs}
+
+
+def _baselines(outputs: np.ndarray, data: Any, seed: int) -> pd.DataFrame:
+    """The network beside the four baselines: fitted on the first half of the sequences,
+    everything scored on the second half (:func:`unitprobe.methods.baselines.baseline_table`)."""
+    n = data.n_sequences
+    if n < 4:
+        return SCHEMAS["baselines"].empty()
+    half = n // 2
+    fit, evaluate = data.subset(np.arange(half)), data.subset(np.arange(half, n))
+    return baseline_table(fit, evaluate, outputs[half:], seed=seed)
+
+
+def _interchange(
+    model: Any, data: Any, terms: list[Any], config: AnalyzeConfig, seed: int
+) -> pd.DataFrame:
+    """Single-unit interchange of every term: the model's own change (which roles read), and
+    the change the task's relations predict where they give one."""
+    kw = {"n_pairs": config.roles.n_pairs, "seed": seed}
+    own = interchange_table(model, data, terms, reference="model", **kw)
+    predicted = interchange_table(model, data, terms, reference="auto", **kw)
+    predicted = predicted[predicted["reference"] != "model"]
+    return pd.concat([own, predicted], ignore_index=True) if len(predicted) else own
+
+
+def _nulls(
+    nets: list[Any],
+    data: Any,
+    terms: list[Any],
+    targets: Any,
+    attribution: dict[str, pd.DataFrame],
+    config: AnalyzeConfig,
+    seeds: dict[str, int],
+) -> pd.DataFrame:
+    """Every null statistic: receptive-field matches on all null networks; probes, usage and
+    interchange transfers on the first ``n_null_interventions``."""
+    fields = attribution["receptive_fields"]
+    costly = config.roles.n_null_interventions
+    table = null_statistics(
+        nets, data, terms=[str(t) for t in terms], targets=targets,
+        max_lag=int(fields["lag"].max()) if len(fields) else None,
+        max_sequences=config.attribution.max_sequences,
+        ablation_sequences=config.ablation.max_sequences, n_splits=config.probes.n_splits,
+        alpha=config.probes.alpha, n_costly=costly, seed=seeds["controls"],
+    )  # fmt: skip
+    rows = [table]
+    for k, net in enumerate(nets[:costly]):
+        inter = interchange_table(
+            net, data, terms, reference="model", n_pairs=config.roles.n_pairs,
+            seed=seeds["interventions"],
+        )  # fmt: skip
+        rows.append(
+            pd.DataFrame(
+                {
+                    "network": k,
+                    "layer": inter["layer"],
+                    "unit": inter["units"].astype(int),
+                    "statistic": "transfer",
+                    "term": inter["term"],
+                    "value": inter["transfer"],
+                }
+            )  # fmt: skip
+        )
+    return NULLS.coerce(pd.concat(rows, ignore_index=True))
+
+
+def _directions(
+    model: Any,
+    nets: list[Any],
+    data: Any,
+    terms: list[Any],
+    roles: pd.DataFrame,
+    config: AnalyzeConfig,
+    seeds: dict[str, int],
+    nulls: pd.DataFrame,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Directions for the terms no unit holds, on the network and on the null networks.
+
+    Returns the ``directions`` and ``direction_loadings`` tables, and ``nulls`` with the null
+    networks' held-out direction transfers added (statistic ``direction_transfer``).
+    """
+    held = set(roles.loc[roles["kind"] == "term", "role"])
+    pending = [t for t in terms if str(t) not in held]
+    if not config.roles.directions or not pending:
+        return SCHEMAS["directions"].empty(), SCHEMAS["direction_loadings"].empty(), nulls
+    kw = {
+        "reference": "auto", "n_pairs": config.roles.n_pairs, "seed": seeds["interventions"],
+        "epochs": config.roles.direction_epochs,
+    }  # fmt: skip
+    directions, loadings = direction_table(model, data, pending, **kw)
+    rows = [nulls]
+    for k, net in enumerate(nets[: config.roles.n_null_directions]):
+        null_directions, _ = direction_table(net, data, pending, **kw)
+        rows.append(
+            pd.DataFrame(
+                {
+                    "network": k,
+                    "layer": null_directions["layer"],
+                    "unit": pd.NA,
+                    "statistic": "direction_transfer",
+                    "term": null_directions["term"],
+                    "value": null_directions["transfer_test"],
+                }
+            )  # fmt: skip
+        )
+    return directions, loadings, NULLS.coerce(pd.concat(rows, ignore_index=True))
 
 
 class _Timer:
@@ -338,10 +497,11 @@ def _summary(
     config: AnalyzeConfig,
     data: Any,
     base: dict[str, Any],
-    roles: pd.DataFrame,
+    tables: Tables,
     seconds: dict[str, float],
     seeds: dict[str, int],
 ) -> dict[str, Any]:
+    roles, nulls = tables["roles"], tables["nulls"]
     return {
         "versions": {
             "unitprobe": __version__,
@@ -360,6 +520,57 @@ def _summary(
         "analysis": config.to_dict(),
         "training_metrics": checkpoint.metrics,
         "metrics": base,
+        "nulls": {
+            "networks": config.roles.n_null,
+            "networks_for_interventions": config.roles.n_null_interventions,
+            "thresholds": null_thresholds(nulls),
+            "rule": "a role's receptive-field match must exceed every null unit's "
+            "(threshold = the largest null value)",
+        },
+        "warnings": _warnings(base, tables["baselines"])
+        + (
+            [
+                "windows overlap in time (stride < window): cross-validation folds and "
+                "permutations treat overlapping windows as independent, so probe p-values and "
+                "held-out R² are optimistic; use --stride >= --window for valid statistics"
+            ]
+            if getattr(data, "overlapping", False)
+            else []
+        ),
         "wall_seconds": dict(seconds),
-        "roles": roles.astype(object).where(roles.notna(), None).to_dict(orient="records"),
+        "roles": _records(roles),
+        "terms": _records(tables["terms"]),
     }
+
+
+def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    return table.astype(object).where(table.notna(), None).to_dict(orient="records")
+
+
+def _warnings(base: dict[str, Any], baselines: pd.DataFrame) -> list[str]:
+    """Loud, one-line warnings about the analysis as a whole."""
+    out = []
+    ratio = base.get("mse_ratio")
+    trivial = {"repeat_last": "repeating the last value", "training_mean": "the training mean"}
+    rows = baselines.set_index("baseline") if len(baselines) else None
+    beaten_by = [
+        name for name in trivial
+        if rows is not None and name in rows.index and rows.loc[name, "mse_ratio"] >= 1.0
+    ]  # fmt: skip
+    if (ratio is not None and ratio >= 1.0) or beaten_by:
+        worst = beaten_by[0] if beaten_by else "repeat_last"
+        value = rows.loc[worst, "mse_ratio"] if beaten_by else ratio
+        out.append(
+            f"the model's error is {value:.2f}x that of {trivial[worst]}: it does not beat a "
+            "trivial baseline, so its units' roles describe a network that has not learned "
+            "the task (is the data on the model's scale? see --scaling)"
+        )
+    names = {**trivial, "memoryless_linear": "a memoryless linear map", "linear_ar": "a linear "
+             "AR model"}  # fmt: skip
+    for name, text in names.items():
+        if rows is not None and name in rows.index and rows.loc[name, "step_ratio"] >= 1.0:
+            out.append(
+                f"per step (each step's error over its target variance), the model's error is "
+                f"{rows.loc[name, 'step_ratio']:.2f}x that of {text} fitted on the same data"
+            )
+    return out

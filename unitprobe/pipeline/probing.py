@@ -38,7 +38,10 @@ from unitprobe.methods.targets import Targets, default_targets, make_targets
 from unitprobe.model.lstm import Trace, UnitLSTM, run
 from unitprobe.validation import check_int
 
-__all__ = ["probe_model"]
+__all__ = ["probe_model", "NULL_QUANTILE"]
+
+#: ``r2_control`` of a unit's probe: this quantile of the R² of every control network's units.
+NULL_QUANTILE = 0.99
 
 
 def probe_model(
@@ -85,15 +88,17 @@ def probe_model(
     probes : DataFrame
         The ``probes`` table: one row per layer x unit x state x target (``unit`` an int):
         held-out ``r2`` and ``r2_std`` of the one-unit ridge probe
-        (:func:`~unitprobe.methods.probes.unit_probes`), ``r2_control`` (mean over the
-        control networks), ``selectivity = r2 - r2_control``, ``p_value`` (corrected) and
-        ``p_value_raw`` (:func:`~unitprobe.methods.probes.permutation_pvalues`),
+        (:func:`~unitprobe.methods.probes.unit_probes`), ``r2_control`` (the 99th
+        percentile of the target's R² over every unit of the control networks: the null,
+        never the unit of the same index), ``selectivity = r2 - r2_control``, ``p_value``
+        (corrected) and ``p_value_raw`` (:func:`~unitprobe.methods.probes.permutation_pvalues`),
         ``partial_r2`` (:func:`~unitprobe.methods.probes.partial_r2`), ``coef`` and
         ``intercept`` of the probe fitted on all samples, ``n_samples``, ``note``.
     population_probes : DataFrame
         The ``population_probes`` table: one row per layer x state x target for the probe
         from all units of the layer (:func:`~unitprobe.methods.probes.population_probe`):
-        ``r2``, ``r2_std``, ``r2_control``, ``selectivity``, ``n_samples``.
+        ``r2``, ``r2_std``, ``r2_control`` (mean over the control networks' populations),
+        ``selectivity``, ``n_samples``.
     """
     config = ProbeConfig() if config is None else config
     if not isinstance(config, ProbeConfig):
@@ -146,13 +151,11 @@ def _probe_layer(
     kw = {"n_splits": config.n_splits}
     units = unit_probes(X, values, groups, alpha=config.alpha, **kw)
     population = population_probe(X, values, groups, **kw)
-    ctrl_units = [
-        unit_probes(c, values, groups, alpha=config.alpha, **kw)["r2"].to_numpy() for c in controls
-    ]
+    ctrl_units = [unit_probes(c, values, groups, alpha=config.alpha, **kw) for c in controls]
     ctrl_population = [population_probe(c, values, groups, **kw)["r2"].to_numpy() for c in controls]
+    units["r2_control"] = units["target"].map(_null_r2(ctrl_units)) if controls else np.nan
     with warnings.catch_warnings():  # a constant unit has no R² in any control: NaN
         warnings.simplefilter("ignore", RuntimeWarning)
-        units["r2_control"] = np.nanmean(ctrl_units, axis=0) if controls else np.nan
         population["r2_control"] = np.nanmean(ctrl_population, axis=0) if controls else np.nan
     perm = permutation_pvalues(
         X, values, groups, n_permutations=config.n_permutations, seed=permutation_seed,
@@ -169,6 +172,19 @@ def _probe_layer(
         for a, b in zip(unit_note, part_note, strict=True)
     ]
     return units, population
+
+
+def _null_r2(tables: list[pd.DataFrame]) -> dict[str, float]:
+    """Per target: the 99th percentile of the probe R² over every unit of the control networks.
+
+    A unit is compared with the null distribution of all control units, not with the control
+    unit of the same index: unit indices mean nothing across networks.
+    """
+    pooled = pd.concat(tables, ignore_index=True)
+    return {
+        str(target): float(np.nanquantile(r2, NULL_QUANTILE)) if np.isfinite(r2).any() else np.nan
+        for target, r2 in pooled.groupby("target", sort=False)["r2"]
+    }
 
 
 def _untrained(model: UnitLSTM, seed: int) -> UnitLSTM:

@@ -8,10 +8,11 @@ colour-blind-safe colours (seaborn ``colorblind`` for categories, ``viridis``/``
 sequential values, ``vlag`` centred at 0 for signed values) and no text under 8 pt.
 
 The functions live in :mod:`~unitprobe.views.probe_figures`,
-:mod:`~unitprobe.views.unit_figures`, :mod:`~unitprobe.views.role_figures` and
-:mod:`~unitprobe.views.sweep_figures`; :mod:`~unitprobe.views.render` saves them
-(:func:`save_figure`) and draws every per-run figure from a :class:`~unitprobe.tables.Tables`
-(:func:`render_all`, registry :data:`FIGURES`). See ``docs/architecture.md``.
+:mod:`~unitprobe.views.unit_figures`, :mod:`~unitprobe.views.role_figures`,
+:mod:`~unitprobe.views.intervention_figures` and :mod:`~unitprobe.views.sweep_figures`;
+:mod:`~unitprobe.views.render` saves them (:func:`save_figure`) and draws every per-run figure
+from a :class:`~unitprobe.tables.Tables` (:func:`render_all`, registry :data:`FIGURES`).
+See ``docs/architecture.md``.
 
 Example
 -------
@@ -23,6 +24,7 @@ Example
 
 from __future__ import annotations
 
+from unitprobe.views.intervention_figures import plot_directions, plot_interchange
 from unitprobe.views.probe_figures import plot_identifiability, plot_partial_r2, plot_probe_heatmap
 from unitprobe.views.render import FIGURES, REQUIRED_TABLES, FigureSpec, render_all, save_figure
 from unitprobe.views.role_figures import plot_role_traces, plot_roles
@@ -40,12 +42,14 @@ from unitprobe.views.unit_figures import (
 
 __all__ = [
     "FIGURES",
-    "REQUIRED_TABLES",
     "FigureSpec",
+    "REQUIRED_TABLES",
     "plot_ablation",
     "plot_capacity_curve",
+    "plot_directions",
     "plot_identifiability",
     "plot_input_lag",
+    "plot_interchange",
     "plot_partial_r2",
     "plot_probe_heatmap",
     "plot_receptive_fields",

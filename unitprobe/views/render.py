@@ -29,6 +29,7 @@ from unitprobe.tables import Tables
 from unitprobe.validation import check_choices
 from unitprobe.views import _draw
 from unitprobe.views import style as _style
+from unitprobe.views.intervention_figures import plot_directions, plot_interchange
 from unitprobe.views.probe_figures import plot_identifiability, plot_partial_r2, plot_probe_heatmap
 from unitprobe.views.role_figures import plot_role_traces, plot_roles
 from unitprobe.views.unit_figures import (
@@ -152,6 +153,22 @@ FIGURES: list[FigureSpec] = [
         ("traces",),
         "Activation of each unit with a role over one sequence, drawn against its role's"
         " target (z-scored).",
+    ),
+    FigureSpec(
+        "interchange",
+        plot_interchange,
+        ("interchange",),
+        "Share of each term's output change that patching a unit's state from a counterfactual"
+        " run carries (interchange intervention, the model's own change as reference): the causal"
+        " test of which unit holds which term.",
+    ),
+    FigureSpec(
+        "directions",
+        plot_directions,
+        ("directions", "direction_loadings"),
+        "Held-out transfer of a learned direction (distributed alignment search) for each term no"
+        " single unit holds, beside the best single unit, and the direction's loadings on the"
+        " units.",
     ),
 ]
 

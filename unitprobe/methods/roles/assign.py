@@ -144,6 +144,12 @@ def assign_roles(
     ]
     explain = (out["role"] == schemas.NO_ROLE) & out["used"] & (out["formula"] != "")
     out.loc[explain, "evidence"] += "; h ≈ " + out.loc[explain, "formula"]
+    out = out.assign(
+        kind=[schemas.NO_ROLE if r == schemas.NO_ROLE else "term" for r in out["role"]],
+        transfer=math.nan,
+        margin=math.nan,
+        null_percentile=math.nan,
+    )
     return schemas.SCHEMAS["roles"].coerce(out)
 
 

@@ -8,10 +8,10 @@ from unitprobe.errors import DataError
 from unitprobe.methods.roles.evidence import sorted_targets
 from unitprobe.validation import check_columns, check_int
 
-__all__ = ["role_counts", "summarize_roles"]
+__all__ = ["role_counts", "summarize_roles", "summarize_terms"]
 
 
-def summarize_roles(roles: pd.DataFrame, *, max_evidence: int = 100) -> str:
+def summarize_roles(roles: pd.DataFrame, *, max_evidence: int | None = None) -> str:
     """Fixed-width text table of a roles table, for the terminal.
 
     Parameters
@@ -20,8 +20,9 @@ def summarize_roles(roles: pd.DataFrame, *, max_evidence: int = 100) -> str:
         Output of :func:`assign_roles` (needs ``layer``, ``unit``, ``role``, ``decided_by``,
         ``confidence``, ``evidence``; a ``formula`` column, when present, is shown as
         ``h ≈ ...``, the unit's receptive field as a formula over lagged inputs).
-    max_evidence : int, default 100
-        Evidence longer than this many characters is cut and ends in ``...``.
+    max_evidence : int, optional
+        Evidence longer than this many characters is cut and ends in ``...``; default: the
+        whole evidence (it is the reason for the role, so the terminal shows all of it).
 
     Returns
     -------
@@ -29,7 +30,7 @@ def summarize_roles(roles: pd.DataFrame, *, max_evidence: int = 100) -> str:
         Header, rule and one line per unit, no trailing newline.
     """
     check_columns(roles, ("layer", "unit", "role", "decided_by", "confidence", "evidence"), "roles")
-    check_int(max_evidence, "max_evidence", minimum=4, error=DataError)
+    check_int(max_evidence, "max_evidence", minimum=4, allow_none=True, error=DataError)
     with_formula = "formula" in roles.columns
     header = ("layer", "unit", "role", "decided_by", "confidence")
     header += ("h ≈ (receptive field)", "evidence") if with_formula else ("evidence",)
@@ -38,7 +39,7 @@ def summarize_roles(roles: pd.DataFrame, *, max_evidence: int = 100) -> str:
         evidence = str(r["evidence"]) if isinstance(r["evidence"], str) else ""
         if with_formula:
             evidence = evidence.split("; h ≈ ")[0]  # the formula has its own column
-        if len(evidence) > max_evidence:
+        if max_evidence is not None and len(evidence) > max_evidence:
             evidence = evidence[: max_evidence - 3] + "..."
         conf = "" if pd.isna(r["confidence"]) else f"{float(r['confidence']):.2f}"
         line = (str(r["layer"]), str(r["unit"]), str(r["role"]), str(r["decided_by"]), conf)
@@ -57,6 +58,24 @@ def summarize_roles(roles: pd.DataFrame, *, max_evidence: int = 100) -> str:
 
     rule = "  ".join("-" * w for w in [*widths, len(header[-1])])
     return "\n".join([fmt(lines[0]), rule, *(fmt(line) for line in lines[1:])])
+
+
+def summarize_terms(terms: pd.DataFrame) -> str:
+    """One line per layer x term of a ``terms`` table: its verdict and the evidence.
+
+    Example output::
+
+        layer 0  X[t-1]  shared       held by units 1, 3
+        layer 0  K[t]    generic      a learned direction transfers 95% ... (null 97%)
+    """
+    check_columns(terms, ("layer", "term", "verdict", "evidence"), "terms")
+    if terms.empty:
+        return ""
+    width = max(len(str(t)) for t in terms["term"])
+    return "\n".join(
+        f"layer {r.layer}  {str(r.term).ljust(width)}  {str(r.verdict).ljust(11)}  {r.evidence}"
+        for r in terms.itertuples()
+    )
 
 
 def role_counts(roles: pd.DataFrame, *, by_layer: bool = False) -> pd.DataFrame:

@@ -1,0 +1,198 @@
+"""Null networks: what each kind of evidence looks like in a network that learned nothing.
+
+A statistic means something only beside its value in networks that hold no term by
+training. :func:`null_networks` builds them: untrained networks of the analyzed network's
+shape (seeded from the ``controls`` stream), each with a **least-squares readout** fitted to
+the same data (so, like the trained network, their output does predict the targets as well as
+their random units allow). :func:`null_statistics` then measures, on the same sequences and
+over *all* their units (unit indices mean nothing across networks):
+
+==================  ==========================================================================
+statistic           per null unit (or per layer x term)
+==================  ==========================================================================
+``field_cosine``    best ``|cosine|`` of its receptive field with one candidate term
+``formula_cosine``  best match of its receptive field with a formula over 2 candidate terms
+``probe_r2``        held-out probe R² of each target (one value per unit x target)
+``usage``           largest relative MSE increase under mean / resample ablation
+==================  ==========================================================================
+
+Interchange transfers and direction transfers of null networks are added by the pipeline
+(:mod:`unitprobe.pipeline.analyze`) from the intervention methods. Thresholds are the
+largest null value of a statistic (:func:`null_thresholds`): a unit's role must beat every
+null unit, and the percentile of its statistic among the null values is reported.
+
+Example
+-------
+>>> nets = null_networks(model, dataset, n=3, seed=stream_seed(0, "controls"))
+>>> nulls = null_statistics(nets, dataset, terms=["K[t]", "X[t-1]"], max_lag=5)
+>>> null_thresholds(nulls)["field_cosine"]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from unitprobe.config import AblationConfig, ProbeConfig
+from unitprobe.methods.ablation import ablation_table
+from unitprobe.methods.attribution import receptive_fields
+from unitprobe.methods.probes import unit_probes
+from unitprobe.methods.roles.causal import (
+    FORMULA_TERMS,
+    field_matches,
+    term_cell,
+    usage_from_ablation,
+)
+from unitprobe.methods.roles.evidence import receptive_field_vectors
+from unitprobe.model.lstm import UnitLSTM, run
+from unitprobe.schemas import SCHEMAS
+from unitprobe.validation import check_int
+
+__all__ = ["NULLS", "null_networks", "null_statistics", "null_thresholds", "fit_readout"]
+
+#: The ``nulls`` table: one row per null network x layer x unit x statistic (x term).
+NULLS = SCHEMAS["nulls"]
+
+
+def fit_readout(model: UnitLSTM, dataset: Any) -> UnitLSTM:
+    """Set ``model``'s readout to the least-squares fit of the dataset's targets; returns it.
+
+    The fit maps the last layer's h at every step (with an intercept) to the targets, pooled
+    over sequences and steps, in float64.
+    """
+    with torch.no_grad():
+        h = run(model, dataset.inputs, record=("h",)).h[-1]  # (N, T, H)
+    states = h.reshape(-1, model.config.n_units).double().numpy()
+    targets = np.asarray(dataset.targets, dtype=np.float64).reshape(len(states), -1)
+    design = np.c_[states, np.ones(len(states))]
+    weights, *_ = np.linalg.lstsq(design, targets, rcond=None)  # (H + 1, O)
+    with torch.no_grad():
+        model.readout.weight.copy_(torch.as_tensor(weights[:-1].T))
+        model.readout.bias.copy_(torch.as_tensor(weights[-1]))
+    return model.eval()
+
+
+def null_networks(model: UnitLSTM, dataset: Any, n: int, seed: int) -> list[UnitLSTM]:
+    """``n`` untrained networks of ``model``'s shape, torch seeds ``seed .. seed + n - 1``,
+    each with a least-squares readout on ``dataset`` (:func:`fit_readout`)."""
+    check_int(n, "n_null", minimum=1)
+    nets = []
+    for k in range(n):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + k)
+            net = UnitLSTM(model.config)
+        nets.append(fit_readout(net.to(next(model.parameters()).dtype), dataset))
+    return nets
+
+
+def null_statistics(
+    networks: Sequence[UnitLSTM],
+    dataset: Any,
+    *,
+    terms: Sequence[str],
+    targets: Any = None,
+    max_lag: int | None = None,
+    max_sequences: int = 128,
+    ablation_sequences: int = AblationConfig.max_sequences,
+    n_splits: int = ProbeConfig.n_splits,
+    alpha: float = ProbeConfig.alpha,
+    n_costly: int | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Every statistic of the module table, on every unit of every null network.
+
+    Parameters
+    ----------
+    networks : sequence of UnitLSTM
+        From :func:`null_networks`.
+    dataset : Dataset
+        The analyzed sequences (``inputs``, ``targets``, ``input_names``, ``output_names``).
+    terms : sequence of str
+        Candidate terms (``NAME[t-lag]``) for the receptive-field matches.
+    targets : Targets, optional
+        Probe targets (:func:`unitprobe.methods.targets.make_targets`); no ``probe_r2`` rows
+        without them.
+    max_lag : int, optional
+        Lags of the receptive fields; use the analyzed network's.
+    max_sequences, ablation_sequences : int
+        Sequences for the receptive fields and for the ablations.
+    n_splits, alpha : probe settings.
+    n_costly : int, optional
+        Only the first ``n_costly`` networks get the costly statistics (``usage``,
+        ``probe_r2``); default all. The receptive-field statistics are cheap and come from
+        every network.
+    seed : int
+        Sampling seed of the receptive fields and resample ablations.
+
+    Returns
+    -------
+    DataFrame
+        The ``nulls`` table (:data:`NULLS`).
+    """
+    cells = [term_cell(t) for t in terms]
+    rows: list[tuple] = []
+    inputs = np.asarray(dataset.inputs)
+    for k, net in enumerate(networks):
+        for layer in range(net.config.n_layers):
+            rf = receptive_fields(
+                net, inputs, dataset.input_names, layer=layer, max_lag=max_lag,
+                max_sequences=max_sequences, seed=seed,
+            )  # fmt: skip
+            for (_, unit), field in receptive_field_vectors(rf, "h", "gradient").items():
+                _, cos_k = field_matches(field, cells, max_terms=FORMULA_TERMS)
+                rows.append((k, layer, unit, "field_cosine", None, cos_k[0]))
+                rows.append((k, layer, unit, "formula_cosine", None, cos_k[-1]))
+        if n_costly is not None and k >= n_costly:
+            continue
+        rows += _usage_rows(k, net, dataset, ablation_sequences, seed)
+        if targets is not None:
+            rows += _probe_rows(k, net, dataset, targets, n_splits, alpha)
+    table = pd.DataFrame(rows, columns=list(NULLS.columns))
+    return NULLS.coerce(table)
+
+
+def _usage_rows(k: int, net: UnitLSTM, dataset: Any, n: int, seed: int) -> list[tuple]:
+    subset = dataset.subset(np.arange(min(n, dataset.n_sequences)))
+    table = ablation_table(net, subset, modes=("mean", "resample"), seed=seed, exact="all")
+    return [
+        (k, layer, unit, "usage", None, value)
+        for (layer, unit), (value, _, _) in usage_from_ablation(table).items()
+    ]
+
+
+def _probe_rows(
+    k: int, net: UnitLSTM, dataset: Any, targets: Any, n_splits: int, alpha: float
+) -> list[tuple]:
+    with torch.no_grad():
+        trace = run(net, dataset.inputs, record=("h",))
+    rows = []
+    for layer in range(net.config.n_layers):
+        states = trace.numpy("h", layer)[targets.mask]
+        table = unit_probes(states, targets.values, targets.groups, n_splits=n_splits, alpha=alpha)
+        rows += [(k, layer, int(r.unit), "probe_r2", str(r.target), float(r.r2)) for r in
+                 table.itertuples()]  # fmt: skip
+    return rows
+
+
+def null_thresholds(nulls: pd.DataFrame) -> dict[str, float]:
+    """The largest null value of each statistic (NaN values ignored; NaN if none)."""
+    out = {}
+    for statistic, group in nulls.groupby("statistic", sort=True):
+        values = group["value"].to_numpy(dtype=float)
+        values = values[np.isfinite(values)]
+        out[str(statistic)] = float(values.max()) if values.size else math.nan
+    return out
+
+
+def null_values(nulls: pd.DataFrame, statistic: str, term: str | None = None) -> np.ndarray:
+    """The finite null values of one statistic (of one term, when given)."""
+    rows = nulls[nulls["statistic"] == statistic]
+    if term is not None:
+        rows = rows[rows["term"] == term]
+    values = rows["value"].to_numpy(dtype=float)
+    return values[np.isfinite(values)]
