@@ -136,6 +136,7 @@ def test_scheduler_without_dask_says_how_to_install(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # trains and analyzes every configuration
 def test_sweep_table_has_every_configuration_and_column(finished):
     out, table = finished
     assert tuple(table.columns) == SW.SWEEP_COLUMNS
@@ -166,6 +167,7 @@ def test_sweep_table_has_every_configuration_and_column(finished):
     assert table["key"].tolist() == [c.key for c in plan]
 
 
+@pytest.mark.slow  # trains and analyzes every configuration
 def test_run_directories_hold_model_tables_and_result(finished):
     out, table = finished
     runs = sorted(p.name for p in (out / "runs").iterdir())
@@ -189,6 +191,7 @@ def test_run_directories_hold_model_tables_and_result(finished):
         np.testing.assert_allclose(indices["specialization"], row.specialization, rtol=1e-9)
 
 
+@pytest.mark.slow  # trains and analyzes every configuration
 def test_rerun_does_no_training(finished, monkeypatch):
     out, table = finished
     before = snapshot(out)
@@ -204,6 +207,7 @@ def test_rerun_does_no_training(finished, monkeypatch):
     assert "4 finished earlier, 0 to run" in lines[0]
 
 
+@pytest.mark.slow  # trains and analyzes every configuration
 def test_interrupted_sweep_resumes_to_the_same_table(finished, tmp_path, monkeypatch):
     _, reference = finished
     out = tmp_path / "SWEEP"
@@ -233,6 +237,7 @@ def test_interrupted_sweep_resumes_to_the_same_table(finished, tmp_path, monkeyp
     assert (leftover / "result.json").exists() and (leftover / "model.pt").stat().st_size > 100
 
 
+@pytest.mark.slow  # trains and analyzes every configuration
 def test_failing_configuration_is_recorded_and_others_finish(tmp_path, monkeypatch):
     out = tmp_path / "SWEEP"
     real = SW._train_and_analyze
@@ -261,6 +266,7 @@ def test_failing_configuration_is_recorded_and_others_finish(tmp_path, monkeypat
     assert (retried["status"] == "ok").all()
 
 
+@pytest.mark.slow  # trains and analyzes every configuration
 def test_collect_results_reads_every_result_file(finished):
     out, table = finished
     pd.testing.assert_frame_equal(SW.collect_results(out), table)

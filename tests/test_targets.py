@@ -7,7 +7,7 @@ import pytest
 
 from unitprobe.errors import DataError, TaskSpecError
 from unitprobe.methods.targets import Targets, default_targets, make_targets, select_states
-from unitprobe.tasks import dataset_from_raw, generate, get_preset
+from unitprobe.tasks import TaskSpec, dataset_from_raw, generate, get_preset
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +98,32 @@ def test_default_targets():
     ds = generate(get_preset("seed-innov"), n_sequences=3, seed=0)
     tg = make_targets(ds, default_targets(ds.spec))
     assert tg.values.shape == (3 * 28, 7) and np.isfinite(tg.values.to_numpy()).all()
+
+
+def test_default_targets_have_no_scaled_copies():
+    def spec(relations, init):
+        series = [r.split("[")[0] for r in relations]
+        return TaskSpec(
+            name="t", relations=relations, init=init, inputs=series, predict=series, length=10
+        )
+
+    # 0.8*A[t-1] (+ a constant) is A[t-1] up to scale and offset: a probe cannot tell them apart
+    ar1 = spec(
+        ["A[t] = 0.8*A[t-1] + normal(1)", "C[t] = 0.8*A[t-1] + 2 + normal(1)"], {"A": 0, "C": 0}
+    )
+    assert default_targets(ar1) == ["A[t]", "A[t-1]", "C[t]", "C[t-1]"]
+    # 2*A[t-1] + 0.6*B[t-1] is 0.5*A[t-1] + 0.15*B[t-1] scaled by 4: kept once, the first;
+    # a combination in another direction and a nonlinear part stay
+    mixed = spec(
+        [
+            "A[t] = 0.5*A[t-1] + 0.15*B[t-1] + normal(1)",
+            "B[t] = 2*A[t-1] + 0.6*B[t-1] - 1 + normal(1)",
+            "D[t] = A[t-1] - B[t-1] + normal(1)",
+            "E[t] = tanh(A[t-1]) + normal(1)",
+        ],
+        {"A": 0, "B": 0, "D": 0, "E": 0},
+    )
+    assert default_targets(mixed) == [
+        "A[t]", "A[t-1]", "B[t]", "B[t-1]", "D[t]", "D[t-1]", "E[t]", "E[t-1]",
+        "0.5*A[t-1] + 0.15*B[t-1]", "A[t-1] - B[t-1]", "tanh(A[t-1])",
+    ]  # fmt: skip

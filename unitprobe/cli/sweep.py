@@ -24,6 +24,7 @@ __all__ = ["sweep"]
 
 _SEQUENCES = default_of(run_sweep, "n_sequences")
 _QUICK_SEQUENCES = quick_options()["n_sequences"]
+_QUICK_TRAIN = {**TrainConfig().to_dict(), **quick_options()["train_overrides"]}
 
 
 @click.command()
@@ -56,7 +57,13 @@ _QUICK_SEQUENCES = quick_options()["n_sequences"]
     required=True,
     help="Sweep directory (an earlier sweep there is resumed).",
 )
-@click.option("--jobs", type=click.IntRange(min=1), default=1, help="Local worker processes.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="CPU cores to use (worker processes, one torch thread each).",
+)
 @click.option(
     "--scheduler",
     metavar="ADDRESS",
@@ -68,11 +75,27 @@ _QUICK_SEQUENCES = quick_options()["n_sequences"]
     help=f"Training sequences per run [default: {_SEQUENCES}; {_QUICK_SEQUENCES} with --quick].",
 )
 @click.option(
-    "--epochs", type=click.IntRange(min=1), help=f"Maximum epochs [default: {TrainConfig.epochs}]."
+    "--epochs",
+    type=click.IntRange(min=1),
+    help=f"Maximum epochs [default: {TrainConfig.epochs}; {_QUICK_TRAIN['epochs']} with --quick].",
 )
-@click.option("--patience", type=click.IntRange(min=1), help="Early-stopping patience.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Adam learning rate.")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Sequences per minibatch.")
+@click.option(
+    "--patience",
+    type=click.IntRange(min=1),
+    help=f"Early-stopping patience in epochs [default: {TrainConfig.patience}; "
+    f"{_QUICK_TRAIN['patience']} with --quick].",
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    help=f"Adam learning rate [default: {TrainConfig.lr}; {_QUICK_TRAIN['lr']} with --quick].",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    help=f"Sequences per minibatch [default: {TrainConfig.batch_size}; "
+    f"{_QUICK_TRAIN['batch_size']} with --quick].",
+)
 @click.option(
     "--quick", is_flag=True, help="Few sequences and epochs, a light analysis (a smoke test)."
 )

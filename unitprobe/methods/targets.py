@@ -102,6 +102,10 @@ def make_targets(dataset: Dataset, exprs: Sequence[str]) -> Targets:
     ------
     TaskSpecError
         Malformed expression, a random term, a duplicate target, or lags that leave no step.
+    DataError
+        A target that is not finite (division by zero, overflow, ``log`` of a negative
+        number) at a step where the series it reads are finite; the message names the target
+        and the number of such steps.
     """
     if not isinstance(dataset, Dataset):
         raise DataError(f"dataset must be a Dataset, got {type(dataset).__name__}")
@@ -116,7 +120,10 @@ def make_targets(dataset: Dataset, exprs: Sequence[str]) -> Targets:
     def lookup(name: str, lag: int) -> np.ndarray:
         return dataset.raw[name][:, m - lag : t_len - lag]  # (N, T - m), step t at column t - m
 
-    cols = {str(e): e.evaluate(lookup, None, (n, t_len - m)) for e in parsed}
+    shape = (n, t_len - m)
+    cols = {str(e): e.evaluate(lookup, None, shape) for e in parsed}
+    for expr in parsed:
+        _check_finite(expr, cols[str(expr)], _reads_finite(expr, lookup, shape))
     mask = np.zeros((n, t_len), dtype=bool)
     mask[:, m:] = np.logical_and.reduce([np.isfinite(v) for v in cols.values()])
     keep = mask[:, m:]
@@ -128,6 +135,32 @@ def make_targets(dataset: Dataset, exprs: Sequence[str]) -> Targets:
         groups=dataset.sequence_ids[seq].astype(np.int64),
         steps=step.astype(np.int64),
     )
+
+
+def _reads_finite(expr: Expression, lookup, shape: tuple[int, int]) -> np.ndarray:
+    """Where every value ``expr`` reads is finite, shape ``shape``."""
+    ok = np.ones(shape, dtype=bool)
+    for name, lag in expr.references:
+        ok &= np.isfinite(lookup(name, lag))
+    return ok
+
+
+def _check_finite(expr: Expression, values: np.ndarray, reads_finite: np.ndarray) -> None:
+    """Refuse a target that arithmetic made non-finite where its inputs are finite."""
+    bad = reads_finite & ~np.isfinite(values)
+    n_bad, n_cells = int(bad.sum()), int(reads_finite.sum())
+    if not n_bad:
+        return
+    where = "at any step" if not expr.references else f"at {n_bad} of {n_cells} steps"
+    raise DataError(
+        f"target '{expr}' is not finite {where} (division by zero or overflow: "
+        f"{_first_value(values[bad])}); remove it or rewrite it so that it stays finite"
+    )
+
+
+def _first_value(values: np.ndarray) -> str:
+    value = float(values.flat[0])
+    return "it is NaN" if np.isnan(value) else f"it reaches {value}"
 
 
 def select_states(states: np.ndarray, targets: Targets) -> np.ndarray:
@@ -157,10 +190,17 @@ def default_targets(spec: TaskSpec) -> list[str]:
 
     Every series at lags ``0 .. order`` (order = the largest lag at which any relation reads
     that series, at least 1), then the deterministic part of each relation's right-hand side
-    when the relation has random terms (random terms dropped; series whose relation is purely random
-    contribute none), without duplicates. The right-hand side of a relation without random
-    terms equals its left-hand side exactly, so it would only repeat ``NAME[t]``; pass it
-    explicitly to probe it under its own name.
+    when the relation has random terms (random terms dropped; series whose relation is purely
+    random contribute none), without duplicates. The right-hand side of a relation without
+    random terms equals its left-hand side exactly, so it would only repeat ``NAME[t]``; pass
+    it explicitly to probe it under its own name.
+
+    A linear probe cannot tell apart targets that differ only by scale and offset, so an
+    affine deterministic part is identified by the ``(series, lag)`` keys of its linear terms
+    with the coefficients taken up to a common factor (and the intercept dropped): one with a
+    single key (``0.8*A[t-1] + 2``) is a copy of ``A[t-1]`` and is left out, and of several
+    parts that are multiples of each other only the first is kept. Non-affine parts are kept
+    (without duplicate texts).
 
     Examples
     --------
@@ -177,9 +217,33 @@ def default_targets(spec: TaskSpec) -> list[str]:
             reach[ref] = max(reach[ref], lag)
     for name in spec.series:
         out += [str(Ref(name, lag)) for lag in range(reach[name] + 1)]
+    seen: set[tuple[tuple[str, int, float], ...]] = set()
     for name in spec.series:
         expr = spec.relation(name).expr
         rhs = expr.without_random() if expr.has_random else None
-        if rhs is not None:
-            out.append(str(rhs))
+        if rhs is None:
+            continue
+        key = _direction(rhs)
+        if key is not None and (len(key) <= 1 or key in seen):
+            continue  # a scaled copy of one series at one lag, or of an earlier target
+        if key is not None:
+            seen.add(key)
+        out.append(str(rhs))
     return list(dict.fromkeys(out))
+
+
+def _direction(expr: Expression) -> tuple[tuple[str, int, float], ...] | None:
+    """The linear terms of an affine ``expr`` as ``(series, lag, coefficient / first)``.
+
+    None for an expression that is not affine. Terms with coefficient 0 are left out; the
+    coefficients are divided by the first one (in sorted key order) and rounded to 12
+    significant digits, so multiples of one expression share the key.
+    """
+    linear = expr.linear_terms()
+    if linear is None:
+        return None
+    terms = sorted((k, v) for k, v in linear[0].items() if v != 0)
+    if not terms:
+        return ()
+    first = terms[0][1]
+    return tuple((name, lag, float(f"{v / first:.12g}")) for (name, lag), v in terms)

@@ -565,12 +565,15 @@ def _warnings(base: dict[str, Any], baselines: pd.DataFrame) -> list[str]:
             "trivial baseline, so its units' roles describe a network that has not learned "
             "the task (is the data on the model's scale? see --scaling)"
         )
-    names = {**trivial, "memoryless_linear": "a memoryless linear map", "linear_ar": "a linear "
-             "AR model"}  # fmt: skip
+    names = {
+        **trivial,
+        "memoryless_linear": "a memoryless linear map fitted on the same data",
+        "linear_ar": "a linear AR model fitted on the same data",
+    }
     for name, text in names.items():
         if rows is not None and name in rows.index and rows.loc[name, "step_ratio"] >= 1.0:
             out.append(
                 f"per step (each step's error over its target variance), the model's error is "
-                f"{rows.loc[name, 'step_ratio']:.2f}x that of {text} fitted on the same data"
+                f"{rows.loc[name, 'step_ratio']:.2f}x that of {text}"
             )
     return out

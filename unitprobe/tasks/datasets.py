@@ -29,7 +29,7 @@ from pathlib import Path
 from unitprobe.errors import DataError
 from unitprobe.tasks.csvdata import data_task, is_data_task, load_csv, load_csv_split
 from unitprobe.tasks.generate import Dataset, generate
-from unitprobe.tasks.spec import TaskSpec
+from unitprobe.tasks.spec import MAX_NAME_LENGTH, TaskSpec
 
 __all__ = [
     "SCALINGS",
@@ -159,7 +159,7 @@ def split_in_time(
         sep=source.sep,
     )
     if spec is None:
-        name = Path(source.path).stem or "data"
+        name = _task_name(Path(source.path))
         task = data_task(name, list(train.input_names), length=train.length)
         train = dataclasses.replace(train, spec=task)
         later = dataclasses.replace(later, spec=dataclasses.replace(task, length=later.length))
@@ -237,7 +237,7 @@ def training_dataset(
             raise DataError("no task and no data: give a task or a CSV source")
         return dataset_for(spec, source, n_sequences, seed)
     loaded = source.load()
-    name = Path(source.path).stem or "data"
+    name = _task_name(Path(source.path))
     task = data_task(name, list(loaded.input_names), length=loaded.length)
     return dataclasses.replace(loaded, spec=task)
 
@@ -271,3 +271,9 @@ def require_sequences(dataset: Dataset, need: int, why: str, from_csv: bool) -> 
     )
     plural = "sequence" if n == 1 else "sequences"
     raise DataError(f"the data have {n} {plural}; {why} need at least {need}: {how}")
+
+
+def _task_name(path: Path) -> str:
+    """A data task's name from its CSV file: the stem, printable, at most 64 characters."""
+    stem = "".join(c for c in path.stem if c.isprintable())
+    return stem[:MAX_NAME_LENGTH] or "data"

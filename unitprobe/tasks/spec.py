@@ -6,16 +6,20 @@ A :class:`TaskSpec` is plain data (it is stored inside checkpoints through
 Fields
 ------
 name : str
-    Short name of the task.
+    Short name of the task: at most 64 characters (:data:`MAX_NAME_LENGTH`), no control
+    characters (it names sweep run directories and is printed on terminals).
 relations : list of str
     One relation per series, in the relation language of :mod:`unitprobe.tasks.relations`,
     e.g. ``["X[t] = X[t-1] + X[t-2]", "K[t] = K[t-1] + 2*X[t] + 1"]``.
 init : dict
     Initial values of each series for the steps before its relation can be evaluated. A series
     whose relation reaches back to ``t-n`` needs ``n`` values (for steps ``0 .. n-1``). Give a
-    list of ``n`` items, or one item that is used for every step. An item is a number or the
-    text of a constant expression, which may contain random terms (``"uniform(0, 1)"``) drawn
-    independently for each sequence and step.
+    list of exactly ``n`` items, or one item (a bare number or a one-item list), which is
+    repeated for every one of the ``n`` steps. Any other count is an error: two values where
+    the relation reaches back one step, three where it reaches back two, or any value for a
+    series whose relation reads no past value. An item is a number or the text of a constant
+    expression, which may contain random terms (``"uniform(0, 1)"``) drawn independently for
+    each sequence and step (a repeated item is drawn anew at each step).
 inputs : list of str
     Series fed to the network, in feature order.
 predict : list of str
@@ -23,7 +27,8 @@ predict : list of str
 horizon : int, default 1
     Steps ahead to predict; 0 predicts the present value (delay tasks).
 length : int
-    Steps per sequence fed to the network.
+    Steps per sequence fed to the network. Required: it has no default, and a task file
+    without ``length = ...`` is refused.
 noise : dict, default {}
     Observation noise on INPUTS only: ``{"K": 0.05}`` adds i.i.d. normal noise with standard
     deviation 0.05 in normalized units (0.05 of the series' standard deviation over the
@@ -41,13 +46,13 @@ TOML format (:meth:`TaskSpec.from_toml`)::
     relations = ["X[t] = X[t-1] + X[t-2]", "K[t] = K[t-1] + 2*X[t] + 1"]
     inputs = ["K", "X"]
     predict = ["K", "X"]
-    length = 20
+    length = 20          # required
     horizon = 1          # optional
     burn_in = 0          # optional
     description = ""     # optional
 
-    [init]
-    X = ["uniform(0, 1)", "uniform(0, 1)"]
+    [init]               # one value per step the relation reaches back,
+    X = ["uniform(0, 1)", "uniform(0, 1)"]   # or one value, repeated
     K = ["uniform(0, 1)"]
 
     [noise]              # optional
@@ -89,10 +94,61 @@ def _plural(n: int, word: str) -> str:
 #: Most steps a sequence may have (length, burn_in and horizon each).
 MAX_STEPS = 10_000_000
 
+#: Most characters a task name may have (it names sweep run directories).
+MAX_NAME_LENGTH = 64
+
+#: TOML escapes of the characters a TOML basic string cannot hold as they are.
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n"}
+_TOML_ESCAPES |= {"\f": "\\f", "\r": "\\r"}
+
+
+def _toml_string(text: str) -> str:
+    """``text`` as a TOML basic string: quotes, backslashes and control characters escaped."""
+    out = []
+    for ch in text:
+        if ch in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _is_unicode(text: str) -> bool:
+    """Whether ``text`` holds only Unicode scalar values (no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_name(name: Any) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise TaskSpecError(f"name == {name!r}, must be a non-empty string")
+    if not _is_unicode(name):
+        raise TaskSpecError(f"name == {name!r} is not valid Unicode (it holds a lone surrogate)")
+    if any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in name):
+        raise TaskSpecError(
+            f"name == {name!r}, must not contain control characters (newlines, tabs, escapes)"
+        )
+    if len(name) > MAX_NAME_LENGTH:
+        raise TaskSpecError(
+            f"name == {name[:20]!r}... must be at most {MAX_NAME_LENGTH} characters "
+            f"(it has {len(name)})"
+        )
+
 
 @dataclass(frozen=True, kw_only=True)
 class TaskSpec:
     """A relation-defined sequence task (see the module docstring for every field).
+
+    ``name``, ``relations``, ``inputs``, ``predict`` and ``length`` are required (a task file
+    without ``length`` is refused). ``init`` gives each series one value per step its relation
+    reaches back (``t-2``: two values), or one value, which is repeated for each of those
+    steps; any other count is an error (two values where the relation reaches back one step
+    is an error, not truncated).
 
     Examples
     --------
@@ -115,8 +171,7 @@ class TaskSpec:
     description: str = ""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise TaskSpecError(f"name == {self.name!r}, must be a non-empty string")
+        _check_name(self.name)
         relations = self.relations
         if isinstance(relations, str):
             relations = [relations]
@@ -150,6 +205,11 @@ class TaskSpec:
             ) from None
         if not isinstance(self.description, str):
             raise TaskSpecError(f"description == {self.description!r}, must be a string")
+        if not _is_unicode(self.description):
+            raise TaskSpecError(
+                "description is not valid Unicode (it holds a lone surrogate such as "
+                f"{next(c for c in self.description if not _is_unicode(c))!r})"
+            )
 
     def __hash__(self) -> int:
         return hash(json.dumps(self.to_dict(), sort_keys=True))
@@ -211,13 +271,7 @@ class TaskSpec:
             if len(items) == 1:
                 items = items * need
             if len(items) != need:
-                raise TaskSpecError(
-                    f"series '{name}' needs {_plural(need, 'initial value')} (its relation "
-                    f"reaches back to t-{need}), got {len(items)}"
-                    if need
-                    else f"series '{name}' needs no initial values (its relation reads no "
-                    f"past values), got {len(items)}"
-                )
+                raise TaskSpecError(_init_count_message(name, need, len(items)))
             if need:
                 out[name] = [self._checked_init_item(name, i, item) for i, item in enumerate(items)]
         return out
@@ -304,7 +358,8 @@ class TaskSpec:
             raise TaskSpecError(f"unknown task spec keys {unknown}; allowed: {', '.join(allowed)}")
         missing = [k for k in _REQUIRED if k not in data]
         if missing:
-            raise TaskSpecError(f"task spec is missing required keys {missing}")
+            hint = " (length: steps per sequence, e.g. length = 20)" if "length" in missing else ""
+            raise TaskSpecError(f"task spec is missing required keys {missing}{hint}")
         return cls(**data)
 
     @classmethod
@@ -360,7 +415,7 @@ class TaskSpec:
 
         def q(value: Any) -> str:
             if isinstance(value, str):
-                return json.dumps(value, ensure_ascii=False)
+                return _toml_string(value)
             if isinstance(value, list):
                 return "[" + ", ".join(q(v) for v in value) + "]"
             return repr(value)
@@ -383,3 +438,19 @@ class TaskSpec:
 def _defined_order(relations: list[str], system: list[Relation]) -> list[str]:
     by_text = {r.text: r.name for r in system}
     return [by_text[r] for r in relations]
+
+
+def _init_count_message(name: str, need: int, got: int) -> str:
+    """Why ``got`` initial values do not fit a series that needs ``need``."""
+    if not need:
+        return (
+            f"series '{name}' needs no initial values (its relation reads no past values), "
+            f"got {got}; leave it out of [init]"
+        )
+    head = f"series '{name}' needs {_plural(need, 'initial value')} (its relation reaches back "
+    head += f"to t-{need}), got {got}; "
+    if need == 1:
+        return head + "give exactly 1 value (for step 0)"
+    return head + (
+        f"give {need} values (for steps 0 .. {need - 1}) or one value, which is used for every step"
+    )

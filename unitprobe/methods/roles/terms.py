@@ -91,11 +91,13 @@ def term_table(
         transfer = pd.to_numeric(g["transfer"], errors="coerce")
         best = int(g["units"].iloc[int(transfer.fillna(-math.inf).to_numpy().argmax())])
         best_transfer = float(transfer.max())
-        direction, unit_on_pairs = _direction(directions, layer, term)
+        direction, unit_on_pairs, note = _direction(directions, layer, term)
         null = direction_null.get(term, math.nan)
         verdict, evidence = _verdict(
             holders, effect, best, best_transfer, direction, unit_on_pairs, null
         )
+        if note and not math.isfinite(direction):
+            evidence += f"; no direction learned: {note}"
         rows.append(
             {
                 "layer": layer, "term": term, "verdict": verdict,
@@ -108,14 +110,19 @@ def term_table(
     return schemas.frame("terms", [{c: r[c] for c in schemas.columns("terms")} for r in rows])
 
 
-def _direction(directions: pd.DataFrame | None, layer: int, term: str) -> tuple[float, float]:
-    """(held-out transfer of the direction, best single unit's on the same pairs)."""
+def _direction(directions: pd.DataFrame | None, layer: int, term: str) -> tuple[float, float, str]:
+    """(held-out transfer of the direction, best single unit's on the same pairs, note)."""
     if directions is None or directions.empty:
-        return math.nan, math.nan
+        return math.nan, math.nan, ""
     rows = directions[(directions["layer"] == layer) & (directions["term"] == term)]
     if not len(rows):
-        return math.nan, math.nan
-    return float(rows["transfer_test"].iloc[0]), float(rows["best_unit_transfer"].iloc[0])
+        return math.nan, math.nan, ""
+    note = rows["note"].iloc[0] if "note" in rows.columns else ""
+    return (
+        float(rows["transfer_test"].iloc[0]),
+        float(rows["best_unit_transfer"].iloc[0]),
+        note if isinstance(note, str) else "",
+    )
 
 
 def _verdict(
