@@ -32,9 +32,7 @@ def stability_table(sweep_dir: Path) -> pd.DataFrame:
     roles = run_tables(sweep_dir, sweep, "roles")
     fields = run_tables(sweep_dir, sweep, "receptive_fields")
     # "none" is kept: where no unit holds a term above the null, that is the stable answer
-    return role_stability(
-        probes, roles, receptive_fields=fields, profile="both", include_none=True
-    )
+    return role_stability(probes, roles, receptive_fields=fields, profile="both", include_none=True)
 
 
 def make(sweep_dir: Path, out: Path) -> list[Path]:

@@ -118,8 +118,10 @@ def test_figures_needs_overwrite_to_replace_figures(tmp_path):
     assert result.exit_code == 1 and "pass --overwrite" in result.output
     assert (out / "figures" / "roles.png").read_text() == "old"
     result = invoke("figures", out, "--overwrite", "--format", "png")
-    assert "Traceback" not in result.output and result.exception is None or (
-        isinstance(result.exception, SystemExit)
+    assert (
+        "Traceback" not in result.output
+        and result.exception is None
+        or (isinstance(result.exception, SystemExit))
     ), result.output
 
 
