@@ -125,31 +125,21 @@ def analyze(
         formats=formats,
         jobs=jobs,
     )
+    kw = {
+        "dataset": dataset,
+        "overwrite": overwrite,
+        "progress": progress(quiet),
+        "echo": None if quiet else click.echo,
+    }
     if others:
-        runs = analyze_runs(
-            [ckpt, *others],
-            out,
-            config,
-            dataset=dataset,
-            overwrite=overwrite,
-            progress=progress(quiet),
-            echo=None if quiet else click.echo,
-        )
+        runs = analyze_runs([ckpt, *others], out, config, **kw)
         click.echo(summarize_stability(runs.stability))
         for k, run in enumerate(runs.runs):
             for note in score_lines(run.summary)[1]:
                 warn(f"run {runs.summary['runs'][k]}: {note}")
         click.echo(f"results: {out}")
         return
-    result = run_analysis(
-        ckpt,
-        out,
-        config,
-        dataset=dataset,
-        overwrite=overwrite,
-        progress=progress(quiet),
-        echo=None if quiet else click.echo,
-    )
+    result = run_analysis(ckpt, out, config, **kw)
     click.echo(summarize_roles(result.tables["roles"]))
     click.echo("\nwhere each term lives:\n" + summarize_terms(result.tables["terms"]))
     lines, notes = score_lines(result.summary)

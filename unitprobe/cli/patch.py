@@ -82,29 +82,17 @@ def patch(
     --out, and with --directions also directions.csv and direction_loadings.csv (a non-empty
     directory is replaced only with --overwrite).
     """
-    seed = stream_seed(seed, "interventions")
-    tables = {
-        "interchange": interchange_table(
-            ckpt.model,
-            dataset,
-            terms,
-            reference=reference,
-            n_pairs=n_pairs,
-            horizon=horizon,
-            seed=seed,
-            progress=progress(quiet),
-        )
+    kw = {
+        "reference": reference,
+        "n_pairs": n_pairs,
+        "horizon": horizon,
+        "seed": stream_seed(seed, "interventions"),
+        "progress": progress(quiet),
     }
+    tables = {"interchange": interchange_table(ckpt.model, dataset, terms, **kw)}
     if directions:
         tables["directions"], tables["direction_loadings"] = direction_table(
-            ckpt.model,
-            dataset,
-            terms,
-            reference=reference,
-            n_pairs=n_pairs,
-            horizon=horizon,
-            seed=seed,
-            progress=progress(quiet),
+            ckpt.model, dataset, terms, **kw
         )
     with staged_output_dir(out, overwrite=overwrite, protect=[ckpt.path]) as stage:
         Tables(tables).write(stage)

@@ -2,12 +2,18 @@
 
 Each function takes the function that runs one configuration, so this module knows nothing of
 what a run does. Local workers are spawned processes with one torch thread each; interrupting
-the sweep terminates them at once (their unfinished runs are redone on resume).
+the sweep terminates them at once (their unfinished runs are redone on resume), and on Linux
+they get SIGTERM when the sweep process dies, even by SIGKILL.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import multiprocessing
+import os
+import signal
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -26,7 +32,28 @@ def one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}"[:300] if text else type(err).__name__
 
 
+#: ``prctl`` option that sends the calling process a signal when its parent dies (Linux).
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to send this process SIGTERM when its parent dies (Linux; elsewhere a
+    no-op), so a killed sweep leaves no worker behind; exit now if the parent is gone."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            return
+    except (OSError, AttributeError):
+        return
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _init_worker() -> None:
+    _die_with_parent()
     torch.set_num_threads(1)
 
 

@@ -61,20 +61,16 @@ from unitprobe.tasks.taskfile import OBSERVED, data_task, is_data_task, read_tas
 from unitprobe.validation import is_int
 
 __all__ = [
-    "FILLS",
-    "MAX_CSV_BYTES",
-    "OBSERVED",
-    "data_task",
-    "is_data_task",
-    "load_csv",
-    "load_csv_split",
-    "read_task_file",
-]
+    "FILLS", "MAX_CSV_BYTES", "MAX_CSV_CELLS", "OBSERVED", "data_task", "is_data_task",
+    "load_csv", "load_csv_split", "read_task_file",
+]  # fmt: skip
 
 #: Ways to handle missing values (None refuses them).
 FILLS = (None, "interpolate", "ffill", "drop")
 #: Largest CSV file read (bytes): parsing holds about 25 times the file size in memory.
 MAX_CSV_BYTES = 2**28
+#: Largest number of cells (lines x header fields) read: parsing holds about 60 bytes a cell.
+MAX_CSV_CELLS = 2**24
 
 _MISSING = {"", "na", "nan", "n/a", "null", "none"}
 _FILL_HINT = "pass fill='interpolate', 'ffill' or 'drop' (--fill on the command line)"
@@ -110,6 +106,7 @@ def _read_rows(path: Path, sep: str) -> tuple[list[str], list[list[str]], np.nda
     rows: list[list[str]] = []
     lines: list[int] = []
     try:
+        _check_cells(path, sep)
         with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh, delimiter=sep)
             for row in reader:
@@ -131,6 +128,24 @@ def _read_rows(path: Path, sep: str) -> tuple[list[str], list[list[str]], np.nda
     if not rows:
         raise DataError(f"CSV file '{path}' has a header but no data rows")
     return header, rows, np.asarray(lines, dtype=np.int64)
+
+
+def _check_cells(path: Path, sep: str) -> None:
+    """Refuse more than :data:`MAX_CSV_CELLS` cells (lines x header fields), counted in bytes."""
+    lines, width, tail = 0, 0, b"\n"
+    with path.open("rb") as fh:  # OSError: reported by the caller
+        while chunk := fh.read(1 << 20):
+            if not width:  # the header: the first line neither blank nor a comment
+                heads = [ln for ln in chunk.split(b"\n") if ln.strip(b"\xef\xbb\xbf \t\r")
+                         and not ln.lstrip(b"\xef\xbb\xbf \t").startswith(b"#")]  # fmt: skip
+                width = heads[0].count(sep.encode()) + 1 if heads else 1
+            lines, tail = lines + chunk.count(b"\n"), chunk[-1:]
+    if (lines := lines + (tail != b"\n")) * width > MAX_CSV_CELLS:
+        raise DataError(
+            f"CSV file '{path}' has about {lines * width} cells ({lines} lines x {width} "
+            f"columns), more than {MAX_CSV_CELLS}; load a shorter extract or fewer columns "
+            "(parsing holds about 60 bytes per cell)"
+        )
 
 
 def _check_header(row: list[str], path: Path, sep: str) -> list[str]:
@@ -180,11 +195,7 @@ def _select_columns(
         raise DataError(f"sequence_col and time_col are both '{reserved[0]}'")
     reserved = [c for c in reserved if c is not None]
     if series is not None:
-        if (
-            isinstance(series, str)
-            or not isinstance(series, (list, tuple))
-            or not all(isinstance(s, str) for s in series)
-        ):
+        if not isinstance(series, (list, tuple)) or not all(isinstance(s, str) for s in series):
             raise DataError(f"series == {series!r}, must be a list of column names")
         wanted = list(series)
     elif spec is None:
@@ -544,10 +555,10 @@ def load_csv(
     Raises
     ------
     DataError
-        Missing, empty or too large file, missing columns, duplicate headers, a row with a
-        different number of fields, a non-numeric or non-finite cell, a missing value without
-        ``fill``, sequences too short for the horizon or the window, more windows than
-        :data:`~unitprobe.tasks.generate.MAX_GENERATED_VALUES` values.
+        Missing, empty or too large file (bytes or cells), missing columns, duplicate
+        headers, a row with a different number of fields, a non-numeric or non-finite cell, a
+        missing value without ``fill``, sequences too short for the horizon or the window,
+        more windows than :data:`~unitprobe.tasks.generate.MAX_GENERATED_VALUES` values.
 
     Examples
     --------

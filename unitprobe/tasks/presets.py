@@ -180,6 +180,18 @@ def _build() -> dict[str, TaskSpec]:
     presets.update(_memory_presets())
     for k in range(1, 5):
         presets[f"delay-{k}"] = delay(k)
+    presets["seed-stationary"] = dataclasses.replace(
+        presets["seed-innov"],
+        name="seed-stationary",
+        relations=[
+            "X[t] = 0.3*X[t-1] + 0.6*X[t-2] + normal(1)",
+            "K[t] = 0.5*K[t-1] + 0.5*X[t] + normal(1)",
+        ],
+        description=(
+            "A stationary seed structure with innovations in which X[t-2] dominates; "
+            "predict K and X one step ahead. Minimal state size: 1 (X[t-1])."
+        ),
+    )
     return presets
 
 
@@ -225,22 +237,6 @@ def _memory_presets() -> dict[str, TaskSpec]:
                 "Only X is observed (a damped seed X with innovations); K = K[t-1] + 2*X[t] + 1 "
                 "from K = 0 must be integrated; predict K and X one step ahead. "
                 "Minimal state size: 2 (K[t-1], X[t-1])."
-            ),
-        ),
-        "seed-stationary": TaskSpec(
-            name="seed-stationary",
-            relations=[
-                "X[t] = 0.3*X[t-1] + 0.6*X[t-2] + normal(1)",
-                "K[t] = 0.5*K[t-1] + 0.5*X[t] + normal(1)",
-            ],
-            init={"X": 0.0, "K": 0.0},
-            inputs=["K", "X"],
-            predict=["K", "X"],
-            length=30,
-            burn_in=20,
-            description=(
-                "A stationary seed structure with innovations in which X[t-2] dominates; "
-                "predict K and X one step ahead. Minimal state size: 1 (X[t-1])."
             ),
         ),
         "seed-swapped": TaskSpec(

@@ -87,6 +87,13 @@ def fmt_vif(value: float) -> str:
     return f"{value:.1f}"
 
 
+def step_label(value: Any) -> str:
+    """A lag or step as a whole number (``2.0`` -> ``"2"``); other values as ``str``."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def truncate(text: str, n: int) -> str:
     """``text`` on one line, cut to ``n`` characters with "…"."""
     text = " ".join(str(text).split())

@@ -87,12 +87,16 @@ def _probe_figure(
     title: str,
     cbar_label: str,
     note: str,
+    undefined: str | None = None,
 ) -> Figure:
+    """One probe heatmap; ``undefined``: the text shown (without colour bar) when no shown
+    cell has a value."""
     columns = [value, *(c for c, _ in annotate if c != value)]
     df, rows, labels, targets, multi = _probe_rows(probes, population_probes, columns, state, layer)
     mats = _draw.grid(df, "_row", "target", columns, rows, targets, "probes")
     n_rows, n_cols = len(rows), len(targets)
     annotated = n_rows <= _draw.MAX_ANNOTATED_ROWS and n_cols <= _draw.MAX_ANNOTATED_COLS
+    blank = undefined is not None and bool(np.isnan(mats[value]).all())
     cell_h = 0.17 + 0.14 * len(annotate) if annotated else 0.2
     width = max(4.6, 1.6 + 0.72 * n_cols + 1.0)
     height = 1.6 + cell_h * n_rows
@@ -113,8 +117,20 @@ def _probe_figure(
             vmin=0.0,
             vmax=1.0,
             annot=annot,
+            cbar=not blank,  # a colour bar with no value on it would mean nothing
             cbar_label=cbar_label,
         )
+        if blank:
+            ax.text(
+                0.5,
+                0.5,
+                undefined,
+                transform=ax.transAxes,
+                ha="center",
+                va="center",
+                fontsize=10,
+                bbox={"facecolor": "white", "edgecolor": "0.6", "boxstyle": "round,pad=0.5"},
+            )
         n_single = sum(1 for r in rows if r[1] != _POPULATION)
         _draw.layer_breaks(ax, [r[0] for r in rows[:n_single]])
         if 0 < n_single < n_rows:
@@ -187,9 +203,20 @@ def plot_partial_r2(probes: pd.DataFrame, *, state: str = "h", layer: int | None
     -------
     Figure
         Layout as :func:`plot_probe_heatmap` (units only); colour and cell text = partial R²
-        (0..1 scale).
+        (0..1 scale). When no shown cell has a value (e.g. collinear targets), the grid is
+        left blank with a note saying why (from the ``note`` column) and no colour bar.
     """
-    fig = _probe_figure(
+    _draw.require(probes, (*_PROBE_COLUMNS, "partial_r2"), "probes")
+    shown = probes[probes["state"] == state]
+    if layer is not None:
+        shown = shown[shown["layer"] == layer]
+    notes = shown["note"].dropna().astype(str) if "note" in shown else pd.Series([], dtype=str)
+    notes = notes[notes != ""]
+    why = notes.mode().iloc[0] if len(notes) else "see the note column of probes.csv"
+    if "explained by controls" in why:
+        why = "each target is a linear combination of the others"
+        why += "\n(see the identifiability figure)"
+    return _probe_figure(
         probes,
         None,
         value="partial_r2",
@@ -199,26 +226,8 @@ def plot_partial_r2(probes: pd.DataFrame, *, state: str = "h", layer: int | None
         title="Partial R² per unit",
         cbar_label="held-out partial R²",
         note="cell: R² of the unit for the part of the target the other targets do not explain",
+        undefined=f"partial R² undefined everywhere:\n{why}",
     )
-    shown = probes[probes["state"] == state]
-    if shown["partial_r2"].isna().all():
-        notes = shown["note"].dropna().astype(str) if "note" in shown else pd.Series([], dtype=str)
-        notes = notes[notes != ""]
-        why = notes.mode().iloc[0] if len(notes) else "see the note column of probes.csv"
-        if "explained by controls" in why:
-            why = "each target is a linear combination of the others"
-            why += "\n(see the identifiability figure)"
-        fig.axes[0].text(
-            0.5,
-            0.5,
-            f"partial R² undefined everywhere:\n{why}",
-            transform=fig.axes[0].transAxes,
-            ha="center",
-            va="center",
-            fontsize=10,
-            bbox={"facecolor": "white", "edgecolor": "0.6", "boxstyle": "round,pad=0.5"},
-        )
-    return fig
 
 
 # ---------------------------------------------------------------------------------------------

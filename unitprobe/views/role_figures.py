@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from unitprobe.errors import DataError
 from unitprobe.schemas import NO_ROLE, SCHEMAS
@@ -104,6 +105,7 @@ def plot_role_traces(
             name = _draw.unit_label(lay, u, True) if multi else f"unit {u}"
             title = f"{name} → {role}" + (f"\nr = {r:.2f}" if np.isfinite(r) else "")
             ax.set_title(title)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole time steps
             ax.set_ylabel("activation h", color=colors[0])
             twin.set_ylabel("target (z-score)", color=colors[1])
             if i // ncols == nrows - 1 or i + ncols >= len(keys):
