@@ -65,7 +65,9 @@ def test_terms_parse_and_refuse_expressions():
         parse_term("X[t] + K[t]", KX)
     with pytest.raises(UnitprobeError, match="not an input feature; inputs: K, X"):
         parse_term("Z[t]", KX)
-    with pytest.raises(UnitprobeError, match="not NAME"):
+    with pytest.raises(
+        UnitprobeError, match=r"look-ahead .* \(in term 'X\[t\+1\]'\); a term is NAME"
+    ):
         parse_term("X[t+1]", KX)
     spec = get_preset("seed")
     assert [str(t) for t in default_terms(spec, KX)] == [

@@ -57,9 +57,9 @@ def parse_term(text: Any, inputs: Sequence[str]) -> Term:
     if not isinstance(text, str):
         raise UnitprobeError(f"term == {text!r}, must be text such as 'X[t-1]'")
     try:
-        expr = parse_expression(text, None, where=f"term {text!r}")
-    except TaskSpecError as err:
-        raise UnitprobeError(f"term {text!r} is not NAME[t] or NAME[t-k]: {err}") from None
+        expr = parse_expression(text, None, where="term")
+    except TaskSpecError as err:  # the parser's message already quotes the term
+        raise UnitprobeError(f"{err}; a term is NAME[t] or NAME[t-k]") from None
     if not isinstance(expr, Ref):
         raise UnitprobeError(
             f"term {text!r} must be one input series at a lag, NAME[t] or NAME[t-k] "
