@@ -234,13 +234,16 @@ def compute_analysis(
             state=config.states[0],
         )
     with torch_threads(config.jobs), timer("directions"):
-        directions, loadings, nulls = _directions(model, nets, data, terms, roles, config, seeds,
-                                                  nulls)  # fmt: skip
+        directions, loadings, nulls = _directions(
+            model, nets, data, terms, roles, config, seeds, nulls
+        )
     with timer("terms"):
-        term_verdicts = term_table(roles, interchange, directions, direction_null={
-            t: float(v.max()) for t in map(str, terms)
-            if (v := null_values(nulls, "direction_transfer", t)).size
-        })  # fmt: skip
+        direction_null = {}
+        for term in map(str, terms):
+            values = null_values(nulls, "direction_transfer", term)
+            if values.size:
+                direction_null[term] = float(values.max())
+        term_verdicts = term_table(roles, interchange, directions, direction_null=direction_null)
         target_fields = target_field_table(data, list(targets.values.columns))
         traces = trace_table(roles, trace, targets)
     tables = Tables(

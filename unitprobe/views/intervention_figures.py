@@ -108,13 +108,24 @@ def plot_directions(directions: pd.DataFrame, direction_loadings: pd.DataFrame) 
     -------
     Figure
         Left: grouped bars per (layer, term) of the direction's held-out transfer and the best
-        single unit's. Right: heatmap of the loadings, one row per (layer, term, component),
+        single unit's (terms without a learned direction are left out). Right: heatmap of
+        the loadings, one row per (layer, term, component),
         one column per state and unit, diverging around 0.
     """
     _draw.require(directions, _DIRECTION_COLUMNS, "directions")
     _draw.require(direction_loadings, _LOADING_COLUMNS, "direction_loadings")
+    # terms with nothing to learn (no reference change) have no direction: leave them out
+    learned = directions[pd.to_numeric(directions["transfer_test"], errors="coerce").notna()]
+    keep = set(zip(learned["layer"], learned["term"], strict=True))
+    direction_loadings = direction_loadings[
+        [
+            k in keep
+            for k in zip(direction_loadings["layer"], direction_loadings["term"], strict=True)
+        ]  # fmt: skip
+    ]
+    directions = learned
     if directions.empty:
-        raise _draw.EmptySelectionError("directions table has no rows to plot")
+        raise _draw.EmptySelectionError("directions table has no learned direction to plot")
     multi = len(_draw.unique(directions["layer"])) > 1
     names = [
         f"L{lay}: {t}" if multi else str(t)
