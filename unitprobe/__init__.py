@@ -18,8 +18,12 @@ the command line start fast) or from its module. The package is layered (see
   :func:`permutation_pvalues`, :class:`UnitProbe`); ablation (:func:`ablate`,
   :func:`ablation_table`); attribution (:func:`input_lag_attribution`,
   :func:`receptive_fields`, :func:`unit_attribution`, :func:`attribution_tables`); roles
-  (:func:`assign_roles`, :func:`summarize_roles`, :func:`unit_formula`)
-- pipeline: :func:`analyze`, :func:`compute_analysis`, :func:`probe_model`, and the config
+  (:func:`assign_causal_roles`, :func:`term_table`, :func:`assign_roles`,
+  :func:`summarize_roles`, :func:`unit_formula`); interventions (:func:`interchange_table`,
+  :func:`direction_table`, :func:`learn_direction`, :func:`counterfactual_pairs`); baselines
+  (:func:`baseline_table`)
+- pipeline: :func:`analyze`, :func:`compute_analysis`, :func:`analyze_runs`,
+  :func:`probe_model`, :func:`null_networks`, :func:`null_statistics`, and the config
   tree :class:`AnalyzeConfig` (:class:`ProbeConfig`, :class:`AblationConfig`,
   :class:`AttributionConfig`, :class:`RoleConfig`); results: :class:`Tables`
 """
@@ -64,9 +68,17 @@ _LAZY = {
     "unitprobe.methods.attribution": [
         "attribution_tables", "input_lag_attribution", "receptive_fields", "unit_attribution",
     ],
-    "unitprobe.methods.roles": ["assign_roles", "summarize_roles", "unit_formula"],
+    "unitprobe.methods.roles": [
+        "assign_causal_roles", "assign_roles", "summarize_roles", "term_table", "unit_formula",
+    ],
+    "unitprobe.methods.interventions": [
+        "counterfactual_pairs", "direction_table", "interchange_table", "learn_direction",
+    ],
+    "unitprobe.methods.baselines": ["baseline_table"],
     "unitprobe.pipeline.probing": ["probe_model"],
     "unitprobe.pipeline.analyze": ["Analysis", "analyze", "compute_analysis"],
+    "unitprobe.pipeline.multiseed": ["analyze_runs"],
+    "unitprobe.pipeline.nulls": ["null_networks", "null_statistics"],
 }  # fmt: skip
 _compat.install()
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
