@@ -54,6 +54,7 @@ from unitprobe.pipeline.fields import target_field_table, trace_table
 from unitprobe.pipeline.nulls import (
     NULLS,
     null_networks,
+    null_rows,
     null_statistics,
     null_thresholds,
     null_values,
@@ -381,18 +382,7 @@ def _nulls(
             net, data, terms, reference="model", n_pairs=config.roles.n_pairs,
             seed=seeds["interventions"],
         )  # fmt: skip
-        rows.append(
-            pd.DataFrame(
-                {
-                    "network": k,
-                    "layer": inter["layer"],
-                    "unit": inter["units"].astype(int),
-                    "statistic": "transfer",
-                    "term": inter["term"],
-                    "value": inter["transfer"],
-                }
-            )  # fmt: skip
-        )
+        rows.append(null_rows(k, inter, "transfer", "transfer"))
     return NULLS.coerce(pd.concat(rows, ignore_index=True))
 
 
@@ -423,18 +413,7 @@ def _directions(
     rows = [nulls]
     for k, net in enumerate(nets[: config.roles.n_null_directions]):
         null_directions, _ = direction_table(net, data, pending, **kw)
-        rows.append(
-            pd.DataFrame(
-                {
-                    "network": k,
-                    "layer": null_directions["layer"],
-                    "unit": pd.NA,
-                    "statistic": "direction_transfer",
-                    "term": null_directions["term"],
-                    "value": null_directions["transfer_test"],
-                }
-            )  # fmt: skip
-        )
+        rows.append(null_rows(k, null_directions, "direction_transfer", "transfer_test"))
     return directions, loadings, NULLS.coerce(pd.concat(rows, ignore_index=True))
 
 

@@ -53,7 +53,15 @@ from unitprobe.model.lstm import UnitLSTM, run
 from unitprobe.schemas import SCHEMAS
 from unitprobe.validation import check_int
 
-__all__ = ["NULLS", "null_networks", "null_statistics", "null_thresholds", "fit_readout"]
+__all__ = [
+    "NULLS",
+    "fit_readout",
+    "null_networks",
+    "null_rows",
+    "null_statistics",
+    "null_thresholds",
+    "untrained_network",
+]
 
 #: The ``nulls`` table: one row per null network x layer x unit x statistic (x term).
 NULLS = SCHEMAS["nulls"]
@@ -77,17 +85,33 @@ def fit_readout(model: UnitLSTM, dataset: Any) -> UnitLSTM:
     return model.eval()
 
 
+def untrained_network(model: UnitLSTM, seed: int) -> UnitLSTM:
+    """A freshly initialized network of ``model``'s shape and dtype (torch seed ``seed``), in
+    eval mode; the global random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = UnitLSTM(model.config)
+    return net.to(next(model.parameters()).dtype).eval()
+
+
 def null_networks(model: UnitLSTM, dataset: Any, n: int, seed: int) -> list[UnitLSTM]:
     """``n`` untrained networks of ``model``'s shape, torch seeds ``seed .. seed + n - 1``,
     each with a least-squares readout on ``dataset`` (:func:`fit_readout`)."""
     check_int(n, "n_null", minimum=1)
-    nets = []
-    for k in range(n):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed + k)
-            net = UnitLSTM(model.config)
-        nets.append(fit_readout(net.to(next(model.parameters()).dtype), dataset))
-    return nets
+    return [fit_readout(untrained_network(model, seed + k), dataset) for k in range(n)]
+
+
+def null_rows(network: int, table: pd.DataFrame, statistic: str, value: str) -> pd.DataFrame:
+    """Rows of the ``nulls`` table for one statistic of one null network, read from a method's
+    table (its ``layer``, ``term``, the column ``value``, and ``units`` when it has one)."""
+    unit = table["units"].astype(int) if "units" in table.columns else pd.NA
+    frame = pd.DataFrame(
+        {
+            "network": network, "layer": table["layer"], "unit": unit, "statistic": statistic,
+            "term": table["term"], "value": table[value],
+        }
+    )  # fmt: skip
+    return NULLS.coerce(frame)
 
 
 def null_statistics(

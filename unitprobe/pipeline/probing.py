@@ -36,6 +36,7 @@ from unitprobe.methods.probes import (
 )
 from unitprobe.methods.targets import Targets, default_targets, make_targets
 from unitprobe.model.lstm import Trace, UnitLSTM, run
+from unitprobe.pipeline.nulls import untrained_network
 from unitprobe.validation import check_int
 
 __all__ = ["probe_model", "NULL_QUANTILE"]
@@ -113,7 +114,7 @@ def probe_model(
         if trace is None:
             trace = run(model, dataset.inputs, record=states)
         controls = [
-            run(_untrained(model, control_seed + k), dataset.inputs, record=states)
+            run(untrained_network(model, control_seed + k), dataset.inputs, record=states)
             for k in range(config.n_controls)
         ]
     values, groups, mask = targets.values, targets.groups, targets.mask
@@ -185,13 +186,6 @@ def _null_r2(tables: list[pd.DataFrame]) -> dict[str, float]:
         str(target): float(np.nanquantile(r2, NULL_QUANTILE)) if np.isfinite(r2).any() else np.nan
         for target, r2 in pooled.groupby("target", sort=False)["r2"]
     }
-
-
-def _untrained(model: UnitLSTM, seed: int) -> UnitLSTM:
-    """A freshly initialized network of ``model``'s configuration (torch seed ``seed``)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return UnitLSTM(model.config).eval()
 
 
 def _default_exprs(dataset) -> list[str]:
