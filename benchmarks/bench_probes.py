@@ -1,4 +1,5 @@
-"""Benchmark: vectorized ``unit_probes`` against the scikit-learn ``cross_val_score`` loop.
+"""Benchmark: vectorized ``unit_probes`` against the scikit-learn ``cross_val_score`` loop, and
+``population_probe``'s two penalty selections against each other.
 
 Usage::
 
@@ -11,8 +12,14 @@ groups=groups, cv=GroupKFold(5))`` measured on a random subset of unit x target 
 scaled up to all pairs (both with BLAS on one thread, as ``unit_probes`` runs it), their
 ratio, and the largest |R² difference| over the subset. Then the tracemalloc peak of
 ``unit_probes`` on the largest case, with the input size beside it.
-By default the data are a tenth of these sizes; ``--full`` runs them whole. Torch is pinned to
-one thread (``--jobs``).
+By default the data are a tenth of these sizes; ``--full`` runs them whole.
+
+Then ``population_probe`` with ``select="folds"`` (penalty by grouped cross-validation over the
+other folds, from the per-fold sums) and ``select="loo"`` (row-level leave-one-out, RidgeCV's
+closed form, a pass over the training rows per fold), best of 3 each in the same process, and
+their ratio; by default on 64 units x 8 targets x 60,000 samples, with ``--full`` also on 256
+units x 12 targets x 100,000 samples. Both run BLAS on one thread
+(``unitprobe._linalg.BLAS_THREADS``). Torch is pinned to one thread (``--jobs``).
 """
 
 from __future__ import annotations
@@ -27,9 +34,10 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import GroupKFold, cross_val_score
 from threadpoolctl import threadpool_limits
 
-from unitprobe.methods.probes import unit_probes
+from unitprobe.methods.probes import population_probe, unit_probes
 
 SIZES = [(64, 8, 60_000), (256, 12, 100_000)]  # (units, targets, samples)
+POPULATION_SIZES = [(64, 8, 60_000), (256, 12, 100_000)]  # the first by default, both --full
 N_SPLITS, STEPS, ALPHA = 5, 30, 1e-3
 
 
@@ -89,6 +97,28 @@ def bench(n_units: int, n_targets: int, n_samples: int, n_pairs: int, seed: int)
     print(f"  max |delta R2| over subset    {max_diff:9.1e}")
 
 
+def bench_population(n_units: int, n_targets: int, n_samples: int, seed: int) -> None:
+    states, targets, groups = make_data(n_units, n_targets, n_samples, seed)
+    times, tables = {}, {}
+    for select in ("folds", "loo"):
+
+        def probe(select=select):
+            return population_probe(states, targets, groups, n_splits=N_SPLITS, select=select)
+
+        tables[select] = probe()  # warm-up
+        times[select] = best_time(probe)
+    r2_gap = (tables["folds"].r2 - tables["loo"].r2).abs().max()
+    same = (tables["folds"].alpha_folds == tables["loo"].alpha_folds).mean()
+    print(
+        f"population_probe, {n_units} units x {n_targets} targets x {N_SPLITS} folds x "
+        f"{n_samples:,} samples"
+    )
+    print(f'  select="folds" (best of 3)    {times["folds"]:9.3f} s')
+    print(f'  select="loo"   (best of 3)    {times["loo"]:9.3f} s')
+    print(f"  speed ratio loo / folds       {times['loo'] / times['folds']:9.1f} x")
+    print(f"  max |delta R2| folds - loo    {r2_gap:9.1e}  (same alphas in {same:.0%} of targets)")
+
+
 def peak_memory(n_units: int, n_targets: int, n_samples: int, seed: int) -> None:
     states, targets, groups = make_data(n_units, n_targets, n_samples, seed)
     tracemalloc.start()
@@ -116,6 +146,8 @@ def main() -> None:
     for n_units, n_targets, n_samples in sizes:
         bench(n_units, n_targets, n_samples, args.pairs // (4 if quick else 1), args.seed)
     peak_memory(*sizes[-1], args.seed)
+    for size in POPULATION_SIZES if args.full else POPULATION_SIZES[:1]:
+        bench_population(*size, args.seed)
 
 
 if __name__ == "__main__":

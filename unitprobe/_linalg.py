@@ -193,6 +193,47 @@ def split_moments(s: FoldSums) -> Split:
     )
 
 
+def drop_fold(s: FoldSums, f: int) -> FoldSums:
+    """The sums of every fold but ``f`` (leading axis F - 1), for cross-validation inside it."""
+    keep = np.arange(len(s.n)) != f
+    return FoldSums(**{k: getattr(s, k)[keep] for k in ("n", "x", "xx", "y", "yy", "xy")})
+
+
+def ridge_fold_sse(sp: Split, alphas: np.ndarray) -> np.ndarray:
+    """Test SSE of ridge fitted on each fold's training rows, every alpha and target, (F, A, K).
+
+    The ridge has an unpenalized intercept (it works on the training-centred moments) and needs
+    ``sp.train_xx`` as full Gram matrices. One eigendecomposition ``V diag(s) V^T`` of each
+    fold's training Gram serves every alpha: ``b = V diag(1/(s + alpha)) V^T Xc^T yc``, and the
+    test SSE is the quadratic form ``yy - 2 b^T xy + b^T xx b`` in the test moments. The cost,
+    ``F * (U^3 + 2 U^2 * A * K)``, does not depend on the number of rows.
+    """
+    n_folds, n_units, n_targets, n_alphas = len(sp.n_test), *sp.train_xy.shape[1:], len(alphas)
+    out = np.empty((n_folds, n_alphas, n_targets))
+    for g in range(n_folds):
+        eigvals, eigvecs = np.linalg.eigh(sp.train_xx[g])
+        eigvals = np.clip(eigvals, 0.0, None)
+        proj = eigvecs.T @ sp.train_xy[g]  # (U, K)
+        w = proj[:, None, :] / (eigvals[:, None, None] + alphas[None, :, None])  # (U, A, K)
+        B = (eigvecs @ w.reshape(n_units, -1)).reshape(w.shape)  # (U, A, K): every alpha's b
+        xx_B = (sp.test_xx[g] @ B.reshape(n_units, -1)).reshape(w.shape)  # (U, A, K)
+        yy = np.diagonal(sp.test_yy[g]) if sp.test_yy.ndim == 3 else sp.test_yy[g]  # (K,)
+        xy_B = np.einsum("uak,uk->ak", B, sp.test_xy[g])
+        out[g] = yy - 2.0 * xy_B + np.einsum("uak,uak->ak", B, xx_B)
+    return out
+
+
+def inner_fold_sse(s: FoldSums, alphas: np.ndarray) -> np.ndarray:
+    """Grouped cross-validation SSE inside every outer fold, ndarray (F, A, K).
+
+    Entry ``[f, a, k]``: over the inner folds ``g != f``, the SSE on fold ``g`` of target ``k``
+    by ridge(``alphas[a]``) fitted on the folds other than ``f`` and ``g``, summed over ``g``.
+    Exact algebra on the per-fold sums ``s`` (full Gram matrices, at least 3 folds).
+    """
+    inner = [split_moments(drop_fold(s, f)) for f in range(len(s.n))]  # F - 1 folds each
+    return np.stack([ridge_fold_sse(sp, alphas).sum(axis=0) for sp in inner])
+
+
 def r2_from_sse(sse: np.ndarray, sst: np.ndarray) -> np.ndarray:
     """``1 - sse / sst`` with the zero-``sst`` cases left as NaN (the caller decides them)."""
     with np.errstate(divide="ignore", invalid="ignore"):

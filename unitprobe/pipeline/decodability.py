@@ -27,7 +27,7 @@ from unitprobe.methods.ablation.values import (
     check_units,
     units_label,
 )
-from unitprobe.methods.probes import population_probe
+from unitprobe.methods.probes import population_probe, population_select
 from unitprobe.model.lstm import Trace, UnitLSTM, as_tensor, run
 from unitprobe.schemas import STATES
 from unitprobe.validation import check_choice
@@ -47,7 +47,7 @@ def _population_r2(
 ) -> dict[str, float]:
     """Held-out R² per target of a probe on all columns of ``states`` (rows with finite targets)."""
     if probe is None:
-        probe = partial(population_probe, n_splits=n_splits)
+        probe = partial(population_probe, n_splits=n_splits, select=population_select(n_splits))
     keep = np.isfinite(values).all(axis=1)
     table = probe(states[keep], pd.DataFrame(values[keep], columns=list(names)), groups[keep])
     return dict(zip(table["target"].astype(str), table["r2"].astype(float), strict=True))
@@ -103,7 +103,8 @@ def decodability_drop(
         Resample derangement seed.
     probe : callable ``(states, targets_df, groups) -> DataFrame``, optional
         Population probe returning one row per target with columns ``target`` and ``r2``;
-        default :func:`unitprobe.methods.probes.population_probe` with ``n_splits``.
+        default :func:`unitprobe.methods.probes.population_probe` with ``n_splits`` (and
+        ``select`` from :func:`~unitprobe.methods.probes.population_select`).
 
     Returns
     -------

@@ -31,6 +31,7 @@ from unitprobe.methods.probes import (
     partial_r2,
     permutation_pvalues,
     population_probe,
+    population_select,
     selectivity,
     unit_probes,
 )
@@ -151,9 +152,12 @@ def _probe_layer(
     """Per-unit and population probes of one layer and state, with their control R²."""
     kw = {"n_splits": config.n_splits}
     units = unit_probes(X, values, groups, alpha=config.alpha, **kw)
-    population = population_probe(X, values, groups, **kw)
+    pop = {**kw, "select": population_select(config.n_splits)}
+    population = population_probe(X, values, groups, **pop)
     ctrl_units = [unit_probes(c, values, groups, alpha=config.alpha, **kw) for c in controls]
-    ctrl_population = [population_probe(c, values, groups, **kw)["r2"].to_numpy() for c in controls]
+    ctrl_population = [
+        population_probe(c, values, groups, **pop)["r2"].to_numpy() for c in controls
+    ]
     units["r2_control"] = units["target"].map(_null_r2(ctrl_units)) if controls else np.nan
     with warnings.catch_warnings():  # a constant unit has no R² in any control: NaN
         warnings.simplefilter("ignore", RuntimeWarning)

@@ -66,6 +66,7 @@ from unitprobe.methods.probes.permutation import adjust_pvalues, permutation_pva
 from unitprobe.methods.probes.units import (
     DEFAULT_ALPHAS,
     population_probe,
+    population_select,
     unique_contribution,
     unit_probes,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "partial_r2",
     "permutation_pvalues",
     "population_probe",
+    "population_select",
     "selectivity",
     "unique_contribution",
     "unit_probes",

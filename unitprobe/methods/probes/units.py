@@ -1,7 +1,8 @@
 """Per-unit and population probes: held-out R² of ridge probes, from per-fold sums.
 
 - :func:`unit_probes` -- a one-unit ridge probe for every unit x target;
-- :func:`population_probe` -- all units together, ridge alpha chosen by leave-one-out;
+- :func:`population_probe` -- all units together, ridge alpha chosen by cross-validation over
+  the other folds (or by leave-one-out);
 - :func:`unique_contribution` -- the drop in the population R² when one unit is left out.
 """
 
@@ -24,11 +25,18 @@ from unitprobe.methods.probes._common import (
     prepare,
     unit_target_notes,
 )
+from unitprobe.validation import check_choice
 
-__all__ = ["DEFAULT_ALPHAS", "population_probe", "unique_contribution", "unit_probes"]
+__all__ = [
+    "DEFAULT_ALPHAS", "SELECT_MODES", "population_probe", "population_select",
+    "unique_contribution", "unit_probes",
+]  # fmt: skip
 
 #: Candidate ridge penalties of :func:`population_probe`.
 DEFAULT_ALPHAS = np.logspace(-4, 3, 15)
+
+#: How :func:`population_probe` chooses each fold's penalty.
+SELECT_MODES = ("folds", "loo")
 
 
 @la.with_blas_threads
@@ -112,6 +120,15 @@ def _alphas_array(alphas: ArrayLike) -> np.ndarray:
 
 
 @la.with_blas_threads
+def population_select(n_splits: int) -> str:
+    """The penalty selection a pipeline uses with ``n_splits`` outer folds.
+
+    ``"folds"`` (grouped inner cross-validation) needs at least 3 folds; with 2 there is no
+    inner fold left, and the row-level ``"loo"`` choice is the only one possible.
+    """
+    return "folds" if n_splits >= 3 else "loo"
+
+
 def population_probe(
     states: ArrayLike,
     targets: ArrayLike | pd.DataFrame,
@@ -119,16 +136,24 @@ def population_probe(
     *,
     n_splits: int = ProbeConfig.n_splits,
     alphas: ArrayLike = DEFAULT_ALPHAS,
+    select: str = "folds",
 ) -> pd.DataFrame:
     """Held-out R² of a ridge probe on all units together, one row per target.
 
-    In each outer ``GroupKFold`` fold, the ridge penalty of each target is chosen on the
-    training rows by exact leave-one-out squared error (the closed form sklearn's ``RidgeCV``
-    uses by default: ``gcv_mode`` "auto" -> eigendecomposition of ``X^T X``, intercept not
-    penalized), the first best alpha in ``alphas`` order winning ties. The choice is per
-    target, i.e. equal to fitting ``RidgeCV(alphas)`` to each target column on its own (or
-    ``alpha_per_target=True``). One eigendecomposition of the training Gram matrix per fold
-    serves every alpha and target.
+    Each outer ``GroupKFold`` fold fits ``Ridge(alpha)`` (intercept not penalized) on its
+    training rows and scores R² on its test rows; ``alpha`` is chosen per target, on the
+    training folds only, from ``alphas`` (the first best in ``alphas`` order wins ties):
+
+    - ``select="folds"`` (default): grouped cross-validation inside the training folds. For
+      outer fold ``f`` and each other fold ``g``, ridge is fitted on the folds other than ``f``
+      and ``g`` and its squared error on ``g`` summed over ``g``; the alpha with the smallest
+      sum wins. Equal to that nested scikit-learn loop over ``Ridge(alpha)`` (to 1e-8).
+      Whole sequences are held out, so the choice sees how the probe generalizes to new
+      sequences; row-level leave-one-out keeps the neighbouring time steps of a left-out row
+      in training and so favours too small a penalty. Needs ``n_splits >= 3``.
+    - ``select="loo"``: exact leave-one-out over the training rows, the closed form sklearn's
+      ``RidgeCV`` uses by default (``gcv_mode`` "auto" -> eigendecomposition of ``X^T X``),
+      i.e. equal to fitting ``RidgeCV(alphas)`` to each target column on its own.
 
     Parameters
     ----------
@@ -137,8 +162,13 @@ def population_probe(
     groups : array-like of shape (n_samples,)
         Sequence id of each row.
     n_splits : int, default=5
+        Outer ``GroupKFold`` folds; ``select="folds"`` uses the other ``n_splits - 1`` folds
+        as the inner folds, so it needs ``n_splits >= 3``.
     alphas : array-like of shape (n_alphas,), default=np.logspace(-4, 3, 15)
         Candidate penalties, all > 0.
+    select : {"folds", "loo"}, default="folds"
+        How each fold chooses its penalty: inner grouped cross-validation over the other
+        folds, or row-level leave-one-out (``RidgeCV``).
 
     Returns
     -------
@@ -149,35 +179,57 @@ def population_probe(
 
     Notes
     -----
-    Cost per fold: one pass over the training rows of ``n_units * (n_units + n_alphas *
-    (n_targets + 1))`` multiply-adds per row for the leave-one-out errors (what ``RidgeCV``
-    itself does), then closed-form test scores from the fold's sums.
+    One chunked pass over ``states`` builds the per-fold sums (``X^T X``, ``X^T y``, ``y^T y``,
+    sums and counts); everything after works on them. ``select="folds"`` costs one
+    eigendecomposition per (outer, inner) fold pair, serving every alpha and target:
+    ``n_splits * (n_splits - 1) * (n_units^3 + 2 n_units^2 * n_alphas * n_targets)``, whatever
+    ``n_samples``. ``select="loo"`` adds, per fold, a pass over the training rows of ``n_units
+    * (n_units + n_alphas * (n_targets + 1))`` multiply-adds per row (what ``RidgeCV`` does).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> h = rng.normal(size=(600, 3)); y = h @ [1.0, -2.0, 0.5] + rng.normal(size=600)
+    >>> table = population_probe(h, y, groups=np.arange(600) // 20)
+    >>> bool(table.r2.iloc[0] > 0.75)
+    True
     """
+    select = check_choice(select, "select", SELECT_MODES, error=DataError)
     d = prepare(states, targets, groups, n_splits)
     alphas = _alphas_array(alphas)
+    n_folds, n_targets = len(d.rows), d.Y.shape[1]
+    if select == "folds" and n_folds < 3:
+        raise DataError(
+            f"n_splits == {n_folds}, must be >= 3 with select='folds' (the penalty is chosen "
+            "by cross-validation over the other folds); use n_splits >= 3 or select='loo'"
+        )
     Yd = d.Yd
-    sp = la.split_moments(data_sums(d, Yd, x_gram=True))
+    sums = data_sums(d, Yd, x_gram=True)
+    sp = la.split_moments(sums)
     sst = sp.test_sst
-    n_folds, n_targets = len(d.rows), Yd.shape[1]
+    inner = la.inner_fold_sse(sums, alphas) if select == "folds" else None  # (F, A, K)
     r2f = np.empty((n_folds, n_targets))
     chosen = np.empty((n_folds, n_targets))
     for f in range(n_folds):
         eigvals, eigvecs = np.linalg.eigh(sp.train_xx[f])
         eigvals = np.clip(eigvals, 0.0, None)
         proj = eigvecs.T @ sp.train_xy[f]  # (U, K)
-        train_rows = [r for g, r in enumerate(d.rows) if g != f]
-        loo = la.ridge_loo_sq_errors(
-            d.X,
-            Yd,
-            train_rows,
-            d.x_ref + sp.x_mean[f],
-            sp.y_mean[f],
-            eigvals,
-            eigvecs,
-            proj,
-            alphas,
-        )  # (A, K)
-        chosen[f] = alphas[np.argmin(loo, axis=0)]
+        if inner is None:
+            train_rows = [r for g, r in enumerate(d.rows) if g != f]
+            cv_sse = la.ridge_loo_sq_errors(
+                d.X,
+                Yd,
+                train_rows,
+                d.x_ref + sp.x_mean[f],
+                sp.y_mean[f],
+                eigvals,
+                eigvecs,
+                proj,
+                alphas,
+            )  # (A, K)
+        else:
+            cv_sse = inner[f]
+        chosen[f] = alphas[np.argmin(cv_sse, axis=0)]
         B = eigvecs @ (proj / (eigvals[:, None] + chosen[f][None, :]))  # (U, K)
         sse = la.quad_sse(sp.test_yy[f], sp.test_xy[f], sp.test_xx[f], B)
         r2f[f] = la.r2_from_sse(sse, sst[f])
