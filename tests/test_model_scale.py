@@ -14,6 +14,7 @@ from unitprobe.cli.analyze import score_lines
 from unitprobe.errors import DataError
 from unitprobe.model.checkpoint import Checkpoint, load, save
 from unitprobe.model.planted import planted_lstm
+from unitprobe.model.train import TrainConfig, train
 from unitprobe.tasks import (
     DataSource,
     dataset_for,
@@ -23,6 +24,7 @@ from unitprobe.tasks import (
     load_csv,
     scaling_norm,
     split_in_time,
+    split_in_time_validated,
 )
 from unitprobe.views.report import render_report
 
@@ -149,7 +151,50 @@ def test_train_split_at_reports_the_held_out_error(tmp_path):
     ckpt = load(out)
     assert ckpt.metrics["holdout_sequences"] == 3  # 30 later steps, windows of 10
     assert "held-out later steps (3 windows)" in result.output
+    assert "validated on the last 20% of the steps before the split (1 window)" in result.output
+    assert ckpt.metrics["n_val_sequences"] == 1  # 18 of the 90 earlier steps, windows of 10
     assert ckpt.norm is not None and set(ckpt.norm) == {"A"}
+
+
+def test_validated_split_puts_a_validation_block_between_training_and_later(tmp_path):
+    source = DataSource(_series_csv(tmp_path), time_col="time", window=3, stride=1)
+    train_set, val, later = split_in_time_validated(source, None, 0.75, validation=0.2)
+    # 30 earlier steps: 24 train (0..23), 6 validate (24..29) in 2 windows; 30..39 later
+    assert train_set.raw_full("A").max() == 23 and train_set.overlapping
+    np.testing.assert_array_equal(val.raw_full("A"), [[24.0, 25.0, 26.0], [27.0, 28.0, 29.0]])
+    assert not val.overlapping and later.raw["A"].min() == 30
+    assert val.norm == later.norm == train_set.norm
+    assert train_set.norm["A"] == fit_normalization(train_set.raw_full("A"))
+
+
+def test_validated_split_refuses_a_bad_share_and_a_short_block(tmp_path):
+    source = DataSource(_series_csv(tmp_path), time_col="time", window=3)
+    with pytest.raises(DataError, match=r"^validation == 1\.5, must be a fraction in \(0, 1\)$"):
+        split_in_time_validated(source, None, 0.75, validation=1.5)
+    with pytest.raises(DataError, match="too few steps to validate"):
+        split_in_time_validated(source, None, 0.75, validation=0.01)
+
+
+def test_train_on_a_separate_validation_set_uses_every_training_sequence():
+    spec = get_preset("delay-1")
+    data, val = generate(spec, 12, seed=0), generate(spec, 5, seed=1)
+    result = train(data, TrainConfig(n_units=2, epochs=3, seed=0), validation=val)
+    m = result.metrics
+    assert (m["n_train_sequences"], m["n_val_sequences"]) == (12, 5)
+    with torch.no_grad():
+        pred = result.model(torch.as_tensor(val.inputs))
+    mse = float(((pred - torch.as_tensor(val.targets)) ** 2).mean())
+    assert m["val_mse"] == pytest.approx(mse, rel=1e-6)
+    assert min(result.history["val_loss"]) == pytest.approx(mse, rel=1e-6)  # best epoch kept
+
+
+def test_train_refuses_a_validation_set_with_other_features():
+    data = generate(get_preset("delay-1"), 6, seed=0)
+    other = generate(get_preset("seed"), 3, seed=0)
+    with pytest.raises(
+        Exception, match="validation has 2 inputs and 2 outputs, the training data 1 and 1"
+    ):
+        train(data, TrainConfig(n_units=2, epochs=1), validation=other)
 
 
 def test_overlapping_windows_are_flagged(tmp_path):

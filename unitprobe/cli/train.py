@@ -30,7 +30,7 @@ from unitprobe.tasks import (
     TaskSpec,
     baseline_mse,
     require_sequences,
-    split_in_time,
+    split_in_time_validated,
     training_dataset,
 )
 
@@ -70,7 +70,8 @@ __all__ = ["train"]
     metavar="FRACTION|TIME",
     help="With --data: train on the steps before this point and report the error on the "
     "later steps (a fraction such as 0.8 of each sequence, or a --time-col value such as "
-    "2015-01-01); later windows never overlap training ones.",
+    "2015-01-01). The last 20% of the earlier steps validate (early stopping); validation "
+    "and later windows never overlap training ones.",
 )
 @click.option(
     "--lr",
@@ -126,17 +127,19 @@ def train(
         lr=lr,
         patience=patience,
     )
-    later = None
+    later = validation = None
     if split_at is not None:
-        dataset, later = split_in_time(data_source, task, split_at)
+        dataset, validation, later = split_in_time_validated(
+            data_source, task, split_at, config.val_fraction
+        )
     else:
         dataset = training_dataset(task, data_source, n_sequences, seed)
-    require_sequences(dataset, 2, "training and validation", from_csv=data_source is not None)
-    result = fit(dataset, config, progress=progress(quiet))
+        require_sequences(dataset, 2, "training and validation", from_csv=data_source is not None)
+    result = fit(dataset, config, progress=progress(quiet), validation=validation)
     if later is not None:
         result.metrics.update(_held_out(result, later))
     save_trained(out, result, dataset.spec, config, norm=dataset.norm, overwrite=overwrite)
-    say(quiet, _summary(dataset.spec, result, out))
+    say(quiet, _summary(dataset.spec, result, out, config.val_fraction))
     if dataset.overlapping and later is None:
         warn(
             "the windows overlap in time (--stride < --window) and validation windows are "
@@ -178,13 +181,19 @@ def _held_out(result: TrainResult, later: Dataset) -> dict[str, float]:
     }
 
 
-def _summary(task: TaskSpec, result: TrainResult, out: Path) -> str:
+def _summary(task: TaskSpec, result: TrainResult, out: Path, val_fraction: float) -> str:
     m, units = result.metrics, result.model.config.n_units
     return (
         f"trained {units}-unit LSTM on '{task.name}' in {m['train_seconds']:.1f} s "
         f"({m['epochs_run']} epochs, best {m['best_epoch']})\n"
         f"validation MSE {m['val_mse']:.3g} = {100 * m['mse_ratio']:.3g}% of the repeat-last-value "
-        f"baseline ({m['baseline_mse']:.3g}), normalized units\n"
+        f"baseline ({m['baseline_mse']:.3g}), normalized units"
+        + (
+            f"; validated on the last {100 * val_fraction:.3g}% of the steps before the split "
+            f"({m['n_val_sequences']} window{'s' * (m['n_val_sequences'] != 1)})\n"
+            if "holdout_mse" in m
+            else "\n"
+        )
         + (
             f"held-out later steps ({m['holdout_sequences']} windows): MSE "
             f"{m['holdout_mse']:.3g} = {100 * m['holdout_ratio']:.3g}% of the repeat-last-value "

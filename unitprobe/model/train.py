@@ -161,6 +161,7 @@ def train(
     *,
     progress: bool | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    validation: Any | None = None,
 ) -> TrainResult:
     """Train a :class:`UnitLSTM` on ``dataset`` (its ``inputs`` and ``targets``).
 
@@ -175,6 +176,11 @@ def train(
         Show a progress bar; default: only when stderr is a terminal.
     on_epoch : callable ``(epoch, record) -> None``, optional
         Called after every epoch with that epoch's history record (plain floats).
+    validation : Dataset, optional
+        Separate validation sequences (e.g. the later windows of a series split in time, see
+        :func:`unitprobe.tasks.split_in_time`): then every sequence of ``dataset`` trains,
+        early stopping and the validation metrics use these, and ``config.val_fraction`` is
+        not used. Same features as ``dataset``; any number of steps.
 
     Returns
     -------
@@ -195,15 +201,25 @@ def train(
         )
     if not (torch.isfinite(x_all).all() and torch.isfinite(y_all).all()):
         raise TrainingError("inputs or targets contain NaN or infinite values")
-    train_idx, val_idx = split_sequences(x_all.shape[0], config.val_fraction, config.seed)
+    if validation is None:
+        train_idx, val_idx = split_sequences(x_all.shape[0], config.val_fraction, config.seed)
+        train_part, val_part = _part(dataset, train_idx), _part(dataset, val_idx)
+        x_train, y_train, x_val, y_val = (
+            x_all[train_idx],
+            y_all[train_idx],
+            x_all[val_idx],
+            y_all[val_idx],
+        )
+    else:
+        train_part, val_part = dataset, validation
+        x_train, y_train = x_all, y_all
+        x_val, y_val = _tensors(validation, x_all.shape[2], y_all.shape[2])
     model_config = ModelConfig(x_all.shape[2], config.n_units, y_all.shape[2], config.n_layers)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = UnitLSTM(model_config)
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    x_train, y_train = x_all[train_idx], y_all[train_idx]
-    x_val, y_val = x_all[val_idx], y_all[val_idx]
     start = time.perf_counter()
     show = progress if progress is not None else stderr_is_tty()
     with torch_threads(1):
@@ -212,8 +228,8 @@ def train(
         )
     model.load_state_dict(best[2])
     model.eval()
-    metrics = _metrics(model, dataset, x_val, y_val, val_idx)
-    metrics.update(_baseline_metrics(model, dataset, x_val, train_idx, val_idx, config.seed))
+    metrics = _metrics(model, train_part, val_part, x_train, x_val, y_val)
+    metrics.update(_baseline_metrics(model, train_part, val_part, x_val, config.seed))
     metrics.update(best_epoch=best[1], epochs_run=len(history["val_loss"]))
     metrics["train_seconds"] = round(time.perf_counter() - start, 3)
     return TrainResult(model=model, history=history, metrics=metrics)
@@ -288,35 +304,68 @@ def _mse(model: UnitLSTM, x: torch.Tensor, y: torch.Tensor) -> float:
     return nn.functional.mse_loss(model(x), y).item()
 
 
+def _part(dataset: Any, index: np.ndarray) -> Any:
+    """The sequences ``index`` of a dataset (None for a bare object without ``subset``)."""
+    return dataset.subset(index) if hasattr(dataset, "subset") else None
+
+
+def _tensors(dataset: Any, n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A validation dataset's inputs and targets, checked against the training features."""
+    x = torch.as_tensor(np.asarray(dataset.inputs), dtype=torch.float32)
+    y = torch.as_tensor(np.asarray(dataset.targets), dtype=torch.float32)
+    if x.ndim != 3 or y.ndim != 3 or x.shape[:2] != y.shape[:2] or x.shape[0] < 1:
+        raise TrainingError(
+            f"validation inputs {tuple(x.shape)} and targets {tuple(y.shape)} must be "
+            "(n_sequences >= 1, n_steps, features) with the same first two dimensions"
+        )
+    if x.shape[2] != n_in or y.shape[2] != n_out:
+        raise TrainingError(
+            f"validation has {x.shape[2]} inputs and {y.shape[2]} outputs, the training "
+            f"data {n_in} and {n_out}"
+        )
+    if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
+        raise TrainingError("validation inputs or targets contain NaN or infinite values")
+    return x, y
+
+
 @torch.no_grad()
 def _metrics(
-    model: UnitLSTM, dataset: Any, x: torch.Tensor, y: torch.Tensor, val_idx: np.ndarray
+    model: UnitLSTM,
+    train_part: Any,
+    val_part: Any,
+    x_train: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
 ) -> dict[str, Any]:
     err = (model(x) - y).pow(2)  # (N_val, T, O)
     val_mse = err.mean().item()
     per_output = err.mean(dim=(0, 1)).tolist()
-    names = list(getattr(dataset, "output_names", [str(k) for k in range(len(per_output))]))
+    default = [str(k) for k in range(len(per_output))]
+    names = list(
+        getattr(train_part, "output_names", default) if train_part is not None else default
+    )
     metrics: dict[str, Any] = {
         "val_mse": val_mse,
         "val_mse_per_output": dict(zip(names, per_output, strict=True)),
-        "n_train_sequences": int(dataset.inputs.shape[0] - len(val_idx)),
-        "n_val_sequences": int(len(val_idx)),
+        "n_train_sequences": int(x_train.shape[0]),
+        "n_val_sequences": int(x.shape[0]),
     }
-    if hasattr(dataset, "subset"):
-        baseline = repeat_last_mse(dataset, val_idx)
+    if val_part is not None:
+        baseline = repeat_last_mse(val_part)
         metrics["baseline_mse"] = baseline
         metrics["mse_ratio"] = val_mse / baseline if baseline > 0 else math.nan
     return metrics
 
 
 @torch.no_grad()
-def _baseline_metrics(model, dataset, x_val, train_idx, val_idx, seed) -> dict[str, Any]:
+def _baseline_metrics(model, train_part, val_part, x_val, seed) -> dict[str, Any]:
     """The network against the four baselines on the validation sequences (plain data)."""
-    if not hasattr(dataset, "subset"):
+    if train_part is None or val_part is None:
         return {}
-    val = dataset.subset(val_idx)
-    scores = baseline_scores(dataset.subset(train_idx), val, seed=seed)
-    out: dict[str, Any] = ratios_to_baselines(model(x_val).double().numpy(), val.targets, scores)
+    scores = baseline_scores(train_part, val_part, seed=seed)
+    out: dict[str, Any] = ratios_to_baselines(
+        model(x_val).double().numpy(), val_part.targets, scores
+    )
     out["val_step_nmse"] = out.pop("step_nmse")
     out["baselines"] = {
         name: {k: scores[name][k] for k in ("order", "mse", "step_nmse")} for name in BASELINES

@@ -4,12 +4,13 @@ Public entry points: :class:`TaskSpec`, :func:`parse_relation`, :func:`parse_exp
 :func:`parse_system`, :func:`generate`, :class:`Dataset`, :func:`baseline_mse`,
 :func:`load_csv`, :data:`PRESETS`, :func:`get_preset`, :func:`relation_residuals`,
 :func:`check_summary`, :class:`DataSource`, :func:`dataset_for`, :func:`training_dataset`,
-:func:`require_sequences`, :func:`split_in_time`, :func:`scaling_norm`,
-:func:`load_csv_split`. Task files are read by :mod:`unitprobe.tasks.taskfile`.
+:func:`require_sequences`, :func:`split_in_time`, :func:`split_in_time_validated`,
+:func:`scaling_norm`, :func:`load_csv_split`, :func:`load_csv_split_validation`. Task files
+are read by :mod:`unitprobe.tasks.taskfile`.
 """
 
 from unitprobe.tasks.check import check_summary, parse_series_arg, relation_residuals
-from unitprobe.tasks.csvdata import load_csv, load_csv_split
+from unitprobe.tasks.csvdata import load_csv
 from unitprobe.tasks.datasets import (
     SCALINGS,
     DataSource,
@@ -17,6 +18,7 @@ from unitprobe.tasks.datasets import (
     require_sequences,
     scaling_norm,
     split_in_time,
+    split_in_time_validated,
     training_dataset,
 )
 from unitprobe.tasks.generate import (
@@ -60,6 +62,7 @@ __all__ = [
     "is_data_task",
     "load_csv",
     "load_csv_split",
+    "load_csv_split_validation",
     "parse_expression",
     "parse_relation",
     "parse_series_arg",
@@ -69,5 +72,6 @@ __all__ = [
     "require_sequences",
     "scaling_norm",
     "split_in_time",
+    "split_in_time_validated",
     "training_dataset",
 ]

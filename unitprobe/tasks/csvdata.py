@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import math
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -62,7 +61,7 @@ from unitprobe.validation import is_int
 
 __all__ = [
     "FILLS", "MAX_CSV_BYTES", "MAX_CSV_CELLS", "OBSERVED", "data_task", "is_data_task",
-    "load_csv", "load_csv_split", "read_task_file",
+    "load_csv", "read_task_file",
 ]  # fmt: skip
 
 #: Ways to handle missing values (None refuses them).
@@ -574,118 +573,6 @@ def load_csv(
     ids = _sequence_ids(labels, len(pieces), window is not None)
     overlapping = window is not None and stride is not None and stride < window
     return _assemble(pieces, columns, spec, horizon, ids, norm, overlapping)
-
-
-def load_csv_split(
-    path: str | Path,
-    spec: TaskSpec | None = None,
-    *,
-    at: float | str,
-    series: list[str] | None = None,
-    sequence_col: str | None = None,
-    time_col: str | None = None,
-    window: int | None = None,
-    stride: int | None = None,
-    fill: str | None = None,
-    sep: str = ",",
-) -> tuple[Dataset, Dataset]:
-    """Load a CSV file split in time: (earlier part, later part), for honest validation.
-
-    Every sequence is cut at ``at``; each part is cut into windows on its own, so no window
-    crosses the cut and the later windows share no time point with the earlier ones. The
-    later part is cut into non-overlapping windows (stride = window) whatever ``stride``
-    is. The normalization is fitted on the earlier part only and applied to the later part.
-
-    Parameters
-    ----------
-    at : float or str
-        A fraction in (0, 1) of each sequence's steps, or a value of ``time_col`` (a number
-        or a date in the column's format): rows at or after it are the later part.
-    Other parameters
-        As :func:`load_csv`.
-
-    Returns
-    -------
-    (Dataset, Dataset)
-        The earlier and the later part (``later.norm == earlier.norm``).
-
-    Raises
-    ------
-    DataError
-        As :func:`load_csv`; ``at`` not a fraction or time value; either part too short.
-    """
-    horizon = _check_spec(spec, window, stride)
-    path = Path(path)
-    columns, chunks, labels, times = _read_sequences(
-        path, spec, series, sequence_col, time_col, fill, sep
-    )
-    cuts = _cut_points(at, chunks, times, time_col, path)
-    early = [chunk[:cut] for chunk, cut in zip(chunks, cuts, strict=True)]
-    late = [chunk[cut:] for chunk, cut in zip(chunks, cuts, strict=True)]
-    for part, what in ((early, "before"), (late, "from")):
-        short = [lab for lab, c in zip(labels, part, strict=True) if len(c) < horizon + 1]
-        if short:
-            raise DataError(
-                f"split at {at!r}: sequence {short[0]} has too few steps {what} the split "
-                f"(needs at least horizon + 1 = {horizon + 1}); move --split-at"
-            )
-    pieces = _windows(early, labels, window, stride, horizon)
-    overlapping = window is not None and stride is not None and stride < window
-    train = _assemble(
-        pieces, columns, spec, horizon, _sequence_ids(labels, len(pieces), window is not None),
-        None, overlapping,
-    )  # fmt: skip
-    if window is None:
-        lengths = {len(c) for c in late}
-        window_late = min(lengths) if len(lengths) > 1 else None
-    else:
-        window_late = window
-    later_pieces = _windows(late, labels, window_late, window_late, horizon)
-    ids = _sequence_ids(labels, len(later_pieces), window_late is not None)
-    later = _assemble(later_pieces, columns, spec, horizon, ids, train.norm, False)
-    return train, later
-
-
-def _cut_points(
-    at: Any,
-    chunks: list[np.ndarray],
-    times: list[np.ndarray | None],
-    time_col: str | None,
-    path: Path,
-) -> list[int]:
-    """Where each sequence is cut: the index of its first row at or after ``at``."""
-    fraction = _as_fraction(at)
-    if fraction is not None:
-        return [int(math.floor(fraction * len(c))) for c in chunks]
-    if time_col is None:
-        raise DataError(
-            f"split at {at!r}: a time value needs time_col (--time-col); or give a fraction "
-            "of the steps between 0 and 1, e.g. 0.8"
-        )
-    text = pd.Series([str(at).strip()])
-    dates = any(t is not None and t.dtype == np.int64 for t in times)
-    if dates:  # a date column: ``at`` must be a date too
-        point = _parse_times(text, time_col, np.array([0]), path)[0]
-        if not isinstance(point, np.integer):
-            raise DataError(f"split at {at!r}: column '{time_col}' holds dates; give a date")
-    else:
-        point = pd.to_numeric(text, errors="coerce").iloc[0]
-        if pd.isna(point):
-            raise DataError(f"split at {at!r}: column '{time_col}' holds numbers; give a number")
-    return [int(np.searchsorted(t, point, side="left")) for t in times]
-
-
-def _as_fraction(at: Any) -> float | None:
-    """``at`` as a fraction in (0, 1), or None if it is not one (then it is a time value)."""
-    if isinstance(at, bool):
-        raise DataError(f"split at == {at!r}, must be a fraction in (0, 1) or a time value")
-    try:
-        value = float(at)
-    except (TypeError, ValueError):
-        return None
-    if not math.isfinite(value):
-        raise DataError(f"split at == {at!r}, must be a fraction in (0, 1) or a time value")
-    return value if 0 < value < 1 else None
 
 
 def _sequence_ids(labels: list[str], n: int, windowed: bool) -> np.ndarray:

@@ -6,7 +6,8 @@
 :func:`training_dataset` also turns a CSV without a task into a data task over its columns;
 :func:`require_sequences` refuses data with too few sequences for a method, saying how to get
 more; :func:`split_in_time` cuts a source into an earlier (training) and a later
-(validation) part; :func:`scaling_norm` reads how a foreign model's inputs were scaled
+(held-out) part, :func:`split_in_time_validated` also puts a validation block between them;
+:func:`scaling_norm` reads how a foreign model's inputs were scaled
 (``--scaling none|standardize|FILE``).
 
 Example
@@ -27,9 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from unitprobe.errors import DataError
-from unitprobe.tasks.csvdata import data_task, is_data_task, load_csv, load_csv_split
+from unitprobe.tasks.csvdata import data_task, is_data_task, load_csv
 from unitprobe.tasks.generate import Dataset, generate
 from unitprobe.tasks.spec import MAX_NAME_LENGTH, TaskSpec
+from unitprobe.tasks.timesplit import load_csv_split, load_csv_split_validation
 
 __all__ = [
     "SCALINGS",
@@ -38,6 +40,7 @@ __all__ = [
     "require_sequences",
     "scaling_norm",
     "split_in_time",
+    "split_in_time_validated",
     "training_dataset",
 ]
 
@@ -147,23 +150,46 @@ def split_in_time(
     :func:`~unitprobe.tasks.csvdata.load_csv_split`). Without ``spec`` both parts get the data
     task over the file's columns, as :func:`training_dataset` does.
     """
-    train, later = load_csv_split(
-        source.path,
-        spec,
-        at=at,
-        time_col=source.time_col,
-        sequence_col=source.sequence_col,
-        window=source.window,
-        stride=source.stride,
-        fill=source.fill,
-        sep=source.sep,
+    train, later = load_csv_split(source.path, spec, at=at, **_read_options(source))
+    return _with_task(spec, source, train, later)  # type: ignore[return-value]
+
+
+def split_in_time_validated(
+    source: DataSource, spec: TaskSpec | None, at: float | str, validation: float = 0.2
+) -> tuple[Dataset, Dataset, Dataset]:
+    """The source's data cut in time twice: (training, validation, later part).
+
+    As :func:`split_in_time`, and the last ``validation`` share of each sequence's earlier
+    steps is a validation block in non-overlapping windows (see
+    :func:`~unitprobe.tasks.timesplit.load_csv_split_validation`): a network that stops
+    early on it is validated on steps after all its training steps, as it is then tested.
+    """
+    parts = load_csv_split_validation(
+        source.path, spec, at=at, validation=validation, **_read_options(source)
     )
-    if spec is None:
-        name = _task_name(Path(source.path))
-        task = data_task(name, list(train.input_names), length=train.length)
-        train = dataclasses.replace(train, spec=task)
-        later = dataclasses.replace(later, spec=dataclasses.replace(task, length=later.length))
-    return train, later
+    return _with_task(spec, source, *parts)  # type: ignore[return-value]
+
+
+def _read_options(source: DataSource) -> dict:
+    return {
+        "time_col": source.time_col,
+        "sequence_col": source.sequence_col,
+        "window": source.window,
+        "stride": source.stride,
+        "fill": source.fill,
+        "sep": source.sep,
+    }
+
+
+def _with_task(spec: TaskSpec | None, source: DataSource, *parts: Dataset) -> tuple[Dataset, ...]:
+    """Without a spec, every part gets the data task over the file's columns."""
+    if spec is not None:
+        return parts
+    task = data_task(_task_name(Path(source.path)), list(parts[0].input_names))
+    return tuple(
+        dataclasses.replace(part, spec=dataclasses.replace(task, length=part.length))
+        for part in parts
+    )
 
 
 def scaling_norm(scaling: str | Path | None, series: Sequence[str]) -> dict | None:
