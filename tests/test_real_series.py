@@ -6,6 +6,7 @@ The pipeline is ``analyses/real_series.py`` at a small size; the data ship with 
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import sys
 import time
@@ -90,19 +91,100 @@ def test_a_thousand_daily_closes_cut_into_windows(tmp_path):
     assert data.inputs.shape == (100, 49, 1)
 
 
-def test_returns_are_windowed_and_split_by_time(tmp_path):
+@pytest.fixture(scope="module")
+def returns_csv(tmp_path_factory) -> tuple[pd.DataFrame, Path]:
     returns = R.monthly_returns(R.load_prices())
-    assert len(returns) == 390 and returns.iloc[-1][["SPX", "NDX"]].tolist() == [0.0, 0.0]
-    path = tmp_path / "returns.csv"
+    path = tmp_path_factory.mktemp("returns") / "returns.csv"
     returns.to_csv(path, index=False, float_format="%.10g")
+    return pd.read_csv(path), path  # the values as written (10 significant digits)
+
+
+def test_returns_are_windowed(returns_csv):
+    returns, path = returns_csv
+    assert len(returns) == 390 and returns.iloc[-1][["SPX", "NDX"]].tolist() == [0.0, 0.0]
     data = R.windows(path, 24, 3)
     assert data.n_sequences == (390 - 24) // 3 + 1
-    train, test = R.split_by_time(data, returns["Date"], 3)
+    np.testing.assert_allclose(data.raw_full("NDX")[2], returns["NDX"][6:30], rtol=1e-9)
+
+
+def test_the_validation_block_lies_between_training_and_held_out_months(returns_csv, tmp_path):
+    """The script's split, on a copy of the returns whose SPX column is the row number."""
+    returns, _ = returns_csv
+    path = tmp_path / "numbered.csv"
+    returns.assign(SPX=np.arange(len(returns), dtype=float)).to_csv(path, index=False)
+    s = R.FULL
+    parts = R.split_by_time(path, s.window, s.stride)
+    train, val, held = (np.rint(p.raw_full("SPX")).astype(int) for p in parts)  # row numbers
     dates = pd.to_datetime(returns["Date"]).to_numpy()
-    last_train = dates[train.sequence_ids.max() * 3 + 23]
-    first_test = dates[test.sequence_ids.min() * 3]
-    assert last_train < np.datetime64("2015-01-01") <= first_test
-    assert train.n_sequences == 92 and test.n_sequences == 23
+    split = np.datetime64(pd.Timestamp(R.SPLIT))
+    assert train.max() < val.min() and val.max() < held.min()
+    assert dates[val.max()] < split <= dates[held.min()]
+    assert not (set(train.flat) & set(val.flat) or set(val.flat) & set(held.flat))
+    # 299 months before 2015: the first 239 train, the last 60 (2010-2014) validate
+    assert (dates < split).sum() == 299 and train.max() < 239
+    np.testing.assert_array_equal(val.ravel(), np.arange(239, 299))  # 5 windows, no overlap
+    np.testing.assert_array_equal(held.ravel(), np.arange(299, 299 + 7 * 12))
+    assert train.shape == (76, 12) and (np.diff(train[:, 0]) == s.stride).all()
+    assert str(returns["Date"][239]) == R.validation_start(returns["Date"]) == "2010-01-01"
+    assert parts[1].norm == parts[2].norm == parts[0].norm  # the training months' norm
+
+
+def _by_hand(returns: pd.DataFrame, rows: range, window: int, norm: dict, model) -> float:
+    """Network MSE over repeat-last MSE on non-overlapping windows of ``rows``, from the table."""
+    z = np.stack([(returns[k].to_numpy()[rows] - norm[k][0]) / norm[k][1] for k in ("SPX", "NDX")])
+    z = z.T[: len(rows) // window * window].reshape(-1, window, 2)  # (N, window, 2)
+    x, y = z[:, :-1], z[:, 1:]
+    with torch.no_grad():
+        predicted = model(torch.as_tensor(x, dtype=torch.float32)).double().numpy()
+    return float(((predicted - y) ** 2).mean() / ((x - y) ** 2).mean())
+
+
+def test_the_reported_validation_ratio_is_that_of_the_validation_months(returns_csv):
+    returns, path = returns_csv
+    s = dataclasses.replace(R.QUICK, n_seeds=1)
+    parts = R.split_by_time(path, s.window, s.stride)
+    table, networks = R.validation_runs(parts, s)
+    # the training norm, by hand: mean and std over the 76 overlapping training windows
+    months = pd.to_datetime(returns["Date"])
+    n_train = int((months < pd.Timestamp("2010-01-01")).sum())
+    starts = range(0, n_train - s.window + 1, s.stride)
+    norm = {}
+    for k in ("SPX", "NDX"):
+        values = np.concatenate([returns[k].to_numpy()[i : i + s.window] for i in starts])
+        norm[k] = (values.mean(), values.std())
+        np.testing.assert_allclose(parts[0].norm[k], norm[k], rtol=1e-12)
+    model = networks[0].model.eval()
+    val_rows = range(n_train, int((months < pd.Timestamp(R.SPLIT)).sum()))
+    held_rows = range(val_rows.stop, len(returns))
+    val_ratio = _by_hand(returns, val_rows, s.window, norm, model)
+    held_ratio = _by_hand(returns, held_rows, s.window, norm, model)
+    row = table.set_index("scheme").loc["time_block"]
+    assert networks[0].metrics["mse_ratio"] == row["val_ratio"]
+    assert row["val_ratio"] == pytest.approx(val_ratio, rel=1e-5)
+    assert row["holdout_ratio"] == pytest.approx(held_ratio, rel=1e-5)
+    assert row["rel_diff"] == pytest.approx(abs(val_ratio - held_ratio) / held_ratio, rel=1e-4)
+    assert (row["n_val_windows"], row["n_holdout_windows"]) == (5, 7)
+    old = table.set_index("scheme").loc["random_windows"]  # 15 of the 76 training windows
+    assert (old["n_train_windows"], old["n_val_windows"]) == (61, 15)
+    text = R.validation_text(table, R.mean_ratios(parts))
+    assert "time_block: worst |diff|" in text and "predict the training mean" in text
+
+
+def test_the_cli_prints_the_ratios_the_script_computes(returns_csv, tmp_path, monkeypatch):
+    returns, path = returns_csv
+    monkeypatch.chdir(tmp_path)
+    result = invoke(
+        f"train --data {path} --time-col Date --window 12 --stride 3 --split-at {R.SPLIT} "
+        "--units 3 --epochs 5 --seed 1 --out m.pt"
+    )
+    assert result.exit_code == 0, result.output
+    m = torch.load("m.pt", weights_only=True)["metrics"]
+    assert f"= {100 * m['mse_ratio']:.3g}% of the repeat-last" in result.output
+    assert f"= {100 * m['holdout_ratio']:.3g}% of the repeat-last" in result.output
+    train_part, val, held = R.split_by_time(path, 12, 3)
+    ours = R.train(train_part, R.TrainConfig(n_units=3, epochs=5, seed=1), validation=val)
+    assert ours.metrics["mse_ratio"] == m["mse_ratio"]
+    assert R.held_out_ratio(ours.model, held)["holdout_ratio"] == m["holdout_ratio"]
 
 
 @pytest.mark.slow
@@ -120,7 +202,9 @@ def test_the_real_series_pipeline_at_small_size():
     roles = out["tables"]["roles"]
     assert roles["unit"].tolist() == list(range(R.QUICK.units))
     assert set(roles["role"]) <= {"none", *R.TARGETS}
-    assert "held-out MSE" in R.report(out)
+    table = out["validation_table"]
+    assert len(table) == 2 * R.QUICK.n_seeds and set(table["scheme"]) == set(R.SCHEMES)
+    assert "held-out MSE" in R.report(out) and "validation ratio" in R.report(out)
 
 
 @pytest.mark.slow
