@@ -134,6 +134,28 @@ def test_report_embeds_every_figure_with_a_caption(analyzed):
 
 
 @pytest.mark.slow
+def test_every_unit_exactly_gives_the_screened_roles_and_no_figures(
+    foreign_checkpoint, analyzed, tmp_path
+):
+    out, _ = analyzed
+    exact = tmp_path / "exact"
+    result = invoke(
+        "analyze", foreign_checkpoint, "--task", "seed", "--out", exact, "--no-figures",
+        "--exact-ablation", "all", "--exact-interchange", "all", *FAST,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"results: {exact}\n" in result.output and "report:" not in result.output
+    assert not (exact / "figures").exists() and not (exact / "report.html").exists()
+    assert (exact / "roles.csv").read_bytes() == (out / "roles.csv").read_bytes()
+    assert (exact / "terms.csv").read_bytes() == (out / "terms.csv").read_bytes()
+    config = json.loads((exact / "summary.json").read_text())["analysis"]
+    assert config["ablation"]["exact"] == "all" and config["roles"]["exact_interchange"] == "all"
+    screened = pd.read_csv(out / "interchange.csv")
+    assert screened["exact"].all()  # 6 units: each among the top 16 of every term
+    assert pd.read_csv(exact / "interchange.csv")["exact"].all()
+
+
+@pytest.mark.slow
 def test_same_checkpoint_and_seed_give_byte_identical_csvs(foreign_checkpoint, analyzed, tmp_path):
     out, _ = analyzed
     again = tmp_path / "again"

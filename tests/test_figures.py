@@ -675,6 +675,18 @@ def test_roles_bars_colours_and_text(roles):
     assert "normalized units²" in fig2.axes[0].get_xlabel()
 
 
+
+def test_roles_of_a_large_layer_keep_every_role_unit_and_say_what_is_left_out(roles):
+    fig = F.plot_roles(roles, max_units=3)  # 3 role units, 1 none: the none unit is left out
+    (ax,) = _panels(fig)
+    assert _ticks(ax.get_yticklabels()) == ["0", "2", "3"]
+    assert "1 units without a role left out (roles.csv lists every unit)" in " ".join(
+        fig._suptitle.get_text().split()
+    )
+    fig = F.plot_roles(roles, max_units=1)  # never drops a unit with a role
+    assert _ticks(_panels(fig)[0].get_yticklabels()) == ["0", "2", "3"]
+    plt.close("all")
+
 # ---------------------------------------------------------------------------------------------
 # sweeps
 # ---------------------------------------------------------------------------------------------
@@ -791,7 +803,7 @@ def test_layout_holds_for_many_units_and_long_names():
 def test_save_figure_png_pdf_fonts_and_close(probes, tmp_path):
     fig = F.plot_probe_heatmap(probes)
     width, height = fig.get_size_inches()
-    paths = F.save_figure(fig, tmp_path / "sub" / "probe.r2")
+    paths = F.save_figure(fig, tmp_path / "sub" / "probe.r2", ("png", "pdf"))
     assert [p.name for p in paths] == ["probe.r2.png", "probe.r2.pdf"]
     png, pdf = (p.read_bytes() for p in paths)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
@@ -825,7 +837,7 @@ def tables(
         "interchange",
         [
             (0, u, t, t[0], int(t[-2]) if "-" in t else 0, "model", v, v - 0.05, v + 0.05, 1.0,
-             64, "")
+             64, True, "")
             for u in units
             for t, v in (("K[t]", 0.9 if u == "0" else 0.05), ("X[t-1]", 0.5))
         ],

@@ -210,6 +210,14 @@ class RoleConfig:
         Null networks for the costly nulls (interchange, directions, probes, ablation usage).
     n_pairs : int
         Counterfactual (base, source) pairs per term for the interchange interventions.
+    exact_interchange : {"screen", "all"}
+        ``screen``: a first-order screen (one backward pass per term) estimates every single
+        unit's transfer, and only the units a role may read (their receptive field beats the
+        null) and the ``interchange_top_k`` largest estimates per term are patched exactly
+        (the others' rows hold the estimate, ``exact`` False); role tables are those of
+        ``all``: every unit patched exactly.
+    interchange_top_k : int
+        Units per term and layer with the largest estimated transfer that are patched exactly.
     directions : bool
         Learn a direction per term that no unit holds (distributed alignment search) and
         report it in the ``terms`` table.
@@ -235,6 +243,8 @@ class RoleConfig:
     n_null: int = 50
     n_null_interventions: int = 3
     n_pairs: int = 256
+    exact_interchange: str = "screen"
+    interchange_top_k: int = 16
     directions: bool = True
     n_null_directions: int = 1
     direction_epochs: int = 80
@@ -249,6 +259,8 @@ class RoleConfig:
         check_int(self.n_null, "n_null", minimum=1)
         check_int(self.n_null_interventions, "n_null_interventions", minimum=0)
         check_int(self.n_pairs, "n_pairs", minimum=2)
+        check_choice(self.exact_interchange, "exact_interchange", ("screen", "all"))
+        check_int(self.interchange_top_k, "interchange_top_k", minimum=1)
         check_int(self.n_null_directions, "n_null_directions", minimum=0)
         check_int(self.direction_epochs, "direction_epochs", minimum=1)
         if not isinstance(self.directions, bool):
@@ -281,7 +293,7 @@ class AnalyzeConfig:
 
     n_sequences: int = 256
     seed: int = 0
-    formats: tuple[str, ...] = ("png", "pdf")
+    formats: tuple[str, ...] = ("png",)
     jobs: int = 1
     probes: ProbeConfig = field(default_factory=ProbeConfig)
     ablation: AblationConfig = field(default_factory=AblationConfig)
@@ -315,6 +327,7 @@ class AnalyzeConfig:
         "n_null": ("roles", "n_null"),
         "n_null_interventions": ("roles", "n_null_interventions"),
         "n_pairs": ("roles", "n_pairs"),
+        "exact_interchange": ("roles", "exact_interchange"),
         "directions": ("roles", "directions"),
     }
 

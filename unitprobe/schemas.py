@@ -183,7 +183,7 @@ SCHEMAS: dict[str, Schema] = {
             "interchange", "layer x unit set x term: the share of the term's output change that "
             "patching carries",
             layer=_I, units=_S, term=_S, feature=_S, lag=_I, reference=_S, transfer=_F,
-            transfer_lo=_F, transfer_hi=_F, effect=_F, n_pairs=_I, note=_S,
+            transfer_lo=_F, transfer_hi=_F, effect=_F, n_pairs=_I, exact=_B, note=_S,
         ),
         _schema(
             "directions", "layer x term: a learned k-dimensional direction and how much of the "

@@ -18,7 +18,7 @@ from unitprobe.cli._options import (
     quiet_option,
     say,
 )
-from unitprobe.config import AblationConfig, AnalyzeConfig, AttributionConfig
+from unitprobe.config import AblationConfig, AnalyzeConfig, AttributionConfig, RoleConfig
 from unitprobe.errors import UnitprobeError
 from unitprobe.methods.roles import summarize_roles, summarize_terms
 from unitprobe.model.checkpoint import Checkpoint
@@ -81,6 +81,27 @@ def score_lines(summary: dict[str, Any]) -> tuple[list[str], list[str]]:
     what="input × lag attribution methods",
 )
 @formats_option(AnalyzeConfig.formats)
+@click.option(
+    "--no-figures",
+    is_flag=True,
+    help="Write the tables and summary.json only (`unitprobe figures OUT` draws them later).",
+)
+@click.option(
+    "--exact-ablation",
+    type=click.Choice(("screen", "all")),
+    default=AblationConfig.exact,
+    show_default=True,
+    help="screen: ablate exactly only the units a first-order screen cannot rule out; "
+    "all: every unit exactly.",
+)
+@click.option(
+    "--exact-interchange",
+    type=click.Choice(("screen", "all")),
+    default=RoleConfig.exact_interchange,
+    show_default=True,
+    help="screen: patch exactly the units a role may read and the largest screened "
+    "transfers; all: every unit exactly.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
 @quiet_option
 def analyze(
@@ -98,6 +119,9 @@ def analyze(
     ablation_modes: tuple[str, ...],
     attribution_methods: tuple[str, ...],
     formats: tuple[str, ...],
+    no_figures: bool,
+    exact_ablation: str,
+    exact_interchange: str,
     overwrite: bool,
     jobs: int,
     quiet: bool,
@@ -123,10 +147,13 @@ def analyze(
         ablation_modes=ablation_modes,
         attribution_methods=attribution_methods,
         formats=formats,
+        exact_ablation=exact_ablation,
+        exact_interchange=exact_interchange,
         jobs=jobs,
     )
     kw = {
         "dataset": dataset,
+        "figures": not no_figures,
         "overwrite": overwrite,
         "progress": progress(quiet),
         "echo": None if quiet else click.echo,
@@ -147,7 +174,7 @@ def analyze(
         click.echo(line)
     for note in notes:
         warn(note)
-    click.echo(f"report: {out / 'report.html'}")
+    click.echo(f"report: {out / 'report.html'}" if not no_figures else f"results: {out}")
 
 
 @click.command()

@@ -62,6 +62,9 @@ __all__ = [
     "run",
     "interventions",
     "as_tensor",
+    "fused_layer",
+    "layer_params",
+    "suffix_outputs",
 ]
 
 GATES = ("i", "f", "g", "o")
@@ -445,3 +448,80 @@ def _run_layer(
         step = lstm_step(projected[:, t], h, c, w_hh, edit=partial(site, step=t))
         h, c = step.h, step.c
     return out
+
+
+def layer_params(model: UnitLSTM, layer: int) -> list[Tensor]:
+    """``[weight_ih, weight_hh, bias_ih, bias_hh]`` of one layer, detached."""
+    return [
+        getattr(model.lstm, f"{name}_l{layer}").detach()
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    ]
+
+
+def fused_layer(
+    x: Tensor, params: Sequence[Tensor], h0: Tensor | None = None, c0: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One LSTM layer over all steps in the fused kernel.
+
+    Parameters
+    ----------
+    x : Tensor of shape (n, n_steps, n_in)
+    params : [weight_ih (4H, n_in), weight_hh (4H, H), bias_ih (4H,), bias_hh (4H,)]
+    h0, c0 : Tensor of shape (n, H), optional
+        State before the first step (zeros by default).
+
+    Returns
+    -------
+    (out, h_n, c_n)
+        ``out`` of shape (n, n_steps, H); ``h_n``, ``c_n`` of shape (n, H) after the last step.
+    """
+    n_units = params[1].shape[1]
+    if h0 is None:
+        h0 = x.new_zeros(x.shape[0], n_units)
+    if c0 is None:
+        c0 = x.new_zeros(x.shape[0], n_units)
+    out, h_n, c_n = torch.lstm(
+        x.contiguous(), (h0[None].contiguous(), c0[None].contiguous()), list(params),
+        True, 1, 0.0, False, False, True,
+    )  # fmt: skip
+    return out, h_n[0], c_n[0]
+
+
+def suffix_outputs(
+    model: UnitLSTM, inputs: Tensor, steps: Tensor, h: Tensor, c: Tensor, y_prefix: Tensor
+) -> Tensor:
+    """Outputs of a one-layer model whose state right after step ``steps[r]`` is set.
+
+    Row ``r`` keeps ``y_prefix[r]`` before its step, reads its output at the step from
+    ``h[r]``, and runs on from ``(h[r], c[r])`` through the fused kernel (one call per
+    distinct step). This is :func:`run` with the layer's ``h`` and ``c`` replaced at each row's
+    step (equal to float rounding, tested), at the cost of the steps after the edit only.
+
+    Parameters
+    ----------
+    model : UnitLSTM
+        One layer, no attached interventions.
+    inputs : Tensor of shape (n_rows, n_steps, n_inputs)
+    steps : Tensor of int64, shape (n_rows,)
+    h, c : Tensor of shape (n_rows, n_units)
+        The states after each row's step (may require grad).
+    y_prefix : Tensor of shape (n_rows, n_steps, n_outputs)
+        Outputs before each row's step (the unedited run's).
+
+    Returns
+    -------
+    Tensor of shape (n_rows, n_steps, n_outputs), differentiable in ``h`` and ``c``.
+    """
+    if model.config.n_layers != 1 or model._interventions:
+        raise UnitprobeError("suffix_outputs needs a one-layer model without interventions")
+    params = layer_params(model, 0)
+    pieces, order = [], []
+    for step in torch.unique(steps).tolist():
+        rows = torch.nonzero(steps == step).flatten()
+        hidden = h[rows, None]
+        if step + 1 < inputs.shape[1]:
+            later, _, _ = fused_layer(inputs[rows, step + 1 :], params, h[rows], c[rows])
+            hidden = torch.cat([hidden, later], dim=1)
+        pieces.append(torch.cat([y_prefix[rows, :step], model.readout(hidden)], dim=1))
+        order.append(rows)
+    return torch.cat(pieces)[torch.argsort(torch.cat(order))]

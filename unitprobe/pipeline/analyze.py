@@ -47,7 +47,7 @@ from unitprobe.methods.attribution import attribution_tables
 from unitprobe.methods.baselines import baseline_table
 from unitprobe.methods.interventions import default_terms, direction_table, interchange_table
 from unitprobe.methods.probes import identifiability, vif_table
-from unitprobe.methods.roles import assign_causal_roles, term_table
+from unitprobe.methods.roles import assign_causal_roles, field_candidates, term_table
 from unitprobe.methods.targets import default_targets, make_targets
 from unitprobe.model.lstm import run
 from unitprobe.pipeline.fields import target_field_table, trace_table
@@ -107,6 +107,7 @@ def analyze(
     config: AnalyzeConfig | None = None,
     *,
     dataset: Any = None,
+    figures: bool = True,
     overwrite: bool = False,
     progress: bool | None = None,
     echo: Callable[[str], None] | None = None,
@@ -123,6 +124,9 @@ def analyze(
     dataset : Dataset, optional
         Analyze these sequences (e.g. from :func:`unitprobe.tasks.load_csv`) instead of
         generating ``config.n_sequences`` from the checkpoint's task.
+    figures : bool, default True
+        Draw the figures and ``report.html``; False writes only the tables and
+        ``summary.json`` (``unitprobe figures`` draws them later).
     progress : bool, optional
         Progress bars; default only on a terminal.
     echo : callable, optional
@@ -138,7 +142,7 @@ def analyze(
     protect = [checkpoint.path] if getattr(checkpoint, "path", None) else []
     with staged_output_dir(out, overwrite=overwrite, protect=protect) as stage:
         result = compute_analysis(checkpoint, config, dataset=dataset, progress=progress, echo=echo)
-        write_results(result, stage, config, progress=progress, echo=echo)
+        write_results(result, stage, config, figures=figures, progress=progress, echo=echo)
     return Analysis(result.tables, result.summary, out, result.timings)
 
 
@@ -218,16 +222,25 @@ def compute_analysis(
             )
     terms = default_terms(spec, data.input_names)
     with torch_threads(config.jobs):
-        with timer("interventions"):
-            interchange = _interchange(model, data, terms, config, seeds["interventions"])
         with timer("nulls"):
             nets = null_networks(model, data, config.roles.n_null, seeds["controls"])
             nulls = _nulls(nets, data, terms, targets, attribution, config, seeds)
+        field_nulls = {s: null_values(nulls, s) for s in ("field_cosine", "formula_cosine")}
+        with timer("interventions"):
+            candidates = field_candidates(
+                attribution["receptive_fields"], field_nulls, [str(t) for t in terms],
+                state=config.states[0],
+            )  # fmt: skip
+            interchange = _interchange(
+                model, data, terms, config, seeds["interventions"], candidates
+            )
+        with timer("nulls"):
+            nulls = _null_interchange(nets, data, terms, config, seeds, nulls)
     with timer("roles"):
         roles = assign_causal_roles(
             attribution["receptive_fields"],
             interchange,
-            nulls={s: null_values(nulls, s) for s in ("field_cosine", "formula_cosine")},
+            nulls=field_nulls,
             terms=[str(t) for t in terms],
             probes=probes,
             ablation=ablation,
@@ -268,6 +281,7 @@ def compute_analysis(
     )
     summary = _summary(checkpoint, config, data, base, tables, timer.seconds, seeds)
     summary["ablation"] = screen
+    summary["interchange"] = interchange.attrs.get("screen", {"exact_interchange": "all"})
     return Analysis(tables=tables, summary=summary, timings=dict(timer.seconds))
 
 
@@ -304,7 +318,7 @@ def write_results(
     return written
 
 
-def rerender(results: str | Path, *, formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
+def rerender(results: str | Path, *, formats: tuple[str, ...] = ("png",)) -> list[Path]:
     """Re-render the figures and the report of a results directory from its tables alone.
 
     The tables are read once (:meth:`Tables.read`); the new ``figures/`` is built beside the
@@ -345,15 +359,30 @@ def _baselines(outputs: np.ndarray, data: Any, seed: int) -> pd.DataFrame:
 
 
 def _interchange(
-    model: Any, data: Any, terms: list[Any], config: AnalyzeConfig, seed: int
+    model: Any,
+    data: Any,
+    terms: list[Any],
+    config: AnalyzeConfig,
+    seed: int,
+    candidates: dict[int, list[int]],
 ) -> pd.DataFrame:
     """Single-unit interchange of every term: the model's own change (which roles read), and
-    the change the task's relations predict where they give one."""
-    kw = {"n_pairs": config.roles.n_pairs, "seed": seed}
-    own = interchange_table(model, data, terms, reference="model", **kw)
-    predicted = interchange_table(model, data, terms, reference="auto", **kw)
-    predicted = predicted[predicted["reference"] != "model"]
-    return pd.concat([own, predicted], ignore_index=True) if len(predicted) else own
+    the change the task's relations predict where they give one, from the same patched runs.
+    Under the screen, ``candidates`` (the units a role may read) are patched exactly."""
+    table = interchange_table(
+        model, data, terms, reference=("model", "auto"), **_screen(config), exact_units=candidates,
+        n_pairs=config.roles.n_pairs, seed=seed,
+    )  # fmt: skip
+    own = table[table["reference"] == "model"].drop_duplicates(["layer", "units", "term"])
+    out = pd.concat([own, table[table["reference"] != "model"]], ignore_index=True)
+    out.attrs = dict(table.attrs)
+    return out
+
+
+def _screen(config: AnalyzeConfig) -> dict[str, Any]:
+    """The interchange screen's arguments for the analysis settings."""
+    top_k = config.roles.interchange_top_k
+    return {"screen": top_k if config.roles.exact_interchange == "screen" else None}
 
 
 def _nulls(
@@ -365,8 +394,8 @@ def _nulls(
     config: AnalyzeConfig,
     seeds: dict[str, int],
 ) -> pd.DataFrame:
-    """Every null statistic: receptive-field matches on all null networks; probes, usage and
-    interchange transfers on the first ``n_null_interventions``."""
+    """Null statistics before any intervention: receptive-field matches on all null networks;
+    probes and usage on the first ``n_null_interventions``."""
     fields = attribution["receptive_fields"]
     costly = config.roles.n_null_interventions
     table = null_statistics(
@@ -375,12 +404,26 @@ def _nulls(
         max_sequences=config.attribution.max_sequences,
         ablation_sequences=config.ablation.max_sequences, n_splits=config.probes.n_splits,
         alpha=config.probes.alpha, n_costly=costly, seed=seeds["controls"],
+        exact_ablation=config.ablation.exact,
     )  # fmt: skip
-    rows = [table]
-    for k, net in enumerate(nets[:costly]):
+    return table
+
+
+def _null_interchange(
+    nets: list[Any],
+    data: Any,
+    terms: list[Any],
+    config: AnalyzeConfig,
+    seeds: dict[str, int],
+    nulls: pd.DataFrame,
+) -> pd.DataFrame:
+    """``nulls`` with the interchange transfers of the first ``n_null_interventions`` null
+    networks (screened as the network's own, without role candidates)."""
+    rows = [nulls]
+    for k, net in enumerate(nets[: config.roles.n_null_interventions]):
         inter = interchange_table(
             net, data, terms, reference="model", n_pairs=config.roles.n_pairs,
-            seed=seeds["interventions"],
+            seed=seeds["interventions"], **_screen(config),
         )  # fmt: skip
         rows.append(null_rows(k, inter, "transfer", "transfer"))
     return NULLS.coerce(pd.concat(rows, ignore_index=True))
@@ -407,7 +450,7 @@ def _directions(
         return SCHEMAS["directions"].empty(), SCHEMAS["direction_loadings"].empty(), nulls
     kw = {
         "reference": "auto", "n_pairs": config.roles.n_pairs, "seed": seeds["interventions"],
-        "epochs": config.roles.direction_epochs,
+        "epochs": config.roles.direction_epochs, **_screen(config),
     }  # fmt: skip
     directions, loadings = direction_table(model, data, pending, **kw)
     rows = [nulls]
@@ -418,7 +461,7 @@ def _directions(
 
 
 class _Timer:
-    """Times named stages; reports each to ``echo``."""
+    """Times named stages (a stage entered twice adds up); reports each to ``echo``."""
 
     def __init__(self, echo: Callable[[str], None] | None) -> None:
         self.echo = echo
@@ -428,7 +471,8 @@ class _Timer:
     def __call__(self, stage: str) -> Iterator[None]:
         start = time.perf_counter()
         yield
-        self.seconds[stage] = round(time.perf_counter() - start, 3)
+        elapsed = time.perf_counter() - start + self.seconds.get(stage, 0.0)
+        self.seconds[stage] = round(elapsed, 3)
         if self.echo is not None:
             self.echo(f"  {stage:<12} {self.seconds[stage]:6.1f} s")
 

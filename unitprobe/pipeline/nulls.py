@@ -49,7 +49,7 @@ from unitprobe.methods.roles.causal import (
     usage_from_ablation,
 )
 from unitprobe.methods.roles.evidence import receptive_field_vectors
-from unitprobe.model.lstm import UnitLSTM, run
+from unitprobe.model.lstm import UnitLSTM, as_tensor, run
 from unitprobe.schemas import SCHEMAS
 from unitprobe.validation import check_int
 
@@ -71,10 +71,11 @@ def fit_readout(model: UnitLSTM, dataset: Any) -> UnitLSTM:
     """Set ``model``'s readout to the least-squares fit of the dataset's targets; returns it.
 
     The fit maps the last layer's h at every step (with an intercept) to the targets, pooled
-    over sequences and steps, in float64.
+    over sequences and steps, in float64. The states come from the fused ``nn.LSTM`` forward
+    (equal to :func:`~unitprobe.model.lstm.run` to float rounding).
     """
     with torch.no_grad():
-        h = run(model, dataset.inputs, record=("h",)).h[-1]  # (N, T, H)
+        h, _ = model.lstm(as_tensor(dataset.inputs, model))  # (N, T, H), last layer
     states = h.reshape(-1, model.config.n_units).double().numpy()
     targets = np.asarray(dataset.targets, dtype=np.float64).reshape(len(states), -1)
     design = np.c_[states, np.ones(len(states))]
@@ -127,6 +128,7 @@ def null_statistics(
     alpha: float = ProbeConfig.alpha,
     n_costly: int | None = None,
     seed: int = 0,
+    exact_ablation: str = AblationConfig.exact,
 ) -> pd.DataFrame:
     """Every statistic of the module table, on every unit of every null network.
 
@@ -152,6 +154,9 @@ def null_statistics(
         every network.
     seed : int
         Sampling seed of the receptive fields and resample ablations.
+    exact_ablation : {"screen", "all"}
+        The ``usage`` ablations: screened as the analyzed network's (exact near the usage
+        threshold and for the largest effects), or every unit exactly.
 
     Returns
     -------
@@ -173,16 +178,16 @@ def null_statistics(
                 rows.append((k, layer, unit, "formula_cosine", None, cos_k[-1]))
         if n_costly is not None and k >= n_costly:
             continue
-        rows += _usage_rows(k, net, dataset, ablation_sequences, seed)
+        rows += _usage_rows(k, net, dataset, ablation_sequences, seed, exact_ablation)
         if targets is not None:
             rows += _probe_rows(k, net, dataset, targets, n_splits, alpha)
     table = pd.DataFrame(rows, columns=list(NULLS.columns))
     return NULLS.coerce(table)
 
 
-def _usage_rows(k: int, net: UnitLSTM, dataset: Any, n: int, seed: int) -> list[tuple]:
+def _usage_rows(k: int, net: UnitLSTM, dataset: Any, n: int, seed: int, exact: str) -> list[tuple]:
     subset = dataset.subset(np.arange(min(n, dataset.n_sequences)))
-    table = ablation_table(net, subset, modes=("mean", "resample"), seed=seed, exact="all")
+    table = ablation_table(net, subset, modes=("mean", "resample"), seed=seed, exact=exact)
     return [
         (k, layer, unit, "usage", None, value)
         for (layer, unit), (value, _, _) in usage_from_ablation(table).items()

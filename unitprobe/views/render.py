@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 
 def save_figure(
-    fig: Figure, path_stem: str | Path, formats: Sequence[str] = ("png", "pdf")
+    fig: Figure, path_stem: str | Path, formats: Sequence[str] = ("png",)
 ) -> list[Path]:
     """Write ``fig`` as ``<path_stem>.<format>`` for each format, then close it.
 
@@ -54,7 +54,7 @@ def save_figure(
     fig : Figure
     path_stem : str or Path
         Path without extension (``results/figures/probe_r2``); parent folders are created.
-    formats : sequence of {"png", "pdf", "svg"}, default ("png", "pdf")
+    formats : sequence of {"png", "pdf", "svg"}, default ("png",)
         PNG at 200 dpi; PDF with TrueType (Type 42) fonts embedded; SVG with text as text.
 
     Returns
@@ -192,7 +192,7 @@ def render_all(
     tables: Tables | Mapping[str, pd.DataFrame],
     out_dir: str | Path,
     *,
-    formats: Sequence[str] = ("png", "pdf"),
+    formats: Sequence[str] = ("png",),
 ) -> list[Path]:
     """Draw every figure of :data:`FIGURES` whose table is in ``tables`` and save it.
 
@@ -205,7 +205,7 @@ def render_all(
         A plain mapping of name to DataFrame is turned into a :class:`Tables` first.
     out_dir : str or Path
         Folder the figures go to (created if needed).
-    formats : sequence of {"png", "pdf", "svg"}, default ("png", "pdf")
+    formats : sequence of {"png", "pdf", "svg"}, default ("png",)
 
     Returns
     -------

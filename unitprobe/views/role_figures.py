@@ -139,8 +139,16 @@ _ROLE_LENGTHS = {
 }
 
 
+#: Most units drawn by :func:`plot_roles`; larger layers show their role units first.
+MAX_ROLE_UNITS = 48
+
+
 def plot_roles(
-    roles: pd.DataFrame, *, length: str = "confidence", max_evidence_chars: int = 72
+    roles: pd.DataFrame,
+    *,
+    length: str = "confidence",
+    max_evidence_chars: int = 72,
+    max_units: int = MAX_ROLE_UNITS,
 ) -> Figure:
     """One-glance role summary: one bar per unit, coloured by role, with the evidence beside it.
 
@@ -153,6 +161,10 @@ def plot_roles(
         What the bar length shows.
     max_evidence_chars : int, default 72
         Evidence text is wrapped at this many characters per line (never cut).
+    max_units : int, default 48
+        With more units, the figure shows every unit with a role and fills up to
+        ``max_units`` with the unnamed units of the longest bars; the title says how many
+        units are left out (the ``roles`` table lists them all).
 
     Returns
     -------
@@ -165,6 +177,7 @@ def plot_roles(
     if roles.empty:
         raise _draw.EmptySelectionError("roles table has no rows")
     df = roles.sort_values(["layer", "unit"], kind="stable").reset_index(drop=True)
+    df, left_out = _top_units(df, length, max_units)
     multi = len(_draw.unique(df["layer"])) > 1
     labels = [_draw.unit_label(a, b, multi) for a, b in zip(df["layer"], df["unit"], strict=True)]
     role_names = [str(r) if _draw.has_role(r) else NO_ROLE for r in df["role"]]
@@ -213,7 +226,20 @@ def plot_roles(
             frameon=False,
         )
         what = xlabel.split(" (")[0]
-        fig.suptitle(
-            _draw.wrap(f"Unit roles (bar: {what}; text: role · deciding evidence)", width, 10)
-        )
+        title = f"Unit roles (bar: {what}; text: role · deciding evidence)"
+        if left_out:
+            title += f"; {left_out} units without a role left out (roles.csv lists every unit)"
+        fig.suptitle(_draw.wrap(title, width, 10))
     return fig
+
+
+def _top_units(df: pd.DataFrame, length: str, max_units: int) -> tuple[pd.DataFrame, int]:
+    """At most ``max_units`` rows (every role unit kept), in (layer, unit) order, and how many
+    rows were left out."""
+    if len(df) <= max_units:
+        return df, 0
+    named = np.array([_draw.has_role(r) for r in df["role"]])
+    bar = np.abs(df[length].to_numpy(dtype=float, na_value=0.0))
+    order = np.lexsort((np.arange(len(df)), -bar, ~named))  # role units, then longest bars
+    keep = np.sort(order[: max(max_units, int(named.sum()))])
+    return df.iloc[keep].reset_index(drop=True), len(df) - len(keep)

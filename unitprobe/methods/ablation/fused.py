@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from unitprobe.model.lstm import UnitLSTM
+from unitprobe.model.lstm import UnitLSTM, fused_layer, layer_params
 
 __all__ = [
     "CleanStates",
@@ -65,43 +65,6 @@ __all__ = [
 def fused_supports(site: str, mode: str) -> bool:
     """Whether the fused construction is exact: every site and mode but c + mean/resample."""
     return site != "c" or mode == "zero"
-
-
-def layer_params(model: UnitLSTM, layer: int) -> list[Tensor]:
-    """``[weight_ih, weight_hh, bias_ih, bias_hh]`` of one layer, detached."""
-    return [
-        getattr(model.lstm, f"{name}_l{layer}").detach()
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-    ]
-
-
-def fused_layer(
-    x: Tensor, params: Sequence[Tensor], h0: Tensor | None = None, c0: Tensor | None = None
-) -> tuple[Tensor, Tensor, Tensor]:
-    """One LSTM layer over all steps in the fused kernel.
-
-    Parameters
-    ----------
-    x : Tensor of shape (n, n_steps, n_in)
-    params : [weight_ih (4H, n_in), weight_hh (4H, H), bias_ih (4H,), bias_hh (4H,)]
-    h0, c0 : Tensor of shape (n, H), optional
-        State before the first step (zeros by default).
-
-    Returns
-    -------
-    (out, h_n, c_n)
-        ``out`` of shape (n, n_steps, H); ``h_n``, ``c_n`` of shape (n, H) after the last step.
-    """
-    n_units = params[1].shape[1]
-    if h0 is None:
-        h0 = x.new_zeros(x.shape[0], n_units)
-    if c0 is None:
-        c0 = x.new_zeros(x.shape[0], n_units)
-    out, h_n, c_n = torch.lstm(
-        x.contiguous(), (h0[None].contiguous(), c0[None].contiguous()), list(params),
-        True, 1, 0.0, False, False, True,
-    )  # fmt: skip
-    return out, h_n[0], c_n[0]
 
 
 @dataclass

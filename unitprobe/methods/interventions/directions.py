@@ -41,9 +41,9 @@ from unitprobe.methods.interventions.interchange import (
     check_layers,
     check_states,
     pair_runs,
-    pair_transfers,
     patched_outputs,
     resolve_terms,
+    term_transfers,
     transfer,
 )
 from unitprobe.methods.interventions.pairs import (
@@ -213,7 +213,11 @@ def _patched(model: UnitLSTM, batch: _Batch, basis: Tensor, layer: int, states: 
     n_units = model.config.n_units
     new = {(s, layer): z[:, i * n_units : (i + 1) * n_units] for i, s in enumerate(states)}
     masks = {layer: torch.ones(z.shape[0], n_units, dtype=torch.bool)}
-    return patched_outputs(model, batch.base, batch.steps, new, masks) - batch.y_base
+    fast = {}
+    if layer == 0 and set(states) == {"h", "c"}:  # the suffix path needs both base states
+        base = {s: batch.z_base[:, i * n_units : (i + 1) * n_units] for i, s in enumerate(states)}
+        fast = {"base_states": base, "y_base": batch.y_base}
+    return patched_outputs(model, batch.base, batch.steps, new, masks, **fast) - batch.y_base
 
 
 def _score(model: UnitLSTM, batch: _Batch, basis: Tensor, layer: int, states) -> float:
@@ -269,6 +273,7 @@ def learn_direction(
     reference: str = "auto",
     horizon: int | None = None,
     counterfactual_term: str | Term | None = None,
+    screen: int | None = None,
 ) -> Direction:
     """Learn a k-dimensional direction of layer ``layer`` that carries ``term`` (module doc).
 
@@ -297,6 +302,9 @@ def learn_direction(
         Output steps ``s .. s + horizon`` count (None: through the end).
     counterfactual_term : str or Term, optional
         Score ``transfer_test`` (and the best unit) on held-out pairs of this term instead.
+    screen : int, optional
+        Find the best single unit among the ``screen`` units with the largest first-order
+        transfer estimate (patched exactly; see ``interchange_table``); None: patch every unit.
 
     Returns
     -------
@@ -333,11 +341,12 @@ def learn_direction(
     notes = [batch.ref.note] if batch.ref.note else []
     if scored != term:
         notes.append(f"scored on counterfactuals of {scored}")
-    singles, _ = pair_transfers(
-        model, dataset, test, [(layer, (u,)) for u in range(n_units)], states, reference,
-        horizon, fields, seed,
+    (singles,), exact, _ = term_transfers(
+        model, dataset, test, [(layer, (u,)) for u in range(n_units)], states, [reference],
+        horizon, fields, seed, screen,
     )  # fmt: skip
-    best = max((s.transfer for s in singles if not np.isnan(s.transfer)), default=np.nan)
+    measured = [s.transfer for s, e in zip(singles, exact, strict=True) if e]
+    best = max((t for t in measured if not np.isnan(t)), default=np.nan)
     effect = transfer(np.zeros_like(batch.ref.delta), batch.ref).effect
     if not effect > MIN_EFFECT:
         notes.append("the reference predicts no output change for this term: nothing to learn")
@@ -411,8 +420,9 @@ def direction_table(
     reference: str = "auto",
     horizon: int | None = None,
     progress: bool | None = False,
+    screen: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`learn_direction` for every layer x term.
+    """:func:`learn_direction` for every layer x term (``screen`` as there).
 
     Returns
     -------
@@ -427,7 +437,7 @@ def direction_table(
         d = learn_direction(
             model, dataset, term, layer=layer, k=k, states=states, n_pairs=n_pairs,
             test_fraction=test_fraction, epochs=epochs, lr=lr, seed=seed, reference=reference,
-            horizon=horizon,
+            horizon=horizon, screen=screen,
         )  # fmt: skip
         rows.append(d.row())
         loadings.append(d.loadings())

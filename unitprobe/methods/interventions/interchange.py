@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from scipy.stats import spearmanr
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -35,13 +36,15 @@ from unitprobe.methods.interventions.pairs import (
     reference_change,
     term_rng,
 )
+from unitprobe.methods.interventions.screen import linear_transfers, screen_units
 from unitprobe.methods.interventions.terms import Term, default_terms, output_fields, parse_term
-from unitprobe.model.lstm import Intervention, UnitLSTM, as_tensor, run
+from unitprobe.model.lstm import Intervention, UnitLSTM, as_tensor, run, suffix_outputs
 from unitprobe.schemas import SCHEMAS, STATES
 from unitprobe.validation import check_choice, check_choices, check_int
 
 __all__ = [
     "CHUNK_ROWS",
+    "SCREENED_NOTE",
     "INTERCHANGE",
     "MIN_EFFECT",
     "N_BOOTSTRAP",
@@ -55,6 +58,8 @@ __all__ = [
     "pair_transfers",
     "patched_outputs",
     "resolve_terms",
+    "screen_agreement",
+    "term_transfers",
     "transfer",
     "units_label",
 ]
@@ -68,6 +73,8 @@ N_BOOTSTRAP = 1000
 MIN_EFFECT = 1e-6
 #: Most batch rows of one stepwise run (pairs x unit sets), to keep memory bounded.
 CHUNK_ROWS = 4096
+#: Note of a row whose transfer is the screen's first-order estimate.
+SCREENED_NOTE = "screened: first-order estimate (not patched exactly)"
 
 INTERCHANGE = SCHEMAS["interchange"]
 
@@ -153,6 +160,9 @@ def patched_outputs(
     steps: Tensor,
     new: Mapping[tuple[str, int], Tensor],
     masks: Mapping[int, Tensor],
+    *,
+    base_states: Mapping[str, Tensor] | None = None,
+    y_base: Tensor | None = None,
 ) -> Tensor:
     """Outputs of ``base`` with, in each row, some units' states replaced at one step.
 
@@ -166,12 +176,24 @@ def patched_outputs(
         Replacement values of ``h`` and/or ``c`` of a layer (may require grad).
     masks : dict of layer to Tensor of bool, shape (n_rows, n_units)
         Which units of that layer each row replaces.
+    base_states : dict of {"h", "c"} to Tensor of shape (n_rows, n_units), optional
+        The unedited states right after each row's step; with ``y_base`` (the unedited
+        outputs, shape (n_rows, n_steps, n_outputs)), a one-layer model whose ``h`` is
+        patched runs only the steps after the edit, through the fused kernel
+        (:func:`~unitprobe.model.lstm.suffix_outputs`): the same values to float rounding,
+        several times faster. Other models take the stepwise path.
 
     Returns
     -------
     Tensor of shape (n_rows, n_steps, n_outputs)
         Differentiable in ``new``.
     """
+    if base_states is not None and y_base is not None and _suffix_ok(model, ("h", 0) in new):
+        mask = masks[0]
+        h = torch.where(mask, new[("h", 0)], base_states["h"])
+        c = torch.where(mask, new[("c", 0)], base_states["c"]) if ("c", 0) in new else None
+        c = base_states["c"] if c is None else c
+        return suffix_outputs(model, base, steps, h, c, y_base)
     start, stop = int(steps.min()), int(steps.max()) + 1
     edits = [
         Intervention(
@@ -185,6 +207,12 @@ def patched_outputs(
         for (state, layer), value in new.items()
     ]
     return run(model, base, edits, record=()).outputs
+
+
+def _suffix_ok(model: UnitLSTM, patches_h: bool) -> bool:
+    """Whether :func:`suffix_outputs` computes a patch: one layer, no attached interventions,
+    ``h`` patched (with or without ``c``)."""
+    return model.config.n_layers == 1 and not model._interventions and patches_h
 
 
 @dataclass
@@ -257,10 +285,12 @@ def transfer(
 
 
 def _row(layer: int, units: tuple[int, ...], term: Term, ref: ReferenceChange, t: Transfer,
-         n: int) -> dict[str, Any]:  # fmt: skip
+         n: int, exact: bool = True) -> dict[str, Any]:  # fmt: skip
     notes = [ref.note] if ref.note else []
-    if np.isnan(t.transfer):
+    if np.isnan(t.effect) or not t.effect > MIN_EFFECT:
         notes.append("the reference predicts no output change for this term: transfer undefined")
+    elif not exact:
+        notes.append(SCREENED_NOTE)
     return {
         "layer": layer,
         "units": units_label(units),
@@ -273,6 +303,7 @@ def _row(layer: int, units: tuple[int, ...], term: Term, ref: ReferenceChange, t
         "transfer_hi": t.hi,
         "effect": t.effect,
         "n_pairs": n,
+        "exact": exact,
         "note": "; ".join(notes),
     }
 
@@ -286,12 +317,14 @@ def interchange_table(
     units: Any = "each",
     groups: Sequence[Sequence[int]] | None = None,
     states: Sequence[str] = STATES,
-    reference: str = "auto",
+    reference: str | Sequence[str] = "auto",
     n_pairs: int = N_PAIRS,
     horizon: int | None = None,
     delta: float | None = None,
     seed: int = 0,
     progress: bool | None = False,
+    screen: int | None = None,
+    exact_units: Mapping[int, Sequence[int]] | None = None,
 ) -> pd.DataFrame:
     """Transfer of every unit set for every term: one row per layer x unit set x term.
 
@@ -312,8 +345,9 @@ def interchange_table(
         Unit sets patched together (``[[1, 4]]``; ``[]`` patches nothing, a null check).
     states : sequence of {"h", "c"}, default both
         Which states of the units are patched.
-    reference : {"auto", "model", "relations"}
-        What the patched change is compared with (package docstring).
+    reference : {"auto", "model", "relations"} or a sequence of them
+        What the patched change is compared with (package docstring). Several references
+        share the same patched runs and give one row each per unit set and term.
     n_pairs : int
         Counterfactual pairs per term.
     horizon : int, optional
@@ -324,28 +358,70 @@ def interchange_table(
         Seeds the pairs and the bootstrap (per term, :func:`~.pairs.term_rng`).
     progress : bool or None
         A progress bar over terms (None: when stderr is a terminal).
+    screen : int, optional
+        Screen single units (:mod:`~unitprobe.methods.interventions.screen`): per term and
+        layer, only the ``screen`` units with the largest first-order ``|transfer|`` under
+        any reference, and ``exact_units``, are patched exactly; the other single units'
+        rows hold the estimate (``exact`` False, lo/hi NaN). None: every unit exactly.
+        Groups are always patched exactly.
+    exact_units : dict of layer to unit ids, optional
+        Units always patched exactly under ``screen`` (e.g. the candidates of a role).
 
     Returns
     -------
     DataFrame with the columns of :data:`INTERCHANGE`
         ``transfer`` is NaN (with a note) where the reference change is 0.
     """
-    check_choice(reference, "reference", REFERENCES)
+    references = [reference] if isinstance(reference, str) else list(dict.fromkeys(reference))
+    if not references:
+        raise UnitprobeError("reference is empty; give 'auto', 'model' or 'relations'")
+    for ref_name in references:
+        check_choice(ref_name, "reference", REFERENCES)
+    screen = check_int(screen, "screen", minimum=1, allow_none=True)
     states = check_states(states)
     layer_ids = check_layers(layers, model)
     horizon = check_int(horizon, "horizon", minimum=0, allow_none=True)
     term_list = resolve_terms(terms, dataset)
     sets = _unit_sets(units, groups, model.config.n_units)
     conditions = [(layer, s) for layer in layer_ids for s in sets]
-    fields = output_fields(dataset) if reference != "model" else {}
-    rows = []
+    fields = output_fields(dataset) if references != ["model"] else {}
+    always = {int(k): [int(u) for u in v] for k, v in (exact_units or {}).items()}
+    rows, agreement = [], []
     for term in tqdm(term_list, desc="interchange", disable=_quiet(progress), leave=False):
         pairs = counterfactual_pairs(dataset, term, n_pairs, seed=seed, delta=delta)
-        results, ref = pair_transfers(model, dataset, pairs, conditions, states, reference,
-                                       horizon, fields, seed)  # fmt: skip
-        for (layer, unit_set), result in zip(conditions, results, strict=True):
-            rows.append(_row(layer, unit_set, term, ref, result, pairs.n_pairs))
-    return INTERCHANGE.coerce(pd.DataFrame(rows, columns=list(INTERCHANGE.columns)))
+        results, exact, refs = term_transfers(
+            model, dataset, pairs, conditions, states, references, horizon, fields, seed,
+            screen, always, agreement,
+        )  # fmt: skip
+        for ref, per_condition in zip(refs, results, strict=True):
+            for (layer, unit_set), result, done in zip(
+                conditions, per_condition, exact, strict=True
+            ):
+                rows.append(_row(layer, unit_set, term, ref, result, pairs.n_pairs, done))
+    table = INTERCHANGE.coerce(pd.DataFrame(rows, columns=list(INTERCHANGE.columns)))
+    if screen is not None:
+        table.attrs["screen"] = screen_agreement(agreement, table, screen)
+    return table
+
+
+def screen_agreement(
+    pairs: Sequence[tuple[float, float]], table: pd.DataFrame, top_k: int
+) -> dict[str, Any]:
+    """How the screen did: rows patched exactly or estimated, and, on the units both screened
+    and patched exactly, the rank correlation and the errors of the estimate (plain data)."""
+    out: dict[str, Any] = {
+        "exact_interchange": "screen",
+        "interchange_top_k": int(top_k),
+        "n_exact_rows": int(table["exact"].sum()),
+        "n_estimated_rows": int((~table["exact"]).sum()),
+        "n_compared": len(pairs),
+    }
+    if len(pairs) >= 3:
+        est, exact = np.array(pairs).T
+        out["spearman"] = float(spearmanr(est, exact).statistic)
+        out["median_abs_error"] = float(np.median(np.abs(est - exact)))
+        out["max_abs_error"] = float(np.max(np.abs(est - exact)))
+    return out
 
 
 def pair_transfers(
@@ -364,16 +440,103 @@ def pair_transfers(
     ``fields`` are the output fields (``{}`` for the model reference); ``seed`` seeds the
     bootstrap. Runs are cut after the last step any pair counts.
     """
+    results, _, refs = term_transfers(
+        model, dataset, pairs, conditions, states, [reference], horizon, fields, seed
+    )
+    return results[0], refs[0]
+
+
+def term_transfers(
+    model: UnitLSTM,
+    dataset: Any,
+    pairs: Pairs,
+    conditions: list[tuple[int, tuple[int, ...]]],
+    states: tuple[str, ...],
+    references: Sequence[str],
+    horizon: int | None,
+    fields: dict,
+    seed: int,
+    screen: int | None = None,
+    always: Mapping[int, Sequence[int]] | None = None,
+    agreement: list[tuple[float, float]] | None = None,
+) -> tuple[list[list[Transfer]], list[bool], list[ReferenceChange]]:
+    """Transfers of every (layer, unit set) under every reference, from one set of patched runs.
+
+    Returns ``(results[reference][condition], exact[condition], refs)``; with ``screen``,
+    single units outside the screen's exact set hold its first-order estimate (see
+    :func:`interchange_table`). ``agreement``, when given, receives ``(estimate, exact)`` of
+    every screened unit that was also patched exactly, per reference.
+    """
     n, n_steps_all = pairs.n_pairs, pairs.base.shape[1]
     last = n_steps_all if horizon is None else int(pairs.step.max()) + horizon + 1
     n_steps = min(n_steps_all, last)
     runs = pair_runs(model, pairs, n_steps)
-    ref = reference_change(pairs, dataset, reference, horizon, runs.y_base, runs.y_source, fields)
+    refs = [
+        reference_change(pairs, dataset, r, horizon, runs.y_base, runs.y_source, fields)
+        for r in references
+    ]
     boot = term_rng(seed, pairs.term, 1).integers(0, n, size=(N_BOOTSTRAP, n))
     base = as_tensor(pairs.base[:, :n_steps], model)
     steps = torch.as_tensor(pairs.step)
+    estimates: dict[tuple[int, tuple[int, ...]], list[Transfer]] = {}
+    checked: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
+    dtype = next(model.parameters()).dtype
+    y_base = torch.as_tensor(runs.y_base, dtype=dtype)  # float32 -> float64 -> back: exact
+    fast = {"base_states": _at_steps(runs.states_base), "y_base": y_base}
+    if screen is not None:
+        patch = partial(patched_outputs, model, base, steps, **fast)
+        for layer in sorted({c[0] for c in conditions if len(c[1]) == 1}):
+            est = linear_transfers(patch, runs.states_base, runs.states_source, refs, layer, states)
+            keep = set(screen_units(est, screen, (always or {}).get(layer, ())))
+            for lay, unit_set in conditions:
+                if lay == layer and len(unit_set) == 1 and unit_set[0] in keep:
+                    checked[(lay, unit_set)] = est[:, unit_set[0]]
+                elif lay == layer and len(unit_set) == 1:
+                    estimates[(lay, unit_set)] = [
+                        _estimate(float(est[r, unit_set[0]]), ref) for r, ref in enumerate(refs)
+                    ]
+    todo = [c for c in conditions if c not in estimates]
+    exact = dict(zip(todo, _patched(model, runs, refs, boot, base, steps, todo, states, fast),
+                     strict=True))  # fmt: skip
+    results = [
+        [exact[c][r] if c in exact else estimates[c][r] for c in conditions]
+        for r in range(len(refs))
+    ]
+    if agreement is not None:
+        for c, values in checked.items():
+            agreement += [
+                (float(v), exact[c][r].transfer)
+                for r, v in enumerate(values)
+                if np.isfinite(v) and np.isfinite(exact[c][r].transfer)
+            ]
+    return results, [c in exact for c in conditions], refs
+
+
+def _estimate(value: float, ref: ReferenceChange) -> Transfer:
+    """A screened unit's row: the estimate, no interval, the reference's effect."""
+    undefined = transfer(np.zeros_like(ref.delta), ref)
+    if np.isnan(undefined.transfer) and not undefined.effect > MIN_EFFECT:
+        return undefined
+    return Transfer(value, np.nan, np.nan, undefined.effect)
+
+
+def _at_steps(states: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The first layer's states at each pair's step, (n_pairs, n_units) per state."""
+    return {s: value[0] for s, value in states.items()}
+
+
+def _patched(
+    model, runs, refs, boot, base, steps, conditions, states, fast
+) -> list[list[Transfer]]:
+    """Exact transfers of ``conditions`` under every reference: ``[condition][reference]``."""
+    n, n_steps = base.shape[0], base.shape[1]
     n_units = model.config.n_units
     per_chunk = max(1, CHUNK_ROWS // n)
+    y_ref = runs.y_base  # the base run by the path the patched runs take (rounding cancels)
+    if _suffix_ok(model, "h" in states):
+        with torch.no_grad():
+            h0, c0 = fast["base_states"]["h"], fast["base_states"]["c"]
+            y_ref = suffix_outputs(model, base, steps, h0, c0, fast["y_base"]).double().numpy()
     out = []
     for first in range(0, len(conditions), per_chunk):
         chunk = conditions[first : first + per_chunk]
@@ -388,8 +551,15 @@ def pair_transfers(
         new = {
             (s, layer): runs.states_source[s][layer].repeat(k, 1) for s in states for layer in masks
         }
+        tiled = {
+            "base_states": {s: v.repeat(k, 1) for s, v in fast["base_states"].items()},
+            "y_base": fast["y_base"].repeat(k, 1, 1),
+        }
         with torch.no_grad():
-            y = patched_outputs(model, base.repeat(k, 1, 1), steps.repeat(k), new, masks)
+            y = patched_outputs(model, base.repeat(k, 1, 1), steps.repeat(k), new, masks, **tiled)
         y = y.double().numpy().reshape(k, n, n_steps, -1)
-        out += [transfer(y[j] - runs.y_base, ref, boot) for j in range(k)]
-    return out, ref
+        for j, (_, unit_set) in enumerate(chunk):
+            if not unit_set:  # patching nothing is the base run, exactly
+                y[j] = y_ref
+        out += [[transfer(y[j] - y_ref, ref, boot) for ref in refs] for j in range(k)]
+    return out

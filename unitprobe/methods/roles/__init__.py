@@ -95,7 +95,7 @@ Modules: :mod:`~unitprobe.methods.roles.assign` (:func:`assign_roles`),
 from __future__ import annotations
 
 from unitprobe.methods.roles.assign import ROLE_COLUMNS, assign_roles
-from unitprobe.methods.roles.causal import assign_causal_roles
+from unitprobe.methods.roles.causal import assign_causal_roles, field_candidates
 from unitprobe.methods.roles.evidence import target_fields_from_terms
 from unitprobe.methods.roles.formula import unit_formula
 from unitprobe.methods.roles.summary import role_counts, summarize_roles, summarize_terms
@@ -105,6 +105,7 @@ __all__ = [
     "ROLE_COLUMNS",
     "assign_causal_roles",
     "assign_roles",
+    "field_candidates",
     "role_counts",
     "summarize_roles",
     "summarize_terms",

@@ -68,6 +68,7 @@ from unitprobe.validation import check_columns, check_int
 __all__ = [
     "FORMULA_TERMS",
     "assign_causal_roles",
+    "field_candidates",
     "term_cell",
     "term_name",
     "field_matches",
@@ -181,6 +182,35 @@ def _threshold(null: np.ndarray, name: str) -> float:
     if null.size == 0:
         raise DataError(f"nulls[{name!r}] is empty: the null networks gave no {name} values")
     return float(null.max())
+
+
+def field_candidates(
+    receptive_fields: pd.DataFrame,
+    nulls: Mapping[str, ArrayLike],
+    terms: Sequence[str],
+    state: str = "h",
+    field_method: str | None = None,
+    max_terms: int = FORMULA_TERMS,
+) -> dict[int, list[int]]:
+    """Units whose receptive field matches a term or formula above the null, per layer.
+
+    Exactly the units :func:`assign_causal_roles` (same arguments) may name a role, i.e.
+    those whose decision reads the interchange table; every other unit is ``none`` by its
+    mechanism whatever its transfers. An analysis patches these units exactly.
+    """
+    cells = [term_cell(t) for t in terms]
+    null = {k: np.asarray(v, dtype=float) for k, v in nulls.items()}
+    null = {k: v[np.isfinite(v)] for k, v in null.items()}
+    single_thr = _threshold(null.get("field_cosine", np.array([])), "field_cosine")
+    formula_thr = _threshold(null.get("formula_cosine", np.array([])), "formula_cosine")
+    out: dict[int, list[int]] = {}
+    for (layer, unit), field in sorted(
+        receptive_field_vectors(receptive_fields, state, field_method).items()
+    ):
+        ranked, cos_k = field_matches(field, cells, max_terms)
+        if ranked and (cos_k[0] >= single_thr or any(c >= formula_thr for c in cos_k[1:])):
+            out.setdefault(layer, []).append(unit)
+    return out
 
 
 def _formula_text(ranked: list[tuple[Cell, float]], k: int) -> str:

@@ -222,11 +222,16 @@ def receptive_field_vectors(
             f"{r['unit']} feature {r['feature']!r} lag {r['lag']} (states "
             f"{sorted(df['state'].astype(str).unique())}); keep one state per unit"
         )
+    layers, units = df["layer"].to_numpy(), df["unit"].to_numpy()
+    rows = zip(
+        layers.tolist(), units.tolist(), df["feature"].tolist(), df["lag"].tolist(),
+        df["attribution_signed"].fillna(0.0).to_numpy().tolist(), strict=True,
+    )  # fmt: skip
+    table = list(rows)
     fields: dict[UnitKey, dict[Cell, float]] = {}
-    for (layer, unit), g in df.groupby(["layer", "unit"], sort=True):
-        values = g["attribution_signed"].fillna(0.0).to_numpy()
-        cells = zip(g["feature"], g["lag"].tolist(), strict=True)
-        fields[(int(layer), int(unit))] = dict(zip(cells, values.tolist(), strict=True))
+    for k in np.lexsort((units, layers)).tolist():  # stable: rows keep their order in a unit
+        layer, unit, feature, lag, value = table[k]
+        fields.setdefault((int(layer), int(unit)), {})[(feature, int(lag))] = float(value)
     return fields
 
 
