@@ -1,4 +1,4 @@
-"""Options shared by several commands: task, data, seed, quiet, output and list options.
+"""Options shared by several commands: task, data, seed, device, quiet, output and list options.
 
 Defaults come from the library's config classes (:mod:`unitprobe.config`,
 :class:`~unitprobe.model.train.TrainConfig`), and the vocabularies of list options from
@@ -20,6 +20,7 @@ from click.shell_completion import CompletionItem
 
 from unitprobe._utils import check_output_file, write_csv_atomic
 from unitprobe.config import AnalyzeConfig, ProbeConfig
+from unitprobe.devices import DEFAULT_DEVICE, DEVICES
 from unitprobe.schemas import FIGURE_FORMATS, STATE_CHOICES
 from unitprobe.tasks import PRESETS, DataSource, TaskSpec, get_preset, read_task_file
 from unitprobe.tasks.csvdata import FILLS
@@ -29,6 +30,7 @@ __all__ = [
     "comma_choices",
     "data_options",
     "default_of",
+    "device_option",
     "formats_option",
     "int_list",
     "jobs_option",
@@ -279,6 +281,18 @@ def seed_option(
     return click.option(
         "--seed", type=click.IntRange(min=0, max=MAX_SEED), default=default, help=help
     )
+
+
+def device_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--device cpu|cuda|auto``: where to train (:func:`unitprobe.devices.resolve_device`);
+    the command gets ``device``, a name, and resolves it before it reads or writes anything."""
+    return click.option(
+        "--device",
+        type=click.Choice(DEVICES),
+        default=DEFAULT_DEVICE,
+        help="Where to train (auto: cuda when there is a GPU); results are the same up to "
+        "float rounding. cuda needs a CUDA build of torch and a GPU.",
+    )(func)
 
 
 def jobs_option(func: Callable[..., Any]) -> Callable[..., Any]:

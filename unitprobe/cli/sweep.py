@@ -9,6 +9,7 @@ import click
 from unitprobe._utils import check_parent_writable
 from unitprobe.cli._options import (
     default_of,
+    device_option,
     int_list,
     progress,
     quiet_option,
@@ -101,6 +102,7 @@ _QUICK_TRAIN = {**TrainConfig().to_dict(), **quick_options()["train_overrides"]}
 )
 @click.option("--figures", "draw_figures", is_flag=True, help="Also draw each run's figures.")
 @click.option("--retry-failed", is_flag=True, help="Run configurations that failed before again.")
+@device_option
 @quiet_option
 def sweep(
     task_names: str | None,
@@ -118,6 +120,7 @@ def sweep(
     quick: bool,
     draw_figures: bool,
     retry_failed: bool,
+    device: str,
     quiet: bool,
 ) -> None:
     """Train and analyze every task x units x seed; write OUT/sweep.csv (resumable).
@@ -126,6 +129,9 @@ def sweep(
     Example:
       unitprobe sweep --task seed,fibonacci,delay-3 --units 1,2,3,4,6,8,16 \\
           --seeds 5 --out SWEEP/ --jobs 2
+
+    --device trains every configuration there (the analysis runs on the CPU); it is not part
+    of a configuration's key, so a sweep resumes on another device.
     """
     if task_names is None and not task_files:
         raise click.UsageError("give --task NAMES and/or --task-file FILE")
@@ -160,6 +166,7 @@ def sweep(
         retry_failed=retry_failed,
         progress=progress(quiet),
         echo=None if quiet else click.echo,
+        device=device,
         **options,
     )
     failed = table[table["status"] != "ok"]

@@ -13,12 +13,14 @@ from unitprobe.cli._model import warn
 from unitprobe.cli._options import (
     data_options,
     default_of,
+    device_option,
     progress,
     quiet_option,
     say,
     seed_option,
     task_options,
 )
+from unitprobe.devices import resolve_device
 from unitprobe.errors import UnitprobeError
 from unitprobe.model.checkpoint import MAX_PARAMETERS, n_parameters, save_trained
 from unitprobe.model.lstm import ModelConfig
@@ -89,6 +91,7 @@ __all__ = ["train"]
     "--out", type=click.Path(path_type=Path), required=True, help="Checkpoint to write (.pt)."
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing checkpoint.")
+@device_option
 @quiet_option
 def train(
     task: TaskSpec | None,
@@ -104,6 +107,7 @@ def train(
     split_at: str | None,
     out: Path,
     overwrite: bool,
+    device: str,
     quiet: bool,
 ) -> None:
     """Train a multi-unit LSTM on a task and save a checkpoint.
@@ -111,6 +115,7 @@ def train(
     With --data CSV the network learns the file's series: those of --task/--task-file (a task
     file with `relations = []` names observed series), or, with neither, every series column,
     each predicted one step ahead. Validation holds out whole sequences (windows).
+    With --device cuda the network trains on a GPU; the checkpoint is written as from the CPU.
     """
     if task is None and data_source is None:
         raise click.UsageError("give --task NAME, --task-file FILE or --data CSV")
@@ -118,6 +123,7 @@ def train(
     if split_at is not None and data_source is None:
         raise click.UsageError("--split-at splits a CSV in time; give --data CSV")
     _check_size(task, units, layers)
+    where = resolve_device(device)  # before any data are read or generated
     config = TrainConfig(
         n_units=units,
         n_layers=layers,
@@ -135,11 +141,11 @@ def train(
     else:
         dataset = training_dataset(task, data_source, n_sequences, seed)
         require_sequences(dataset, 2, "training and validation", from_csv=data_source is not None)
-    result = fit(dataset, config, progress=progress(quiet), validation=validation)
+    result = fit(dataset, config, progress=progress(quiet), validation=validation, device=where)
     if later is not None:
         result.metrics.update(_held_out(result, later))
     save_trained(out, result, dataset.spec, config, norm=dataset.norm, overwrite=overwrite)
-    say(quiet, _summary(dataset.spec, result, out, config.val_fraction))
+    say(quiet, _summary(dataset.spec, result, out, config.val_fraction, where))
     if dataset.overlapping and later is None:
         warn(
             "the windows overlap in time (--stride < --window) and validation windows are "
@@ -170,7 +176,7 @@ def _held_out(result: TrainResult, later: Dataset) -> dict[str, float]:
     """The model's error on the later part of a split, and its ratio to repeat-last."""
     model = result.model.eval()
     with torch.no_grad():
-        pred = model(torch.as_tensor(later.inputs)).numpy()
+        pred = model(torch.as_tensor(later.inputs)).cpu().numpy()
     mse = float(np.mean((pred.astype(np.float64) - later.targets) ** 2))
     base = float(baseline_mse(later))
     return {
@@ -181,10 +187,13 @@ def _held_out(result: TrainResult, later: Dataset) -> dict[str, float]:
     }
 
 
-def _summary(task: TaskSpec, result: TrainResult, out: Path, val_fraction: float) -> str:
+def _summary(
+    task: TaskSpec, result: TrainResult, out: Path, val_fraction: float, device: torch.device
+) -> str:
     m, units = result.metrics, result.model.config.n_units
+    on = "" if device.type == "cpu" else f" on {device}"
     return (
-        f"trained {units}-unit LSTM on '{task.name}' in {m['train_seconds']:.1f} s "
+        f"trained {units}-unit LSTM on '{task.name}' in {m['train_seconds']:.1f} s{on} "
         f"({m['epochs_run']} epochs, best {m['best_epoch']})\n"
         f"validation MSE {m['val_mse']:.3g} = {100 * m['mse_ratio']:.3g}% of the repeat-last-value "
         f"baseline ({m['baseline_mse']:.3g}), normalized units"

@@ -9,6 +9,12 @@ On CPU the same data and seed give a bit-identical ``state_dict``. Training runs
 thread: for these small models that is the fastest setting, and it makes the numbers
 independent of the machine's core count.
 
+``device="cuda"`` (or ``"auto"``, :mod:`unitprobe.devices`) trains on a GPU: the same
+initialization (drawn on the CPU) and the same minibatch order (a CPU generator) as on the
+CPU, so the result equals the CPU's up to float rounding, not bit for bit. The device is how
+a model is trained, not what it is: it is no field of :class:`TrainConfig`, and the returned
+model is back on the CPU, where checkpoints and the analysis live.
+
 Example
 -------
 >>> from unitprobe.tasks import generate, get_preset
@@ -32,6 +38,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from unitprobe._utils import stderr_is_tty, torch_threads
+from unitprobe.devices import DEFAULT_DEVICE, resolve_device
 from unitprobe.errors import TrainingError
 from unitprobe.model.lstm import ModelConfig, UnitLSTM
 from unitprobe.tasks import baseline_mse, generate
@@ -110,7 +117,7 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """The trained model (best validation epoch), its history and metrics.
+    """The trained model (best validation epoch, on the CPU), its history and metrics.
 
     ``history`` has one entry per epoch in each list (``train_loss``, ``val_loss``, ``lr``);
     ``metrics`` has ``val_mse``, ``val_mse_per_output``, ``baseline_mse`` (repeat the last
@@ -162,6 +169,7 @@ def train(
     progress: bool | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     validation: Any | None = None,
+    device: str | torch.device = DEFAULT_DEVICE,
 ) -> TrainResult:
     """Train a :class:`UnitLSTM` on ``dataset`` (its ``inputs`` and ``targets``).
 
@@ -177,21 +185,31 @@ def train(
     on_epoch : callable ``(epoch, record) -> None``, optional
         Called after every epoch with that epoch's history record (plain floats).
     validation : Dataset, optional
-        Separate validation sequences (e.g. the later windows of a series split in time, see
-        :func:`unitprobe.tasks.split_in_time`): then every sequence of ``dataset`` trains,
+        Separate validation sequences (e.g. the validation block of a series split in time,
+        the middle part of :func:`unitprobe.tasks.split_in_time_validated`; never the
+        held-out part, which must stay unseen): then every sequence of ``dataset`` trains,
         early stopping and the validation metrics use these, and ``config.val_fraction`` is
         not used. Same features as ``dataset``; any number of steps.
+    device : {"cpu", "cuda", "cuda:N", "auto"} or torch.device, default "cpu"
+        Where to train (the model, the minibatches and the validation data;
+        :func:`unitprobe.devices.resolve_device`). Initialization and minibatch order are
+        drawn on the CPU, so every device sees the same ones.
 
     Returns
     -------
     TrainResult
+        Its ``model`` is on the CPU whatever ``device`` was, in eval mode; ``metrics`` are
+        computed on the CPU from that model.
 
     Raises
     ------
     TrainingError
         The loss became NaN or infinite (with the epoch and a smaller learning rate to try).
+    UnitprobeError
+        An unknown ``device``, or ``cuda`` where torch sees no CUDA device.
     """
     config = config or TrainConfig()
+    device = resolve_device(device)
     x_all = torch.as_tensor(np.asarray(dataset.inputs), dtype=torch.float32)
     y_all = torch.as_tensor(np.asarray(dataset.targets), dtype=torch.float32)
     if x_all.ndim != 3 or y_all.ndim != 3 or x_all.shape[:2] != y_all.shape[:2]:
@@ -217,17 +235,17 @@ def train(
     model_config = ModelConfig(x_all.shape[2], config.n_units, y_all.shape[2], config.n_layers)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        model = UnitLSTM(model_config)
-    generator = torch.Generator().manual_seed(config.seed)
+        model = UnitLSTM(model_config)  # initialized on the CPU: the same on every device
+    model.to(device)
+    generator = torch.Generator().manual_seed(config.seed)  # CPU: the same order everywhere
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     start = time.perf_counter()
     show = progress if progress is not None else stderr_is_tty()
+    data = [t.to(device) for t in (x_train, y_train, x_val, y_val)]
     with torch_threads(1):
-        best, history = _fit(
-            model, optimizer, x_train, y_train, x_val, y_val, config, generator, show, on_epoch
-        )
+        best, history = _fit(model, optimizer, *data, config, generator, show, on_epoch)
     model.load_state_dict(best[2])
-    model.eval()
+    model.to("cpu").eval()  # checkpoints and the analysis are CPU-side
     metrics = _metrics(model, train_part, val_part, x_train, x_val, y_val)
     metrics.update(_baseline_metrics(model, train_part, val_part, x_val, config.seed))
     metrics.update(best_epoch=best[1], epochs_run=len(history["val_loss"]))
@@ -285,9 +303,10 @@ def _epoch(
     generator: torch.Generator,
 ) -> float:
     model.train()
-    order = torch.randperm(x.shape[0], generator=generator)
+    order = torch.randperm(x.shape[0], generator=generator)  # on the generator's CPU
     total, count = 0.0, 0
     for batch in order.split(config.batch_size):
+        batch = batch.to(x.device)
         optimizer.zero_grad()
         loss = nn.functional.mse_loss(model(x[batch]), y[batch])
         loss.backward()
@@ -364,7 +383,7 @@ def _baseline_metrics(model, train_part, val_part, x_val, seed) -> dict[str, Any
         return {}
     scores = baseline_scores(train_part, val_part, seed=seed)
     out: dict[str, Any] = ratios_to_baselines(
-        model(x_val).double().numpy(), val_part.targets, scores
+        model(x_val).double().cpu().numpy(), val_part.targets, scores
     )
     out["val_step_nmse"] = out.pop("step_nmse")
     out["baselines"] = {
@@ -383,6 +402,7 @@ def train_task(
     *,
     n_sequences: int = 512,
     progress: bool | None = None,
+    device: str | torch.device = DEFAULT_DEVICE,
 ) -> tuple[Any, TrainResult]:
     """Generate ``n_sequences`` of a task (seeded by ``config.seed``) and train on them.
 
@@ -391,6 +411,9 @@ def train_task(
     spec : TaskSpec
     config : TrainConfig, optional
     n_sequences : int, default 512
+    progress : bool, optional
+    device : {"cpu", "cuda", "cuda:N", "auto"} or torch.device, default "cpu"
+        Where to train (see :func:`train`); the returned model is on the CPU.
 
     Returns
     -------
@@ -398,4 +421,4 @@ def train_task(
     """
     config = config or TrainConfig()
     dataset = generate(spec, n_sequences=n_sequences, seed=config.seed)
-    return dataset, train(dataset, config, progress=progress)
+    return dataset, train(dataset, config, progress=progress, device=device)

@@ -72,6 +72,13 @@ Workers write their run directories straight into the shared ``SWEEP/runs/``; th
 only reads ``result.json`` files and writes ``sweep.csv``. Interrupting the client cancels the
 queued configurations; rerunning resumes as above.
 
+``device = "cuda"`` (or ``"auto"``) trains each configuration on a GPU; the analysis runs on
+the CPU. The device is how a run executes, not what it is: it is in neither the key nor
+``result.json``, so a sweep started on a GPU resumes on a CPU (and the other way round).
+Locally the device is resolved before anything is written (``cuda`` without a GPU is an
+error); with a scheduler each worker resolves it, and a worker without the GPU records its
+runs as failed.
+
 Example
 -------
 >>> table = run_sweep(["delay-2"], [1, 2, 4], seeds=3, out="SWEEP", jobs=2,
@@ -86,6 +93,8 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +110,7 @@ from unitprobe._utils import (
     write_json,
 )
 from unitprobe.config import AnalyzeConfig
+from unitprobe.devices import DEFAULT_DEVICE, check_device, resolve_device
 from unitprobe.errors import UnitprobeError
 from unitprobe.model.checkpoint import Checkpoint, save_trained
 from unitprobe.model.train import train_task
@@ -192,13 +202,24 @@ def _empty_row(config: RunConfig) -> dict[str, Any]:
     return row
 
 
-def _train_and_analyze(config: RunConfig, run_dir: Path, figures: bool, row: dict) -> dict:
-    """Train, save, analyze and write the tables; fills ``row`` as it goes."""
+@dataclass(frozen=True)
+class _Execution:
+    """How a run executes, never what it computes: neither hashed nor stored in result.json."""
+
+    figures: bool = False
+    device: str = DEFAULT_DEVICE
+
+
+def _train_and_analyze(config: RunConfig, run_dir: Path, how: _Execution, row: dict) -> dict:
+    """Train (on ``how.device``), save, analyze (on the CPU) and write the tables (and the
+    figures if ``how.figures``); fills ``row`` as it goes."""
     spec = TaskSpec.from_dict(config.task)
     train_config = config.train_config()
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    _, result = train_task(spec, train_config, n_sequences=config.n_sequences, progress=False)
+    _, result = train_task(
+        spec, train_config, n_sequences=config.n_sequences, progress=False, device=how.device
+    )
     timings["train"] = round(time.perf_counter() - start, 3)
     m = result.metrics
     row.update(val_mse=m["val_mse"], baseline_mse=m.get("baseline_mse", np.nan))
@@ -209,7 +230,7 @@ def _train_and_analyze(config: RunConfig, run_dir: Path, figures: bool, row: dic
     analyze_config = config.analyze_config()
     analysis = compute_analysis(checkpoint, analyze_config, progress=False)
     timings["analyze"] = round(time.perf_counter() - start, 3)
-    write_results(analysis, run_dir, analyze_config, figures=figures)
+    write_results(analysis, run_dir, analyze_config, figures=how.figures)
     row.update(run_indices(analysis.tables["probes"], analysis.tables["roles"]))
     return {"timings": timings, "training_metrics": m}
 
@@ -226,7 +247,11 @@ def _baseline_columns(metrics: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_config(
-    config: RunConfig, runs_dir: str | os.PathLike, *, figures: bool = False
+    config: RunConfig,
+    runs_dir: str | os.PathLike,
+    *,
+    figures: bool = False,
+    device: str = DEFAULT_DEVICE,
 ) -> dict[str, Any]:
     """Train and analyze one configuration into ``runs_dir/<config.name>/``.
 
@@ -243,6 +268,9 @@ def run_config(
         Parent of the run directory (created if needed).
     figures : bool, default False
         Also draw the run's figures and ``report.html``.
+    device : {"cpu", "cuda", "cuda:N", "auto"}, default "cpu"
+        Where to train (:func:`unitprobe.devices.resolve_device`; an unavailable device fails
+        the run); the analysis runs on the CPU. Not part of the key or of ``result.json``.
 
     Returns
     -------
@@ -262,7 +290,7 @@ def run_config(
     start = time.perf_counter()
     try:
         with torch_threads(1):
-            extra = _train_and_analyze(config, run_dir, figures, row)
+            extra = _train_and_analyze(config, run_dir, _Execution(figures, device), row)
         row["status"] = "ok"
     except Exception as err:  # recorded in result.json; the sweep goes on
         row.update(status="failed", error=one_line(err))
@@ -335,6 +363,7 @@ def run_sweep(
     retry_failed: bool = False,
     progress: bool | None = None,
     echo: Callable[[str], None] | None = None,
+    device: str = DEFAULT_DEVICE,
 ) -> pd.DataFrame:
     """Train and analyze every (task, units, seed) and write ``out/sweep.csv``.
 
@@ -371,6 +400,10 @@ def run_sweep(
     echo : callable, optional
         Receives one line at the start, per failed configuration, per finished configuration
         when no progress bar is shown, and at the end.
+    device : {"cpu", "cuda", "cuda:N", "auto"}, default "cpu"
+        Where each configuration trains (the analysis runs on the CPU). Resolved here before
+        anything is written, or, with ``scheduler``, by each worker. Not part of the keys:
+        results are the same up to float rounding.
 
     Returns
     -------
@@ -381,9 +414,11 @@ def run_sweep(
     ------
     UnitprobeError
         Invalid tasks, sizes, seeds or options; ``scheduler`` without dask.distributed or
-        unreachable.
+        unreachable; an unknown ``device``, or ``cuda`` without a GPU (without ``scheduler``).
     """
     check_int(jobs, "jobs", minimum=1)
+    # the workers of a cluster may have the GPU this machine lacks: they resolve it there
+    device = check_device(device) if scheduler is not None else str(resolve_device(device))
     _refuse_foreign_table(Path(out))
     configs = plan_sweep(
         tasks,
@@ -399,13 +434,15 @@ def run_sweep(
     # connect first: an unreachable scheduler must not leave an empty sweep directory behind
     client = dask_client(scheduler) if scheduler is not None else None
     try:
-        return _sweep(configs, out, client, scheduler, jobs, figures, retry_failed, progress, echo)
+        return _sweep(
+            configs, out, client, scheduler, jobs, figures, retry_failed, progress, echo, device
+        )
     finally:
         if client is not None and client is not scheduler:
             client.close()
 
 
-def _sweep(configs, out, client, scheduler, jobs, figures, retry_failed, progress, echo):
+def _sweep(configs, out, client, scheduler, jobs, figures, retry_failed, progress, echo, device):
     """The body of :func:`run_sweep` once the configurations and the client are ready."""
     runs_dir = out / RUNS_DIR
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -418,6 +455,8 @@ def _sweep(configs, out, client, scheduler, jobs, figures, retry_failed, progres
                 shutil.rmtree(runs_dir / config.name)
             pending.append(config)
     where = f"dask scheduler {scheduler}" if scheduler else f"{jobs} local process(es)"
+    if device != DEFAULT_DEVICE:
+        where += f", training on {device}"
     say(
         f"sweep: {len(configs)} configurations, {len(configs) - len(pending)} finished earlier, "
         f"{len(pending)} to run on {where}"
@@ -447,12 +486,13 @@ def _sweep(configs, out, client, scheduler, jobs, figures, retry_failed, progres
                 f"{_fmt(result.get('wall_seconds'))} s"
             )
 
+    run_one = partial(run_config, device=device)  # module-level, so it pickles to workers
     try:
         if pending:
             if client is not None:
-                run_dask(run_config, pending, runs_dir, client, figures, on_result)
+                run_dask(run_one, pending, runs_dir, client, figures, on_result)
             else:
-                run_local(run_config, pending, runs_dir, jobs, figures, on_result)
+                run_local(run_one, pending, runs_dir, jobs, figures, on_result)
     finally:
         bar.close()
         table = collect_results(out, configs)
