@@ -675,7 +675,6 @@ def test_roles_bars_colours_and_text(roles):
     assert "normalized units²" in fig2.axes[0].get_xlabel()
 
 
-
 def test_roles_of_a_large_layer_keep_every_role_unit_and_say_what_is_left_out(roles):
     fig = F.plot_roles(roles, max_units=3)  # 3 role units, 1 none: the none unit is left out
     (ax,) = _panels(fig)
@@ -686,6 +685,7 @@ def test_roles_of_a_large_layer_keep_every_role_unit_and_say_what_is_left_out(ro
     fig = F.plot_roles(roles, max_units=1)  # never drops a unit with a role
     assert _ticks(_panels(fig)[0].get_yticklabels()) == ["0", "2", "3"]
     plt.close("all")
+
 
 # ---------------------------------------------------------------------------------------------
 # sweeps
