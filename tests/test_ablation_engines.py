@@ -132,6 +132,7 @@ def test_screened_table_runs_exactly_what_it_cannot_rule_out():
     a, b = screened.set_index(KEY), exact.set_index(KEY)
     label = a.index.get_level_values(0).astype(str) + ":" + a.index.get_level_values(1)
     ran = ~label.isin(out)
+    assert (a["exact"].to_numpy() == ran).all() and b["exact"].all()  # the table says which
     # units run exactly: identical to the exact table
     pd.testing.assert_frame_equal(a[ran], b[ran])
     # units screened out: the screen's estimate, outside the band, on the same side of the

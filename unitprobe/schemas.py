@@ -148,7 +148,7 @@ SCHEMAS: dict[str, Schema] = {
         _schema(
             "ablation", "layer x unit group x mode x output (or 'all' pooled)",
             layer=_I, units=_S, mode=_S, output=_S, mse=_F, mse_base=_F, delta_mse=_F,
-            rel_delta=_F,
+            rel_delta=_F, exact=_B,
         ),
         _schema(
             "input_lag", "method x output x input feature x lag",

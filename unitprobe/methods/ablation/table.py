@@ -227,7 +227,7 @@ def ablation_table_arrays(
         out = ~torch.as_tensor(exact_rows, device=sse.device)
         sse[out] = (screen + sse_base)[out]
     mse, mse_base = (sse / n_values).cpu(), (sse_base / n_values).cpu()
-    table = _table(conditions, modes, mse, mse_base, output_names, floor)
+    table = _table(conditions, modes, mse, mse_base, output_names, floor, exact_rows)
     table.attrs.update(_attrs(engine, exact, conditions, exact_rows, screen, sse, sse_base,
                               screen_top_k, band))  # fmt: skip
     return table
@@ -299,9 +299,16 @@ def _attrs(engine, exact, conditions, exact_rows, screen, sse, sse_base, k, band
 
 
 def _table(
-    conditions, modes, mse: Tensor, mse_base: Tensor, output_names, floor: float
+    conditions,
+    modes,
+    mse: Tensor,
+    mse_base: Tensor,
+    output_names,
+    floor: float,
+    exact_rows: np.ndarray,
 ) -> pd.DataFrame:
-    """Tidy rows in condition, mode, output order; ``mse`` of shape (n_cond, n_modes, O)."""
+    """Tidy rows in condition, mode, output order; ``mse`` of shape (n_cond, n_modes, O);
+    ``exact`` False on the rows of conditions that hold the screen's estimate."""
     names = [*map(str, output_names), schemas.ALL_OUTPUTS]
     base = np.append(mse_base.numpy(), mse_base.numpy().mean())
     records = []
@@ -316,6 +323,8 @@ def _table(
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.where(base_col > floor, df["delta_mse"].to_numpy() / base_col, np.nan)
     df["rel_delta"] = rel
+    per_condition = len(modes) * len(names)
+    df["exact"] = np.repeat(exact_rows, per_condition)
     return schemas.SCHEMAS["ablation"].coerce(df)
 
 
