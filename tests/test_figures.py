@@ -887,6 +887,10 @@ def test_render_all_writes_every_figure(tmp_path, tables):
     assert all(p.stat().st_size > 1000 for p in paths)
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == sorted(p.name for p in paths)
     assert not list(tmp_path.glob("*.csv"))  # drawn from memory, nothing written but figures
+    parallel = F.render_all(tables, tmp_path / "parallel", formats=("png",), jobs=2)
+    assert [p.name for p in parallel] == [p.name for p in paths]
+    for a, b in zip(paths, parallel, strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name  # the same files, drawn at once
 
 
 def test_render_all_optional_and_required_tables(
@@ -928,6 +932,8 @@ def test_render_all_names_figure_and_table_on_bad_table(tmp_path, probes, roles)
         DataError, match=r"probe_r2 figure \(probes table\): probes table has more than one row"
     ):
         F.render_all(Tables({"probes": dup, "roles": roles}), tmp_path)
+    with pytest.raises(DataError, match=r"probe_r2 figure \(probes table\): probes table has"):
+        F.render_all(Tables({"probes": dup, "roles": roles}), tmp_path, jobs=2)
     # a table without a schema column cannot even enter a Tables
     with pytest.raises(DataError, match=r"probes table is missing columns.*selectivity"):
         Tables({"probes": probes.drop(columns="selectivity"), "roles": roles})

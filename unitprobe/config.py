@@ -286,7 +286,7 @@ class AnalyzeConfig:
     formats : tuple of str
         Figure formats (``png``, ``pdf``, ``svg``).
     jobs : int
-        CPU threads torch may use.
+        CPU cores to use: torch threads, and processes drawing independent figures at once.
     probes, ablation, attribution, roles
         The stage settings.
     """

@@ -301,7 +301,7 @@ def jobs_option(func: Callable[..., Any]) -> Callable[..., Any]:
         "--jobs",
         type=click.IntRange(min=1, max=1024),
         default=AnalyzeConfig.jobs,
-        help="CPU cores to use (torch threads).",
+        help="CPU cores to use (torch threads; analyze also draws figures in parallel).",
     )(func)
 
 

@@ -309,7 +309,9 @@ def write_results(
     summary = dict(analysis.summary)
     if figures:
         with timer("figures"):
-            rendered = render_all(analysis.tables, directory / "figures", formats=config.formats)
+            rendered = render_all(
+                analysis.tables, directory / "figures", formats=config.formats, jobs=config.jobs
+            )
         with timer("report"):
             report = write_report(directory, analysis.tables, summary, rendered)
         written += [*rendered, report]
