@@ -13,7 +13,7 @@ Figures go to ``--out`` as PNG and PDF, with the tables behind them in ``<out>/t
 ``--quick``: tasks delay-2 and seed, 1, 2 and 4 units, 2 seeds, 128 sequences, at most 60
 epochs and a light analysis (about a minute on 2 cores). Full: the memory tasks delay-2,
 delay-3, seed-integrate, seed-restart with 1, 2, 3, 4 units and 5 seeds, and seed with 4 units
-and 1 seed; 384 sequences, at most 200 epochs (early stopping after 40 without improvement);
+and 1 seed; 384 sequences, at most 1000 epochs (early stopping after 40 without improvement);
 see figures/README.md for its runtime.
 """
 
