@@ -8,7 +8,7 @@ from the current inputs; dotted: the best linear autoregression (order chosen on
 each fitted on the same training sequences (mean over seeds). The star marks the knee: the
 smallest layer that keeps ``1 - KNEE_TOL`` (95 %) of the best layer's skill ``1 - best``
 (:func:`unitprobe.pipeline.sweepstats.find_knee`, ``rule="skill"``). It is expected at the
-task's minimal state size (:data:`unitprobe.tasks.presets.STATE_SIZE`).
+task's smallest layer, ``max(state size, outputs)`` (:func:`unitprobe.tasks.info.min_units`).
 
 Writes ``capacity_curve.{png,pdf}``, ``tables/sweep_summary.csv``, ``tables/knees.csv`` (knee
 with its bootstrap interval over seeds) and ``tables/knee_sensitivity.csv`` (the knee under
@@ -22,6 +22,8 @@ from pathlib import Path
 from _common import KNEE_RULE, KNEE_TOL, METRIC, cli, load_sweep, save, write_table
 
 from unitprobe.pipeline.sweepstats import knee_intervals, knee_sensitivity, sweep_summary
+from unitprobe.tasks import get_preset
+from unitprobe.tasks.info import min_units
 from unitprobe.tasks.presets import state_size
 from unitprobe.views.figures import plot_capacity_curve
 
@@ -45,6 +47,7 @@ def make(sweep_dir: Path, out: Path) -> list[Path]:
     written = save(fig, out, "capacity_curve")
     knees = knee_intervals(sweep, metric=METRIC, tol=KNEE_TOL, rule=KNEE_RULE)
     knees["state_size"] = knees["task"].map(state_size).astype("Int64")
+    knees["min_units"] = knees["task"].map(lambda t: min_units(get_preset(t))).astype("Int64")
     sensitivity = knee_sensitivity(sweep, metric=METRIC)
     sensitivity["state_size"] = sensitivity["task"].map(state_size).astype("Int64")
     written.append(write_table(summary, out, "sweep_summary"))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from click.testing import CliRunner
 
 from unitprobe.cli import main
 from unitprobe.pipeline.taskinfo import format_report, task_report
 from unitprobe.tasks import get_preset
-from unitprobe.tasks.info import task_info
+from unitprobe.tasks.info import min_units, task_info
 
 
 def test_seed_needs_no_memory_but_delay_does():
@@ -16,6 +18,7 @@ def test_seed_needs_no_memory_but_delay_does():
     delay = task_info(get_preset("delay-3"), n_sequences=256)
     assert not delay["memoryless_solves"] and delay["memoryless_ratio"] > 0.95
     assert delay["state_size"] == 3 and delay["linear_ar_step_nmse"] < 1e-6
+    assert delay["min_units"] == 3
     assert delay["baselines"]["baseline"].tolist() == [
         "repeat_last",
         "training_mean",
@@ -45,3 +48,9 @@ def test_cli_info_and_check_name_the_swapped_reading():
     assert out.exit_code == 1
     assert "RENAMED X->K, K->X" in out.output
     assert "failing only X[4]: relation 19, data 30" in out.output
+
+
+def test_the_smallest_layer_needs_a_unit_per_output():
+    sizes = {name: min_units(get_preset(name)) for name in ("delay-2", "seed-restart")}
+    assert sizes == {"delay-2": 2, "seed-restart": 2}  # seed-restart: state 1, outputs K and X
+    assert min_units(dataclasses.replace(get_preset("delay-2"), name="mine")) is None

@@ -52,7 +52,9 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"task {report['task']}",
         "state size: "
-        + (f"{size} number(s) carried between steps" if size is not None else "not documented"),
+        + (f"{size} number(s) carried between steps; a layer needs at least "
+           f"{report['min_units']} unit(s) (also one per independent output)"
+           if size is not None else "not documented"),
         "baselines (fitted on half of the generated sequences, scored on the other half; "
         "step_nmse: per-step normalized error, 1 = per-step mean):",
         report["baselines"].to_string(index=False, float_format=lambda v: f"{v:.3g}"),

@@ -4,7 +4,8 @@
 :mod:`unitprobe.tasks.baselines` on the first half and scores them on the second, and says
 
 - how many numbers a network must carry from one step to the next (:data:`STATE_SIZE` of the
-  presets; None for a task without one);
+  presets; None for a task without one), and the smallest layer that can solve it
+  (:func:`min_units`);
 - whether a memoryless linear map already solves the task: its pooled error is at most
   :data:`MEMORYLESS_SOLVES` (1 %) of the better of repeat-last and the training mean;
 - the per-step view: the memoryless map's and the best linear autoregression's per-step
@@ -35,11 +36,27 @@ from unitprobe.tasks.presets import state_size
 from unitprobe.tasks.spec import TaskSpec
 from unitprobe.validation import check_int
 
-__all__ = ["MEMORYLESS_SOLVES", "task_info"]
+__all__ = ["MEMORYLESS_SOLVES", "min_units", "task_info"]
 
 #: A memoryless linear map "solves" a task when its pooled error is at most this share of the
 #: better of repeat-last and the training mean.
 MEMORYLESS_SOLVES = 0.01
+
+
+def min_units(spec: TaskSpec) -> int | None:
+    """The smallest layer that can solve a preset: ``max(state size, number of outputs)``.
+
+    A network's outputs are a linear readout of its units' ``h``: with fewer units than
+    outputs the outputs are linearly dependent, so outputs that are different functions of
+    the inputs and the memory (``seed-restart``'s K and X) need a unit each even when fewer
+    numbers must be carried between steps. None for a task without a documented state size.
+
+    >>> from unitprobe.tasks import get_preset
+    >>> min_units(get_preset("seed-restart")), min_units(get_preset("delay-3"))
+    (2, 3)
+    """
+    size = state_size(spec.name)
+    return None if size is None else max(size, len(spec.predict))
 
 
 def task_info(
@@ -59,7 +76,9 @@ def task_info(
     Returns
     -------
     dict
-        ``task``, ``state_size`` (int or None), ``baselines`` (DataFrame: ``baseline``,
+        ``task``, ``state_size`` (int or None), ``min_units`` (the smallest layer that can
+        solve it: ``max(state_size, outputs)``, since the outputs are a linear readout of the
+        units' h; None without a state size), ``baselines`` (DataFrame: ``baseline``,
         ``order``, ``mse``, ``step_nmse``), ``memoryless_ratio`` (pooled memoryless MSE over
         the better of repeat-last and training mean), ``memoryless_solves`` (bool),
         ``memoryless_step_nmse``, ``linear_ar_step_nmse``.
@@ -84,6 +103,7 @@ def task_info(
     return {
         "task": spec.name,
         "state_size": state_size(spec.name),
+        "min_units": min_units(spec),
         "baselines": table,
         "memoryless_ratio": ratio,
         "memoryless_solves": bool(ratio <= MEMORYLESS_SOLVES),
