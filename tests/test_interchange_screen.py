@@ -187,3 +187,17 @@ def test_fit_readout_uses_the_fused_forward():
     design = np.c_[h, np.ones(len(h))]
     weights, *_ = np.linalg.lstsq(design, data.targets.reshape(-1, 2), rcond=None)
     np.testing.assert_allclose(fitted.readout.weight.detach().numpy(), weights[:-1].T, atol=1e-4)
+
+
+def test_deeper_networks_are_screened_per_layer_on_the_stepwise_path():
+    torch.manual_seed(2)
+    model = UnitLSTM(ModelConfig(2, 6, 2, n_layers=2)).eval()
+    data = _data(n_seq=40, n_steps=8)
+    kw = {"reference": "model", "n_pairs": 32, "seed": 0}
+    exact = interchange_table(model, data, ["K[t]", "X[t-1]"], **kw)
+    screened = interchange_table(model, data, ["K[t]", "X[t-1]"], screen=2, **kw)
+    kept = screened["exact"].to_numpy()
+    # two exact units per term and layer; their values are the exact table's
+    assert screened.groupby(["term", "layer"])["exact"].sum().tolist() == [2, 2, 2, 2]
+    np.testing.assert_array_equal(screened["transfer"][kept], exact["transfer"][kept])
+    np.testing.assert_allclose(screened["transfer"], exact["transfer"], atol=0.01)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,17 @@ def score_lines(summary: dict[str, Any]) -> tuple[list[str], list[str]]:
     return lines, notes
 
 
+def _exactness(name: str, default: str, screened: str) -> Callable[[Callable], Callable]:
+    """``--exact-X screen|all``: which units a screened stage runs exactly."""
+    return click.option(
+        name,
+        type=click.Choice(("screen", "all")),
+        default=default,
+        show_default=True,
+        help=f"screen: {screened}; all: every unit exactly.",
+    )
+
+
 @click.command()
 @model_options(out="dir", many=True)
 @click.option(
@@ -86,21 +98,15 @@ def score_lines(summary: dict[str, Any]) -> tuple[list[str], list[str]]:
     is_flag=True,
     help="Write the tables and summary.json only (`unitprobe figures OUT` draws them later).",
 )
-@click.option(
+@_exactness(
     "--exact-ablation",
-    type=click.Choice(("screen", "all")),
-    default=AblationConfig.exact,
-    show_default=True,
-    help="screen: ablate exactly only the units a first-order screen cannot rule out; "
-    "all: every unit exactly.",
+    AblationConfig.exact,
+    "ablate exactly only the units a first-order screen cannot rule out",
 )
-@click.option(
+@_exactness(
     "--exact-interchange",
-    type=click.Choice(("screen", "all")),
-    default=RoleConfig.exact_interchange,
-    show_default=True,
-    help="screen: patch exactly the units a role may read and the largest screened "
-    "transfers; all: every unit exactly.",
+    RoleConfig.exact_interchange,
+    "patch exactly the units a role may read and the largest screened transfers",
 )
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
 @quiet_option
