@@ -44,11 +44,11 @@ from unitprobe.validation import check_choice, check_choices, check_int
 
 __all__ = [
     "CHUNK_ROWS",
-    "SCREENED_NOTE",
     "INTERCHANGE",
     "MIN_EFFECT",
     "N_BOOTSTRAP",
     "N_PAIRS",
+    "SCREENED_NOTE",
     "PairRuns",
     "Transfer",
     "check_layers",
@@ -58,7 +58,7 @@ __all__ = [
     "pair_transfers",
     "patched_outputs",
     "resolve_terms",
-    "screen_agreement",
+    "screen_summary",
     "term_transfers",
     "transfer",
     "units_label",
@@ -400,11 +400,11 @@ def interchange_table(
                 rows.append(_row(layer, unit_set, term, ref, result, pairs.n_pairs, done))
     table = INTERCHANGE.coerce(pd.DataFrame(rows, columns=list(INTERCHANGE.columns)))
     if screen is not None:
-        table.attrs["screen"] = screen_agreement(agreement, table, screen)
+        table.attrs["screen"] = screen_summary(agreement, table, screen)
     return table
 
 
-def screen_agreement(
+def screen_summary(
     pairs: Sequence[tuple[float, float]], table: pd.DataFrame, top_k: int
 ) -> dict[str, Any]:
     """How the screen did: rows patched exactly or estimated, and, on the units both screened
