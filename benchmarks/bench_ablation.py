@@ -3,7 +3,8 @@
 Every single-unit ablation (zero, mean, resample; site h) of a randomly initialized one-layer
 UnitLSTM (2 inputs, 2 outputs) on i.i.d. inputs whose targets are the inputs one step back:
 
-- batched: ``ablation_table_arrays`` (conditions stacked along the batch, chunked);
+- batched: ``ablation_table_arrays`` with every unit exact (``exact="all"``: the fused
+  engine; ``benchmarks/bench_scaling.py`` times the screen);
 - loop: one clean run for the mean / resample values, then one ``models.run`` with one
   ``Intervention`` per unit and mode.
 
@@ -112,6 +113,7 @@ def main() -> None:
             units=units,
             memory_budget_mb=args.memory_budget_mb,
             seed=args.seed,
+            exact="all",  # every unit exactly, as the loop; the screen is bench_scaling's
         )
         t_batched = min(t_batched, time.perf_counter() - t0)
         t0 = time.perf_counter()
