@@ -70,16 +70,20 @@ def _site_jacobians(
             if k == 0:
                 d_pre[0] += w_ih.T[:, None, :]  # d x[t - 0, f] = e_f enters at lag 0
             else:
-                d_pre = d_pre + d_below @ w_ih.T
+                d_pre += d_below @ w_ih.T
+            # in place on views of d_pre: the tangents are the large tensors, and every
+            # temporary of their size costs an allocation and a pass over memory
             dp_i, dp_f, dp_g, dp_o = d_pre.chunk(4, dim=-1)
             d_gate = {
-                "i": i * (1 - i) * dp_i,
-                "f": f * (1 - f) * dp_f,
-                "g": (1 - g * g) * dp_g,
-                "o": o * (1 - o) * dp_o,
+                "i": dp_i.mul_(i * (1 - i)),
+                "f": dp_f.mul_(f * (1 - f)),
+                "g": dp_g.mul_(1 - g * g),
+                "o": dp_o.mul_(o * (1 - o)),
             }
-            dc[k] = d_gate["f"] * c[k] + f * _shift(dc[k]) + d_gate["i"] * g + i * d_gate["g"]
-            dh[k] = d_gate["o"] * tanh_c + (o * (1 - tanh_c * tanh_c)) * dc[k]
+            dc_k = _shift(dc[k]).mul_(f)
+            dc_k.addcmul_(d_gate["f"], c[k]).addcmul_(d_gate["i"], g).addcmul_(d_gate["g"], i)
+            dc[k] = dc_k
+            dh[k] = torch.mul(dc_k, o * (1 - tanh_c * tanh_c)).addcmul_(d_gate["o"], tanh_c)
             h[k], c[k] = h_new, c_new
             below, d_below = h_new, dh[k]
         yield t, dh[layer] if site == "h" else dc[layer] if site == "c" else d_gate[site]
@@ -195,14 +199,15 @@ def receptive_fields(
             for t, jac in _site_jacobians(model, path, layer, site, n_lags):
                 if t not in target_steps:
                     continue
-                jac = jac.unflatten(2, (len(alphas), -1))  # (W, F, A, B, H)
-                jac = (jac * w).sum(dim=2)  # quadrature over the path: (W, F, B, H)
                 if method == "integrated_gradients":
+                    jac = jac.unflatten(2, (len(alphas), -1))  # (W, F, A, B, H)
+                    jac = (jac * w).sum(dim=2)  # quadrature over the path: (W, F, B, H)
                     src = torch.arange(t, t - n_lags, -1, device=x.device).clamp(min=0)
                     jac = jac * diff[:, src].permute(1, 2, 0)[..., None]  # x (x - b)[t - lag]
                 valid = slice(0, min(t, lag_max) + 1)  # lags whose source step exists
                 signed[valid] += jac[valid].sum(dim=2).double()
-                absolute[valid] += jac[valid].abs().sum(dim=2).double()
+                # the sum of |jac| over sequences, without a |jac|-sized temporary
+                absolute[valid] += torch.linalg.vector_norm(jac[valid], ord=1, dim=2).double()
                 count[valid] += xb.shape[0]
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_signed = signed.cpu().numpy() / count[:, None, None]
