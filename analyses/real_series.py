@@ -92,7 +92,7 @@ from unitprobe.config import AnalyzeConfig
 from unitprobe.methods.baselines import baseline_table
 from unitprobe.methods.roles import summarize_roles
 from unitprobe.model.checkpoint import Checkpoint
-from unitprobe.model.train import TrainConfig, TrainResult, train
+from unitprobe.model.train import TrainConfig, TrainResult, held_out_metrics, train
 from unitprobe.pipeline.analyze import compute_analysis
 from unitprobe.tasks import Dataset, baseline_mse, load_csv
 from unitprobe.tasks.csvdata import data_task
@@ -256,21 +256,10 @@ def train_config(settings: Settings, seed: int) -> TrainConfig:
 
 
 def held_out_ratio(model: Any, later: Dataset) -> dict[str, float]:
-    """The network's error on the held-out windows and its ratio to repeat-last.
-
-    Computed as ``unitprobe train --split-at`` does (``holdout_*`` in its checkpoint): MSE
-    over every held-out window, step and output (normalized units), divided by the MSE of
-    repeating this month's return for the next on the same windows.
-    """
-    with torch.no_grad():
-        predicted = model.eval()(torch.as_tensor(later.inputs)).numpy()  # (N, T, 2)
-    mse = float(np.mean((predicted.astype(np.float64) - later.targets) ** 2))
-    base = float(baseline_mse(later))
-    return {
-        "holdout_mse": mse,
-        "holdout_baseline_mse": base,
-        "holdout_ratio": mse / base if base > 0 else float("nan"),
-    }
+    """The network's error on the held-out windows and its ratio to repeat-last, as
+    ``unitprobe train --split-at`` computes them (``holdout_*`` in its checkpoint:
+    :func:`unitprobe.model.train.held_out_metrics`)."""
+    return held_out_metrics(model, later)
 
 
 def ratio_row(seed: int, scheme: str, result: TrainResult, later: Dataset) -> dict[str, Any]:

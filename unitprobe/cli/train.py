@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import numpy as np
 import torch
 
 from unitprobe._utils import check_output_file
@@ -24,13 +23,11 @@ from unitprobe.devices import resolve_device
 from unitprobe.errors import UnitprobeError
 from unitprobe.model.checkpoint import MAX_PARAMETERS, n_parameters, save_trained
 from unitprobe.model.lstm import ModelConfig
-from unitprobe.model.train import TrainConfig, TrainResult, train_task
+from unitprobe.model.train import TrainConfig, TrainResult, held_out_metrics, train_task
 from unitprobe.model.train import train as fit
 from unitprobe.tasks import (
-    Dataset,
     DataSource,
     TaskSpec,
-    baseline_mse,
     require_sequences,
     split_in_time_validated,
     training_dataset,
@@ -143,7 +140,7 @@ def train(
         require_sequences(dataset, 2, "training and validation", from_csv=data_source is not None)
     result = fit(dataset, config, progress=progress(quiet), validation=validation, device=where)
     if later is not None:
-        result.metrics.update(_held_out(result, later))
+        result.metrics.update(held_out_metrics(result.model, later))
     save_trained(out, result, dataset.spec, config, norm=dataset.norm, overwrite=overwrite)
     say(quiet, _summary(dataset.spec, result, out, config.val_fraction, where))
     if dataset.overlapping and later is None:
@@ -170,21 +167,6 @@ def _check_size(task: TaskSpec | None, units: int, layers: int) -> None:
             f"--units {units} --layers {layers} give {count:.3g} parameters, more than "
             f"{MAX_PARAMETERS:.3g}; use fewer units"
         )
-
-
-def _held_out(result: TrainResult, later: Dataset) -> dict[str, float]:
-    """The model's error on the later part of a split, and its ratio to repeat-last."""
-    model = result.model.eval()
-    with torch.no_grad():
-        pred = model(torch.as_tensor(later.inputs)).cpu().numpy()
-    mse = float(np.mean((pred.astype(np.float64) - later.targets) ** 2))
-    base = float(baseline_mse(later))
-    return {
-        "holdout_mse": mse,
-        "holdout_baseline_mse": base,
-        "holdout_ratio": mse / base if base > 0 else float("nan"),
-        "holdout_sequences": later.n_sequences,
-    }
 
 
 def _summary(

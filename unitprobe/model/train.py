@@ -52,6 +52,7 @@ __all__ = [
     "train_task",
     "split_sequences",
     "repeat_last_mse",
+    "held_out_metrics",
 ]
 
 
@@ -152,6 +153,26 @@ def split_sequences(
     order = np.random.default_rng(seed).permutation(n_sequences)
     n_val = min(max(1, round(val_fraction * n_sequences)), n_sequences - 1)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def held_out_metrics(model: UnitLSTM, dataset: Any) -> dict[str, float]:
+    """A trained model's error on held-out sequences (e.g. the later part of a time split),
+    and its ratio to repeating the last value on the same sequences.
+
+    Returns ``holdout_mse`` (mean over sequences, steps and outputs; normalized units),
+    ``holdout_baseline_mse`` (:func:`repeat_last_mse`), ``holdout_ratio`` (their ratio, NaN
+    when the baseline is 0) and ``holdout_sequences``. The model is put in eval mode.
+    """
+    with torch.no_grad():
+        pred = model.eval()(torch.as_tensor(np.asarray(dataset.inputs))).cpu().numpy()
+    mse = float(np.mean((pred.astype(np.float64) - dataset.targets) ** 2))
+    base = repeat_last_mse(dataset)
+    return {
+        "holdout_mse": mse,
+        "holdout_baseline_mse": base,
+        "holdout_ratio": mse / base if base > 0 else math.nan,
+        "holdout_sequences": int(dataset.n_sequences),
+    }
 
 
 def repeat_last_mse(dataset: Any, index: np.ndarray | None = None) -> float:
