@@ -199,18 +199,33 @@ def field_candidates(
     mechanism whatever its transfers. An analysis patches these units exactly.
     """
     cells = [term_cell(t) for t in terms]
-    null = {k: np.asarray(v, dtype=float) for k, v in nulls.items()}
-    null = {k: v[np.isfinite(v)] for k, v in null.items()}
-    single_thr = _threshold(null.get("field_cosine", np.array([])), "field_cosine")
-    formula_thr = _threshold(null.get("formula_cosine", np.array([])), "formula_cosine")
+    _, single_thr, formula_thr = _null_thresholds(nulls)
     out: dict[int, list[int]] = {}
     for (layer, unit), field in sorted(
         receptive_field_vectors(receptive_fields, state, field_method).items()
     ):
         ranked, cos_k = field_matches(field, cells, max_terms)
-        if ranked and (cos_k[0] >= single_thr or any(c >= formula_thr for c in cos_k[1:])):
+        if ranked and _matched_terms(cos_k, single_thr, formula_thr):
             out.setdefault(layer, []).append(unit)
     return out
+
+
+def _null_thresholds(nulls: Mapping[str, ArrayLike]) -> tuple[dict[str, np.ndarray], float, float]:
+    """The finite null values per statistic, and the single-term and formula thresholds (the
+    largest null cosine of each)."""
+    null = {k: np.asarray(v, dtype=float) for k, v in nulls.items()}
+    null = {k: v[np.isfinite(v)] for k, v in null.items()}
+    single_thr = _threshold(null.get("field_cosine", np.array([])), "field_cosine")
+    formula_thr = _threshold(null.get("formula_cosine", np.array([])), "formula_cosine")
+    return null, single_thr, formula_thr
+
+
+def _matched_terms(cos_k: Sequence[float], single_thr: float, formula_thr: float) -> int:
+    """How many terms a unit's mechanism names: 1 when its best term beats the single-term
+    null, else the fewest terms whose formula beats the formula null (from 2), else 0."""
+    if cos_k[0] >= single_thr:
+        return 1
+    return next((j + 1 for j in range(1, len(cos_k)) if cos_k[j] >= formula_thr), 0)
 
 
 def _formula_text(ranked: list[tuple[Cell, float]], k: int) -> str:
@@ -272,10 +287,7 @@ def assign_causal_roles(
     cells = [term_cell(t) for t in terms]
     if not cells:
         raise DataError("terms is empty: name at least one candidate term")
-    null = {k: np.asarray(v, dtype=float) for k, v in nulls.items()}
-    null = {k: v[np.isfinite(v)] for k, v in null.items()}
-    single_thr = _threshold(null.get("field_cosine", np.array([])), "field_cosine")
-    formula_thr = _threshold(null.get("formula_cosine", np.array([])), "formula_cosine")
+    null, single_thr, formula_thr = _null_thresholds(nulls)
     fields = receptive_field_vectors(receptive_fields, state, field_method)
     if not fields:
         raise DataError("receptive_fields table has no rows to decide roles from")
@@ -316,11 +328,11 @@ def _decide(
         return _none("receptive_field", "dead: no input reaches it (receptive field 0)")
     (best, best_coef), runner = ranked[0], ranked[1] if len(ranked) > 1 else None
     runner_cos = abs(runner[1]) if runner is not None else 0.0
-    if cos_k[0] >= single_thr:
-        k, statistic, threshold, name = 1, cos_k[0], single_thr, "field_cosine"
+    k = _matched_terms(cos_k, single_thr, formula_thr)
+    if k == 1:
+        statistic, threshold, name = cos_k[0], single_thr, "field_cosine"
         margin = cos_k[0] - runner_cos
     else:
-        k = next((j + 1 for j in range(1, len(cos_k)) if cos_k[j] >= formula_thr), 0)
         if k == 0:
             return _none(
                 "receptive_field",
