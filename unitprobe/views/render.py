@@ -247,7 +247,7 @@ def render_all(
         options = dict(_RENDER_OPTIONS.get(spec.name, {}))
         if spec.tables[0] == "probes":
             options["state"] = _probe_state(tables["probes"])
-        work.append((spec.name, [tables.get(name) for name in spec.tables], options))
+        work.append((spec, [tables.get(name) for name in spec.tables], options))
     draw = partial(_draw_one, out=out, formats=tuple(formats))
     if jobs > 1 and len(work) > 1 and "fork" in mp.get_all_start_methods():
         context = mp.get_context("fork")
@@ -258,10 +258,11 @@ def render_all(
     return [path for paths in results for path in paths]
 
 
-def _draw_one(item: tuple[str, list, dict], *, out: Path, formats: tuple[str, ...]) -> list[Path]:
+def _draw_one(
+    item: tuple[FigureSpec, list, dict], *, out: Path, formats: tuple[str, ...]
+) -> list[Path]:
     """Draw and save one figure of :data:`FIGURES`; [] when its table has nothing to draw."""
-    name, args, options = item
-    spec = next(s for s in FIGURES if s.name == name)
+    spec, args, options = item
     try:
         fig = spec.function(*args, **options)
     except _draw.EmptySelectionError as err:

@@ -245,7 +245,6 @@ def input_lag_attribution(
         Fewer sequences per call where the call's autograd graph would exceed this (see
         :func:`~unitprobe.methods.attribution._common.budget_batch_size`): the peak memory
         of the attribution stays about this plus the model and data.
-        Pairs per Captum call.
     seed : int, default 0
         Seed of the pair sampling.
     progress : bool, default False

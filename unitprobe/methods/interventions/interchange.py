@@ -533,7 +533,8 @@ def _patched(
     n_units = model.config.n_units
     per_chunk = max(1, CHUNK_ROWS // n)
     y_ref = runs.y_base  # the base run by the path the patched runs take (rounding cancels)
-    if _suffix_ok(model, "h" in states):
+    suffix = _suffix_ok(model, "h" in states)
+    if suffix:
         with torch.no_grad():
             h0, c0 = fast["base_states"]["h"], fast["base_states"]["c"]
             y_ref = suffix_outputs(model, base, steps, h0, c0, fast["y_base"]).double().numpy()
@@ -551,10 +552,12 @@ def _patched(
         new = {
             (s, layer): runs.states_source[s][layer].repeat(k, 1) for s in states for layer in masks
         }
-        tiled = {
-            "base_states": {s: v.repeat(k, 1) for s, v in fast["base_states"].items()},
-            "y_base": fast["y_base"].repeat(k, 1, 1),
-        }
+        tiled = {}  # the suffix path's inputs, only where it is taken
+        if suffix:
+            tiled = {
+                "base_states": {s: v.repeat(k, 1) for s, v in fast["base_states"].items()},
+                "y_base": fast["y_base"].repeat(k, 1, 1),
+            }
         with torch.no_grad():
             y = patched_outputs(model, base.repeat(k, 1, 1), steps.repeat(k), new, masks, **tiled)
         y = y.double().numpy().reshape(k, n, n_steps, -1)

@@ -71,16 +71,14 @@ def linear_transfers(
     with torch.enable_grad():
         y = patch(new, mask).double()
         out = np.full((len(refs), n_units), np.nan)
+        deltas = [(states_source[s][layer] - states_base[s][layer]).double() for s, _ in new]
         for r, ref in enumerate(refs):
             weight = torch.as_tensor(np.where(ref.mask, ref.delta, 0.0))
             den = float((weight**2).sum())
             grads = torch.autograd.grad(
                 (weight * y).sum(), list(new.values()), retain_graph=r < len(refs) - 1
             )
-            num = sum(
-                (g.double() * (states_source[s][layer] - states_base[s][layer]).double()).sum(0)
-                for g, (s, _) in zip(grads, new, strict=True)
-            )
+            num = sum((g.double() * d).sum(0) for g, d in zip(grads, deltas, strict=True))
             if den > 0:
                 out[r] = num.numpy() / den
     return out
