@@ -173,6 +173,14 @@ def test_validated_split_refuses_a_bad_share_and_a_short_block(tmp_path):
         split_in_time_validated(source, None, 0.75, validation=1.5)
     with pytest.raises(DataError, match="too few steps to validate"):
         split_in_time_validated(source, None, 0.75, validation=0.01)
+    # a block shorter than one window says which part and what to change
+    wide = DataSource(_series_csv(tmp_path), time_col="time", window=8)
+    with pytest.raises(
+        DataError,
+        match=r"^split at 0\.75: sequence 0 has too few steps to validate \(6; needs at least "
+        r"the window, 8\); move --split-at or use a smaller --window$",
+    ):
+        split_in_time_validated(wide, None, 0.75, validation=0.2)
 
 
 def test_train_on_a_separate_validation_set_uses_every_training_sequence():

@@ -144,12 +144,16 @@ def _split(path, spec, at, validation, series, sequence_col, time_col, window, s
         train = [c[:cut] for c, cut in zip(early, cuts, strict=True)]
         val = [c[cut:] for c, cut in zip(early, cuts, strict=True)]
         parts = [(train, "to train"), (val, "to validate"), parts[1]]
+    # every part must hold one window (or, unwindowed, one target step)
+    need = horizon + 1 if window is None else max(horizon + 1, int(window))
+    needs = f"horizon + 1 = {need}" if need == horizon + 1 else f"the window, {need}"
     for part, what in parts:
-        short = [lab for lab, c in zip(labels, part, strict=True) if len(c) < horizon + 1]
+        short = [(lab, len(c)) for lab, c in zip(labels, part, strict=True) if len(c) < need]
         if short:
             raise DataError(
-                f"split at {at!r}: sequence {short[0]} has too few steps {what} (needs at "
-                f"least horizon + 1 = {horizon + 1}); move --split-at"
+                f"split at {at!r}: sequence {short[0][0]} has too few steps {what} "
+                f"({short[0][1]}; needs at least {needs}); move --split-at"
+                + (" or use a smaller --window" if need > horizon + 1 else "")
             )
     pieces = _windows(parts[0][0], labels, window, stride, horizon)
     overlapping = window is not None and stride is not None and stride < window
