@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from unitprobe.cli import main
 from unitprobe.model.lstm import run
 from unitprobe.model.planted import planted_lstm
+from unitprobe.pipeline.analyze import _Timer
 from unitprobe.schemas import SCHEMAS
 from unitprobe.tables import Tables
 from unitprobe.tasks import generate, get_preset
@@ -246,3 +247,13 @@ def test_csv_lacking_a_series_the_task_needs(foreign_checkpoint, tmp_path):
     )
     assert result.exit_code == 1 and result.output.startswith("Error: ")
     assert "X" in result.output and not (tmp_path / "r").exists()
+
+
+def test_a_stage_timed_twice_adds_up_and_says_so():
+    lines = []
+    timer = _Timer(lines.append)
+    for _ in range(2):
+        with timer("nulls"):
+            pass
+    assert timer.seconds["nulls"] >= 0 and len(lines) == 2
+    assert not lines[0].endswith("(in all)") and lines[1].endswith(" s (in all)")

@@ -463,7 +463,8 @@ def _directions(
 
 
 class _Timer:
-    """Times named stages (a stage entered twice adds up); reports each to ``echo``."""
+    """Times named stages (a stage entered twice adds up, and its second report says it is
+    the total); reports each to ``echo``."""
 
     def __init__(self, echo: Callable[[str], None] | None) -> None:
         self.echo = echo
@@ -472,11 +473,13 @@ class _Timer:
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
         start = time.perf_counter()
+        again = stage in self.seconds
         yield
         elapsed = time.perf_counter() - start + self.seconds.get(stage, 0.0)
         self.seconds[stage] = round(elapsed, 3)
         if self.echo is not None:
-            self.echo(f"  {stage:<12} {self.seconds[stage]:6.1f} s")
+            total = " (in all)" if again else ""
+            self.echo(f"  {stage:<12} {self.seconds[stage]:6.1f} s{total}")
 
 
 def _read_summary(path: Path) -> dict[str, Any]:
