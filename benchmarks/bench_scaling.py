@@ -4,7 +4,8 @@ Seed-task models (2 inputs, 2 outputs, 20 steps), 256 sequences, random initiali
 with ``--train-epochs E``, quickly trained). For each size it times
 
 - ablation: ``ablation_table`` (all units, zero / mean / resample, site h) with the screen
-  (``exact="screen"``, fused engine), and with ``--exact-all`` also every unit exactly (fused);
+  as ``unitprobe analyze`` runs it (``exact="screen"``, ``threshold=0``, fused engine), and
+  with ``--exact-all`` also every unit exactly (fused);
 - attribution: ``attribution_tables`` with the default quadrature, ``batch_size=64`` and the
   256 MiB budget;
 
@@ -105,7 +106,9 @@ def main() -> None:
     abl, att, models = {}, {}, {}
     for n_units in SIZES:
         models[n_units] = make_model(n_units, data, args.train_epochs, args.seed)
-        abl[n_units], screened = timed(ablation_table, models[n_units], data, exact="screen")
+        abl[n_units], screened = timed(
+            ablation_table, models[n_units], data, exact="screen", threshold=0.0
+        )  # as analyze runs it: the screen guards used = usage > 0
         att[n_units], _ = timed(attribution, models[n_units], data, N_STEPS_IG, 64)
         a = screened.attrs
         print(

@@ -18,6 +18,8 @@ from unitprobe.methods.ablation import (
     screen_agreement,
     screen_delta_sse,
 )
+from unitprobe.methods.ablation.screen import screen_parts
+from unitprobe.methods.ablation.table import _sign_uncertain
 from unitprobe.methods.ablation.values import VALUE_MAKERS
 from unitprobe.model.lstm import Intervention, ModelConfig, UnitLSTM, run
 
@@ -158,6 +160,43 @@ def test_exact_used_runs_every_unit_above_the_band():
     above = {f"0:{u}" for u in usage[usage > 6e-4].index}
     assert above and above <= set(band.attrs["screened_out"])
     assert not above & set(used.attrs["screened_out"])
+
+
+def test_sign_rule_marks_exactly_the_units_whose_sign_is_unsure():
+    est = torch.tensor([[0.5, -1.0], [0.3, 0.2], [-0.5, -0.6], [0.0, 0.0], [-0.5, 0.1]])
+    quad = torch.tensor([[1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [0.0, 0.0], [1.0, 1.0]])
+    # sure positive (0.5 > 0.4), unsure, sure negative, nothing changes (sure 0), unsure
+    unsure = _sign_uncertain(est[:, :, None], quad[:, :, None], 0.4, exact_used=False)
+    assert unsure.tolist() == [False, True, False, False, True]
+    may_be_used = _sign_uncertain(est[:, :, None], quad[:, :, None], 0.4, exact_used=True)
+    assert may_be_used.tolist() == [True, True, False, False, True]
+
+
+def test_sign_screen_keeps_every_used_flag_of_the_exact_table():
+    # a random readout: some ablations raise the error, others lower it
+    model, ds = _model(n_layers=1, n_units=24, scale=0.8, seed=4), _dataset(n_seq=48)
+    exact = ablation_table(model, ds, modes=("mean", "resample"), exact="all")
+    kw = dict(modes=("mean", "resample"), exact="screen", threshold=0.0, screen_margin=3)
+    screened = ablation_table(model, ds, screen_top_k=0, **kw)
+    usage = {
+        name: t.query("output == 'all'").groupby(t.units.astype(int)).rel_delta.max()
+        for name, t in (("exact", exact), ("screened", screened))
+    }
+    assert (usage["exact"] > 0).any() and (usage["exact"] <= 0).any()
+    out = {int(u.split(":")[1]) for u in screened.attrs["screened_out"]}
+    assert out and screened.attrs["screen_band"] == [0.0, 0.0]
+    # every unit screened out has the exact table's sign; the others ran exactly
+    assert ((usage["screened"] > 0) == (usage["exact"] > 0)).all()
+    x = torch.as_tensor(ds.inputs)
+    y = torch.as_tensor(ds.targets, dtype=torch.float64)
+    parts = screen_parts(model, x, y, ("mean", "resample"), site="h", start=0, seed=0, layers=[0])
+    unsure = _sign_uncertain(
+        (parts.linear + parts.quadratic)[0], parts.quadratic[0], 1 - 1 / 3, exact_used=False
+    )
+    assert out == set(np.flatnonzero(~unsure).tolist())
+    # the top k run exactly on top of that
+    top = ablation_table(model, ds, screen_top_k=3, **kw)
+    assert len(top.attrs["screened_out"]) == len(out) - 3
 
 
 def test_screen_ranks_units_like_the_exact_table_on_a_random_network():

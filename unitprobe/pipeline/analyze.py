@@ -201,7 +201,7 @@ def compute_analysis(
                 seed=seeds["ablation"],
                 engine=config.ablation.engine,
                 exact=config.ablation.exact,
-                threshold=config.roles.min_usage,
+                threshold=0.0,  # the causal roles report used = usage > 0
                 screen_margin=config.ablation.screen_margin,
                 screen_top_k=config.ablation.screen_top_k,
                 memory_budget_mb=config.ablation.memory_budget_mb,

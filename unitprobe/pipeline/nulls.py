@@ -155,8 +155,8 @@ def null_statistics(
     seed : int
         Sampling seed of the receptive fields and resample ablations.
     exact_ablation : {"screen", "all"}
-        The ``usage`` ablations: screened as the analyzed network's (exact near the usage
-        threshold and for the largest effects), or every unit exactly.
+        The ``usage`` ablations: screened as the analyzed network's (exact where the screen
+        cannot tell whether ``usage > 0``, and for the largest effects), or every unit exactly.
 
     Returns
     -------
@@ -187,7 +187,9 @@ def null_statistics(
 
 def _usage_rows(k: int, net: UnitLSTM, dataset: Any, n: int, seed: int, exact: str) -> list[tuple]:
     subset = dataset.subset(np.arange(min(n, dataset.n_sequences)))
-    table = ablation_table(net, subset, modes=("mean", "resample"), seed=seed, exact=exact)
+    table = ablation_table(
+        net, subset, modes=("mean", "resample"), seed=seed, exact=exact, threshold=0.0
+    )
     return [
         (k, layer, unit, "usage", None, value)
         for (layer, unit), (value, _, _) in usage_from_ablation(table).items()

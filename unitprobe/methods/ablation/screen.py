@@ -29,6 +29,7 @@ Example
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -39,7 +40,21 @@ from unitprobe.methods.ablation.fused import clean_states
 from unitprobe.methods.ablation.values import VALUE_MAKERS
 from unitprobe.model.lstm import SITES, UnitLSTM
 
-__all__ = ["screen_delta_sse", "screen_agreement", "output_adjoints", "clean_sites"]
+__all__ = [
+    "ScreenParts",
+    "clean_sites",
+    "output_adjoints",
+    "screen_agreement",
+    "screen_delta_sse",
+    "screen_parts",
+]
+
+
+class ScreenParts(NamedTuple):
+    """The parts of the screened change of the summed squared error (:func:`screen_parts`)."""
+
+    linear: Tensor
+    quadratic: Tensor
 
 
 def _deltas(clean: Tensor, modes, start: int, seed: int, layers) -> list[Tensor]:
@@ -119,6 +134,8 @@ def output_adjoints(
     w_ih = [model.layer_weights(l)[0].detach() for l in range(n_layers)]
     lam_h = sites["h"].new_zeros(n_layers, len(pairs), n, n_units)
     lam_c = torch.zeros_like(lam_h)
+    # the adjoint of the gate pre-activations, written in place: (pairs, n, gate, H)
+    dpre_all = sites["h"].new_empty(len(pairs), n, 4, n_units)
     for t in range(n_steps - 1, start - 1, -1):
         active = int((steps >= t).sum())
         if active == 0:
@@ -136,11 +153,12 @@ def output_adjoints(
             lc = lc + lh * (o * (1 - tc * tc))
             if grad_site == "c":
                 visit(l, t, lc, active)
-            dpre = torch.cat(
-                [lc * (g * i * (1 - i)), lc * (c_prev * f * (1 - f)), lc * (i * (1 - g * g)),
-                 lh * (tc * o * (1 - o))],
-                dim=-1,
-            )  # fmt: skip  # (active, n, 4H)
+            # d pre-activation of the gates i, f, g (through c) and o (through h)
+            factors = torch.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], dim=1)
+            dpre4 = dpre_all[:active]
+            torch.mul(lc[:, :, None], factors, out=dpre4[:, :, :3])
+            torch.mul(lh, tc * o * (1 - o), out=dpre4[:, :, 3])
+            dpre = dpre4.view(active, n, 4 * n_units)  # (active, n, 4H)
             lam_c[l, :active] = lc * f
             lam_h[l, :active] = dpre @ w_hh[l]  # to step t - 1
             if l > 0:
@@ -161,6 +179,38 @@ def screen_delta_sse(
 ) -> Tensor:
     """Estimated change of the summed squared error when each single unit is ablated.
 
+    The sum of the two parts of :func:`screen_parts` (see there for the parameters).
+
+    Returns
+    -------
+    Tensor of float64, shape (len(layers), n_units, n_modes, n_outputs)
+        ``sum over sequences and steps >= start of (r + dy)² - r²`` for every unit and mode.
+    """
+    parts = screen_parts(
+        model, x, targets, modes, site=site, start=start, seed=seed, layers=layers,
+        memory_budget_mb=memory_budget_mb,
+    )  # fmt: skip
+    return parts.linear + parts.quadratic
+
+
+def screen_parts(
+    model: UnitLSTM,
+    x: Tensor,
+    targets: Tensor,
+    modes: Sequence[str],
+    *,
+    site: str,
+    start: int,
+    seed: int,
+    layers: Sequence[int],
+    memory_budget_mb: float = 512.0,
+) -> ScreenParts:
+    """The two parts of the screened change of the summed squared error of every unit.
+
+    ``(r + dy)² - r² = 2 r dy + dy²``: the linear part ``sum 2 r dy`` (of either sign) and the
+    quadratic part ``sum dy²`` (>= 0). Their ratio says how far the estimate's sign can be
+    trusted: where the two nearly cancel, a small error of ``dy`` flips it.
+
     Parameters
     ----------
     model : UnitLSTM
@@ -179,8 +229,10 @@ def screen_delta_sse(
 
     Returns
     -------
-    Tensor of float64, shape (len(layers), n_units, n_modes, n_outputs)
-        ``sum over sequences and steps >= start of (r + dy)² - r²`` for every unit and mode.
+    ScreenParts
+        ``linear`` (``sum 2 r dy``) and ``quadratic`` (``sum dy²``), sums over sequences and
+        steps >= start; each a Tensor of float64 of shape
+        (len(layers), n_units, n_modes, n_outputs).
     """
     grad_site = "c" if site == "c" else "h"
     n_seq, n_steps = x.shape[:2]
@@ -194,8 +246,9 @@ def screen_delta_sse(
     pairs = sorted(
         ((s, o) for s in range(start, n_steps) for o in range(cfg.n_outputs)), key=lambda p: -p[0]
     )
-    out = torch.zeros(len(layers), cfg.n_units, len(modes), cfg.n_outputs, dtype=torch.float64)
-    out = out.to(x.device)
+    linear = torch.zeros(len(layers), cfg.n_units, len(modes), cfg.n_outputs, dtype=torch.float64)
+    linear = linear.to(x.device)
+    quadratic = torch.zeros_like(linear)
     # floats per (pair, sequence): dy of every screened layer and mode, two adjoints per layer,
     # the gate adjoints and temporaries
     per = x.element_size() * cfg.n_units * (len(layers) * len(modes) + 2 * cfg.n_layers + 12)
@@ -221,9 +274,10 @@ def screen_delta_sse(
             r = resid_all[rows][:, steps, outs].T  # (B, n)
             for li in range(len(layers)):
                 d = dy[li].double()
-                dsse = (2 * r[:, None, :, None] * d + d**2).sum(dim=2)  # (B, M, H)
-                out[li].index_add_(2, outs, dsse.permute(2, 1, 0))
-    return out
+                lin = 2 * torch.einsum("bn,bmnh->bmh", r, d)  # (B, M, H)
+                linear[li].index_add_(2, outs, lin.permute(2, 1, 0))
+                quadratic[li].index_add_(2, outs, (d * d).sum(dim=2).permute(2, 1, 0))
+    return ScreenParts(linear, quadratic)
 
 
 def screen_agreement(estimate: np.ndarray, exact: np.ndarray, k: int) -> dict[str, float]:

@@ -32,7 +32,7 @@ from unitprobe.config import AblationConfig, RoleConfig
 from unitprobe.errors import DataError, UnitprobeError
 from unitprobe.methods.ablation.engines import fused_sse, stepwise_sse
 from unitprobe.methods.ablation.fused import clean_states, readout_sse
-from unitprobe.methods.ablation.screen import screen_agreement, screen_delta_sse
+from unitprobe.methods.ablation.screen import screen_agreement, screen_parts
 from unitprobe.methods.ablation.values import (
     MODES,
     check_layer,
@@ -196,10 +196,16 @@ def ablation_table_arrays(
             hidden = run(model, x, record=("h",)).h[-1][:, start:]
             sse_base = readout_sse(hidden, model, y[:, start:]).sum(dim=0)
     if exact == "screen" and float(sse_base.mean()) / n_values > floor:
-        screen = _screen(model, x, y, conditions, modes, site, start, seed, memory_budget_mb)
-        screen_sse = screen + sse_base  # (n_cond, M, O)
-        band = (threshold / screen_margin, np.inf if exact_used else threshold * screen_margin)
-        run_exact = _must_run(conditions, screen_sse, sse_base, band, screen_top_k)
+        screen, quadratic = _screen(
+            model, x, y, conditions, modes, site, start, seed, memory_budget_mb
+        )
+        if threshold > 0:
+            band = (threshold / screen_margin, np.inf if exact_used else threshold * screen_margin)
+            near = _near_threshold(screen + sse_base, sse_base, band)
+        else:
+            band = (0.0, np.inf if exact_used else 0.0)
+            near = _sign_uncertain(screen, quadratic, 1 - 1 / screen_margin, exact_used)
+        run_exact = _must_run(conditions, screen + sse_base, sse_base, near, screen_top_k)
     sse = torch.full(
         (len(conditions), len(modes), cfg.n_outputs), torch.nan, dtype=torch.float64
     ).to(x.device)
@@ -233,19 +239,23 @@ def ablation_table_arrays(
     return table
 
 
-def _screen(model, x, y, conditions, modes, site, start, seed, budget) -> Tensor:
-    """Screen estimates of Δ SSE for every condition, (n_cond, M, O); NaN for unit groups."""
+def _screen(model, x, y, conditions, modes, site, start, seed, budget) -> tuple[Tensor, Tensor]:
+    """Screen estimates of Δ SSE for every condition and their quadratic part (``sum dy²``),
+    each (n_cond, M, O); NaN for unit groups."""
     layers = sorted({l for l, _ in conditions})
-    dsse = screen_delta_sse(
+    parts = screen_parts(
         model, x, y, modes, site=site, start=start, seed=seed, layers=layers,
         memory_budget_mb=budget,
-    )  # fmt: skip  # (len(layers), H, M, O)
+    )  # fmt: skip  # each (len(layers), H, M, O)
+    dsse = parts.linear + parts.quadratic
     out = torch.full((len(conditions), *dsse.shape[2:]), torch.nan, dtype=torch.float64)
     out = out.to(dsse.device)
+    quadratic = out.clone()
     for c, (l, units) in enumerate(conditions):
         if len(units) == 1:
             out[c] = dsse[layers.index(l), units[0]]
-    return out
+            quadratic[c] = parts.quadratic[layers.index(l), units[0]]
+    return out, quadratic
 
 
 def _usage(sse: Tensor, sse_base: Tensor) -> np.ndarray:
@@ -255,11 +265,32 @@ def _usage(sse: Tensor, sse_base: Tensor) -> np.ndarray:
     return rel.max(dim=1).values.cpu().numpy()
 
 
-def _must_run(conditions, screen_sse, sse_base, band: tuple[float, float], top_k: int) -> list[int]:
-    """Conditions the screen cannot rule out: groups, estimates inside ``band``, the top k."""
+def _near_threshold(screen_sse: Tensor, sse_base: Tensor, band: tuple[float, float]) -> np.ndarray:
+    """Per condition: is the estimated usage inside ``band``?"""
+    usage = _usage(screen_sse, sse_base)
+    return (usage >= band[0]) & (usage <= band[1])
+
+
+def _sign_uncertain(dsse: Tensor, quadratic: Tensor, kappa: float, exact_used: bool) -> np.ndarray:
+    """Per condition: can the screen not tell the sign of the usage (``usage > 0``)?
+
+    The usage is positive for sure when some mode's pooled estimate exceeds ``kappa`` times its
+    quadratic part, and not positive for sure when every mode's is below ``-kappa`` times it (a
+    linearized ``dy`` off by a share ``e`` moves the estimate by about ``2 e`` of the
+    quadratic part, plus ``e`` of the linear part, which is bounded by the two together).
+    With ``exact_used`` every unit that may be used is uncertain.
+    """
+    est, quad = dsse.mean(dim=2), quadratic.mean(dim=2)  # (n_cond, M), pooled over outputs
+    positive = (est > kappa * quad).any(dim=1)
+    negative = (est <= -kappa * quad).all(dim=1)
+    uncertain = ~negative if exact_used else ~(positive | negative)
+    return uncertain.cpu().numpy()
+
+
+def _must_run(conditions, screen_sse, sse_base, near: np.ndarray, top_k: int) -> list[int]:
+    """Conditions the screen cannot rule out: groups, those ``near`` a decision, the top k."""
     usage = _usage(screen_sse, sse_base)
     single = np.array([len(u) == 1 for _, u in conditions])
-    near = (usage >= band[0]) & (usage <= band[1])
     keep = ~single | ~np.isfinite(usage) | near
     ranked = [c for c in np.argsort(-np.nan_to_num(usage, nan=-np.inf), kind="stable") if single[c]]
     keep[ranked[:top_k]] = True
@@ -376,22 +407,28 @@ def ablation_table(
         the hookable :func:`~unitprobe.model.lstm.run` (the reference). Equal to ~1e-6.
     exact : {"screen", "all"}, default "all"
         ``"all"``: every ablation runs exactly. ``"screen"``: the output-linearized screen
-        estimates every single-unit ablation first; a unit runs exactly when its estimated
-        usage (largest ``rel_delta`` of the pooled ``"all"`` output over modes, what the roles
-        read) lies in ``[threshold / screen_margin, threshold * screen_margin]`` (near the
-        role threshold: the only place where the estimate could change ``used``) or among the
-        ``screen_top_k`` largest; unit groups always run exactly. Rows of the other units hold
-        the screen's estimate (see Returns). Where the clean MSE is 0 up to rounding,
+        estimates every single-unit ablation first; a unit runs exactly when the estimate
+        could change the ``used`` flag the roles report (see ``threshold``) or is among the
+        ``screen_top_k`` largest estimated usages (largest ``rel_delta`` of the pooled
+        ``"all"`` output over modes); unit groups always run exactly. Rows of the other units
+        hold the screen's estimate (see Returns). Where the clean MSE is 0 up to rounding,
         everything runs exactly.
     threshold : float, default RoleConfig.min_usage
-        The role rule's usage threshold the screen guards.
+        The usage threshold of the ``used`` flag the screen guards. Above 0 (the probe-first
+        roles: ``used = usage >= threshold``), a unit runs exactly when its estimated usage
+        lies in ``[threshold / screen_margin, threshold * screen_margin]``. At 0 (the causal
+        roles of ``unitprobe analyze``: ``used = usage > 0``), when the screen cannot tell the
+        sign: no mode's pooled estimate is above ``(1 - 1 / screen_margin)`` times its
+        quadratic part ``sum dy²`` and not every mode's is below minus that (measured on
+        trained 64-unit networks of 11 presets and seed networks of 64-256 units: no sign
+        missed at a third of that bound).
     screen_margin : float, default 3
-        >= 1; how far below or above ``threshold`` an estimate must be to skip the exact run.
-        On trained networks of every preset the exact usage was at most 1.4x the estimate.
+        >= 1; how far an estimate must be from the threshold to skip the exact run. On trained
+        networks of every preset the exact usage was at most 1.4x the estimate.
     screen_top_k : int, default 8
     exact_used : bool, default False
-        Also run exactly every unit whose estimate is above the band (every unit that may be
-        used), so that the usage numbers the roles print are exact, not only their decision.
+        Also run exactly every unit that may be used (estimate above the band, or not surely
+        at most 0), so that the usage numbers the roles print are exact, not only ``used``.
     memory_budget_mb : float, default 512
         Approximate peak memory of one batch (of rows, or of the screen's backward passes).
         The stepwise engine on CPU also holds at most 1,024 rows per chunk.
