@@ -31,6 +31,7 @@ import platform
 import time
 
 import numpy as np
+import threadpoolctl
 import torch
 
 from unitprobe.methods.ablation import (
@@ -86,6 +87,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="best of R interleaved runs")
     args = parser.parse_args()
     torch.set_num_threads(args.jobs)
+    threadpoolctl.threadpool_limits(limits=args.jobs, user_api="blas")  # numpy's BLAS too
     n_units = args.n_units or (64 if args.full else 32)
     n_seq = args.n_sequences or (2000 if args.full else 200)
     n_steps = args.n_steps or (30 if args.full else 20)

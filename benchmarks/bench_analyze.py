@@ -22,6 +22,7 @@ import time
 import warnings
 
 import numpy as np
+import threadpoolctl
 import torch
 from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.model_selection import GroupKFold, cross_val_score
@@ -128,6 +129,7 @@ def main() -> None:
     args = parser.parse_args()
     n_seq, n_units = (2000, 64) if args.full else (400, 16)
     torch.set_num_threads(args.jobs)
+    threadpoolctl.threadpool_limits(limits=args.jobs, user_api="blas")  # numpy's BLAS too
     rng = np.random.default_rng(0)
     config = AnalyzeConfig(n_sequences=n_seq, seed=0)
     ckpt = checkpoint(n_units)

@@ -27,6 +27,7 @@ import argparse
 import math
 import time
 
+import threadpoolctl
 import torch
 
 from unitprobe.methods.interventions import default_terms, interchange_table
@@ -65,6 +66,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="torch threads")
     args = parser.parse_args()
     torch.set_num_threads(args.jobs)
+    threadpoolctl.threadpool_limits(limits=args.jobs, user_api="blas")  # numpy's BLAS too
     sizes = [int(s) for s in args.sizes.split(",")]
     spec = get_preset("seed")
     data = generate(spec, 256, seed=0)

@@ -29,6 +29,7 @@ import time
 import tracemalloc
 
 import numpy as np
+import threadpoolctl
 import torch
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import GroupKFold, cross_val_score
@@ -140,6 +141,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.jobs)
+    threadpoolctl.threadpool_limits(limits=args.jobs, user_api="blas")  # numpy's BLAS too
     quick = not args.full
     scale = 10 if quick else 1
     sizes = [(u, k, n // scale) for u, k, n in SIZES]

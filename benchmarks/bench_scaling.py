@@ -34,6 +34,7 @@ import sys
 import time
 
 import numpy as np
+import threadpoolctl
 import torch
 
 from unitprobe.config import AttributionConfig
@@ -100,6 +101,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.jobs)
+    threadpoolctl.threadpool_limits(limits=args.jobs, user_api="blas")  # numpy's BLAS too
     torch.set_num_interop_threads(1)
     data = generate(get_preset("seed"), args.sequences, args.seed)
     print(f"seed task, {args.sequences} sequences, {args.jobs} torch threads")

@@ -219,3 +219,21 @@ def test_method_commands_pin_torch_threads(command, monkeypatch, tmp_path):
     result = invoke(command, tmp_path / "m.pt", "--n-sequences", 6, "--jobs", 3, "--out", out)
     one_error_line(result, "stop here")
     assert seen == [3] and torch.get_num_threads() == before
+
+
+def test_torch_threads_also_pins_numpy_blas():
+    import threadpoolctl
+
+    from unitprobe._utils import torch_threads
+
+    def blas_threads():
+        return [
+            i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"
+        ]
+
+    before = blas_threads()
+    with torch_threads(1):
+        inside = blas_threads()
+        assert torch.get_num_threads() == 1
+    assert inside and set(inside) == {1}
+    assert blas_threads() == before

@@ -108,13 +108,18 @@ BLAS_THREADS: int | None = 1
 _CONTROLLER: list = []
 
 
-def blas_threads():
-    """Context that caps BLAS threads at :data:`BLAS_THREADS` (no-op for None)."""
-    if BLAS_THREADS is None:
+def blas_limit(n: int | None):
+    """Context that caps BLAS threads at ``n`` (no-op for None)."""
+    if n is None:
         return contextlib.nullcontext()
     if not _CONTROLLER:
         _CONTROLLER.append(threadpoolctl.ThreadpoolController())
-    return _CONTROLLER[0].limit(limits=BLAS_THREADS, user_api="blas")
+    return _CONTROLLER[0].limit(limits=n, user_api="blas")
+
+
+def blas_threads():
+    """Context that caps BLAS threads at :data:`BLAS_THREADS` (no-op for None)."""
+    return blas_limit(BLAS_THREADS)
 
 
 def with_blas_threads(func):
