@@ -7,13 +7,14 @@ shared, a lag chain is named, untrained networks get no role, and several runs c
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from unitprobe.config import AnalyzeConfig
+from unitprobe.config import AnalyzeConfig, RoleConfig
 from unitprobe.model.checkpoint import Checkpoint
 from unitprobe.model.lstm import UnitLSTM
 from unitprobe.model.planted import planted_lstm
@@ -106,3 +107,24 @@ def test_several_runs_match_units_and_count_roles(tmp_path):
     assert (tmp_path / "seeds" / "role_stability.csv").is_file()
     back = Tables.read(tmp_path / "seeds" / "runs" / "1-b", ("roles",))
     assert back["roles"]["role"].tolist() == ["X[t-1]", "X[t]", "K[t]", "none"]
+
+
+@pytest.mark.parametrize(("null_sequences", "expected"), [(None, 64), (500, 128)])
+def test_null_fields_use_their_own_sequence_budget(monkeypatch, null_sequences, expected):
+    import unitprobe.pipeline.analyze as pipeline
+
+    seen = []
+
+    def record(*args, max_sequences, **kwargs):
+        seen.append(max_sequences)
+        raise RuntimeError("stop after the null settings")
+
+    monkeypatch.setattr(pipeline, "null_statistics", record)
+    config = FAST.replace(n_sequences=200, n_permutations=1, n_controls=0)
+    if null_sequences is not None:
+        roles = dict(config.roles.__dict__, null_field_sequences=null_sequences)
+        config = dataclasses.replace(config, roles=RoleConfig(**roles))
+    with pytest.raises(RuntimeError, match="stop after"):
+        compute_analysis(_checkpoint([(0, 0), (1, 0)]), config)
+    # the network's own fields use config.attribution.max_sequences (128) of the 200
+    assert seen == [expected]

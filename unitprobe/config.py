@@ -206,6 +206,12 @@ class RoleConfig:
         Untrained networks (least-squares readout) whose units give the receptive-field nulls
         (cheap: one forward-mode pass each). A unit's match must beat every null unit, so
         more null networks make a role harder to get by chance.
+    null_field_sequences : int
+        Sequences of each null network's receptive field (at most the network's own,
+        ``AttributionConfig.max_sequences``). A null unit's field is a mean over sequences and
+        steps; 64 instead of 128 moved no null unit's best cosine by more than 0.003 (20
+        networks of 64 units, 10 of 256) and left the null maxima the same to 1e-3, at half
+        the cost of the largest null statistic.
     n_null_interventions : int
         Null networks for the costly nulls (interchange, directions, probes, ablation usage).
     n_pairs : int
@@ -241,6 +247,7 @@ class RoleConfig:
     """
 
     n_null: int = 50
+    null_field_sequences: int = 64
     n_null_interventions: int = 3
     n_pairs: int = 256
     exact_interchange: str = "screen"
@@ -257,6 +264,7 @@ class RoleConfig:
 
     def __post_init__(self) -> None:
         check_int(self.n_null, "n_null", minimum=1)
+        check_int(self.null_field_sequences, "null_field_sequences", minimum=2)
         check_int(self.n_null_interventions, "n_null_interventions", minimum=0)
         check_int(self.n_pairs, "n_pairs", minimum=2)
         check_choice(self.exact_interchange, "exact_interchange", ("screen", "all"))

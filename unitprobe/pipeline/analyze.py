@@ -403,7 +403,7 @@ def _nulls(
     table = null_statistics(
         nets, data, terms=[str(t) for t in terms], targets=targets,
         max_lag=int(fields["lag"].max()) if len(fields) else None,
-        max_sequences=config.attribution.max_sequences,
+        max_sequences=min(config.attribution.max_sequences, config.roles.null_field_sequences),
         ablation_sequences=config.ablation.max_sequences, n_splits=config.probes.n_splits,
         alpha=config.probes.alpha, n_costly=costly, seed=seeds["controls"],
         exact_ablation=config.ablation.exact,
@@ -554,6 +554,9 @@ def _summary(
         "nulls": {
             "networks": config.roles.n_null,
             "networks_for_interventions": config.roles.n_null_interventions,
+            "field_sequences": min(
+                config.attribution.max_sequences, config.roles.null_field_sequences
+            ),
             "thresholds": null_thresholds(nulls),
             "rule": "a role's receptive-field match must exceed every null unit's "
             "(threshold = the largest null value)",
