@@ -70,29 +70,33 @@ NULLS = SCHEMAS["nulls"]
 def fit_readout(model: UnitLSTM, dataset: Any) -> UnitLSTM:
     """Set ``model``'s readout to the least-squares fit of the dataset's targets; returns it.
 
+    Runs the forward on the model's device and the fit on the CPU (numpy, float64).
+
     The fit maps the last layer's h at every step (with an intercept) to the targets, pooled
     over sequences and steps, in float64. The states come from the fused ``nn.LSTM`` forward
     (equal to :func:`~unitprobe.model.lstm.run` to float rounding).
     """
     with torch.no_grad():
         h, _ = model.lstm(as_tensor(dataset.inputs, model))  # (N, T, H), last layer
-    states = h.reshape(-1, model.config.n_units).double().numpy()
+    states = h.reshape(-1, model.config.n_units).double().cpu().numpy()
     targets = np.asarray(dataset.targets, dtype=np.float64).reshape(len(states), -1)
     design = np.c_[states, np.ones(len(states))]
     weights, *_ = np.linalg.lstsq(design, targets, rcond=None)  # (H + 1, O)
-    with torch.no_grad():
+    with torch.no_grad():  # copy_ casts to the readout's dtype and device
         model.readout.weight.copy_(torch.as_tensor(weights[:-1].T))
         model.readout.bias.copy_(torch.as_tensor(weights[-1]))
     return model.eval()
 
 
 def untrained_network(model: UnitLSTM, seed: int) -> UnitLSTM:
-    """A freshly initialized network of ``model``'s shape and dtype (torch seed ``seed``), in
-    eval mode; the global random state is left as it was."""
+    """A freshly initialized network of ``model``'s shape, dtype and device (torch seed
+    ``seed``, drawn on the CPU so every device gets the same weights), in eval mode; the global
+    random state is left as it was."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = UnitLSTM(model.config)
-    return net.to(next(model.parameters()).dtype).eval()
+    param = next(model.parameters())
+    return net.to(device=param.device, dtype=param.dtype).eval()
 
 
 def null_networks(model: UnitLSTM, dataset: Any, n: int, seed: int) -> list[UnitLSTM]:
