@@ -13,14 +13,14 @@ precision.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from dataclasses import dataclass
 
 import numpy as np
-import threadpoolctl
 from scipy import linalg as sla
 from sklearn.model_selection import GroupKFold
+
+from unitprobe._utils import blas_limit
 
 #: bytes of ``states`` read at a time.
 CHUNK_BYTES = 16 * 2**20
@@ -104,17 +104,6 @@ def fold_sums(
 #: synchronisation costs more than it saves, badly so when cores are shared (measured 10-20x
 #: slower with 2 threads than with 1 on a busy 2-core machine). ``None`` leaves BLAS alone.
 BLAS_THREADS: int | None = 1
-
-_CONTROLLER: list = []
-
-
-def blas_limit(n: int | None):
-    """Context that caps BLAS threads at ``n`` (no-op for None)."""
-    if n is None:
-        return contextlib.nullcontext()
-    if not _CONTROLLER:
-        _CONTROLLER.append(threadpoolctl.ThreadpoolController())
-    return _CONTROLLER[0].limit(limits=n, user_api="blas")
 
 
 def blas_threads():

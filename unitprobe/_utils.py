@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import threadpoolctl
 import torch
 
 from unitprobe.errors import UnitprobeError
@@ -56,6 +57,7 @@ __all__ = [
     "write_csv_atomic",
     "write_json",
     "to_plain",
+    "blas_limit",
     "torch_threads",
     "stderr_is_tty",
     "user_umask",
@@ -549,6 +551,18 @@ def write_json(data: Any, path: Path) -> Path:
     return path
 
 
+_BLAS_CONTROLLER: list = []
+
+
+def blas_limit(n: int | None):
+    """Context that caps numpy's BLAS threads at ``n`` (no-op for None)."""
+    if n is None:
+        return contextlib.nullcontext()
+    if not _BLAS_CONTROLLER:
+        _BLAS_CONTROLLER.append(threadpoolctl.ThreadpoolController())
+    return _BLAS_CONTROLLER[0].limit(limits=n, user_api="blas")
+
+
 @contextlib.contextmanager
 def torch_threads(n: int) -> Iterator[None]:
     """Run the block with ``torch.set_num_threads(n)`` and numpy's BLAS capped at ``n``
@@ -557,8 +571,6 @@ def torch_threads(n: int) -> Iterator[None]:
     BLAS matters as much as torch: an unpinned least-squares fit of 5,120 x 257 took 2.6-10 s
     with 2 threads on a busy 2-core machine against 0.12 s with one.
     """
-    from unitprobe._linalg import blas_limit  # scipy and sklearn load on first use only
-
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
