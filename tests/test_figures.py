@@ -796,6 +796,107 @@ def test_layout_holds_for_many_units_and_long_names():
 
 
 # ---------------------------------------------------------------------------------------------
+# large layers: every value drawn, labels thinned, figures of bounded size
+# ---------------------------------------------------------------------------------------------
+
+N_LARGE = 256
+
+
+def _large_probes() -> tuple[pd.DataFrame, pd.DataFrame]:
+    r2 = np.random.default_rng(0).uniform(size=(N_LARGE, len(TARGETS)))
+    rows = [
+        {"layer": 0, "unit": u, "state": "h", "target": t, "r2": r2[u, j], "selectivity": 0.1}
+        for u in range(N_LARGE)
+        for j, t in enumerate(TARGETS)
+    ]
+    pop = [{"layer": 0, "state": "h", "target": t, "r2": 0.9, "selectivity": 0.2} for t in TARGETS]
+    return _table("probes", rows), _table("population_probes", pop)
+
+
+def _heatmap_axes(fig: Figure) -> list:
+    return [a for a in _panels(fig) if any(isinstance(c, QuadMesh) for c in a.collections)]
+
+
+def test_large_probe_heatmap_draws_every_unit_and_labels_every_4th():
+    probes, population = _large_probes()
+    fig = F.plot_probe_heatmap(probes, population)
+    (ax,) = _heatmap_axes(fig)
+    matrix = _matrix(ax, (N_LARGE + 1, len(TARGETS)))
+    expected = probes.pivot(index="unit", columns="target", values="r2").loc[:, TARGETS]
+    np.testing.assert_allclose(matrix[:N_LARGE], expected.to_numpy())
+    np.testing.assert_allclose(matrix[N_LARGE], [0.9, 0.9])
+    assert _ticks(ax.get_yticklabels()) == [str(u) for u in range(0, N_LARGE, 4)] + ["population"]
+    # the population row is as tall as the gap between two unit labels, so its label fits
+    assert ax.get_yticks()[-1] == pytest.approx(N_LARGE + 2)
+    assert not ax.texts  # no per-cell annotations
+    mesh = _mesh(ax)
+    assert mesh.get_rasterized() and not np.any(mesh.get_linewidths())  # no lines between cells
+    assert fig.get_size_inches()[1] <= 1.6 + 0.2 * 65 + 1e-9  # not 0.2 inches per unit
+    _assert_layout(fig)
+
+
+def test_small_heatmap_labels_every_row_and_parts_the_cells(probes, population):
+    (ax,) = _heatmap_axes(F.plot_probe_heatmap(probes, population))
+    assert _ticks(ax.get_yticklabels()) == ROWS
+    mesh = _mesh(ax)
+    assert not mesh.get_rasterized() and np.all(mesh.get_linewidths() == 0.5)
+
+
+def test_large_ablation_thins_single_units_but_labels_every_group():
+    n, groups = 100, ["0+1", "2+3"]
+    rows = [
+        {"layer": 0, "units": units, "mode": "zero", "output": o, "delta_mse": i + 0.1 * j}
+        for i, units in enumerate([*map(str, range(n)), *groups])
+        for j, o in enumerate(("K", "all"))
+    ]
+    fig = F.plot_ablation(_table("ablation", rows))
+    (ax,) = _heatmap_axes(fig)
+    assert _ticks(ax.get_yticklabels()) == [str(u) for u in range(0, n, 2)] + groups
+    expected = np.arange(n + 2)[:, None] + np.array([0.0, 0.1])
+    np.testing.assert_allclose(_matrix(ax, (n + 2, 2)), expected)
+    _assert_layout(fig)
+
+
+def test_large_unit_attribution_draws_every_bar_with_thinned_labels():
+    rows = [
+        {"method": "saliency", "output": o, "layer": 0, "unit": u, "attribution": u + j / 10}
+        for j, o in enumerate(("K", "X"))
+        for u in range(N_LARGE)
+    ]
+    fig = F.plot_unit_attribution(_table("unit_attribution", rows))
+    (ax,) = _panels(fig)
+    for j, container in enumerate(ax.containers):
+        heights = [bar.get_height() for bar in container]
+        np.testing.assert_allclose(heights, np.arange(N_LARGE) + j / 10)
+    assert _ticks(ax.get_xticklabels()) == [str(u) for u in range(0, N_LARGE, 8)]
+    assert fig.get_size_inches()[0] <= 1.4 + 16.0 + 1e-9  # not 0.69 inches per unit
+    _assert_layout(fig)
+
+
+def test_large_direction_loadings_thin_their_unit_labels():
+    directions = table_of("directions", [(0, "X[t-1]", 1, 0.97, 0.95, 0.5, 128, "")])
+    states = [(s, u) for s in ("h", "c") for u in range(N_LARGE)]
+    loadings = table_of(
+        "direction_loadings",
+        [(0, "X[t-1]", 0, u, s, k / len(states)) for k, (s, u) in enumerate(states)],
+    )
+    fig = F.plot_directions(directions, loadings)
+    (ax,) = _heatmap_axes(fig)
+    np.testing.assert_allclose(_matrix(ax, (1, len(states)))[0], np.arange(len(states)) / 512)
+    assert _ticks(ax.get_xticklabels()) == [f"{s}{u}" for s in "hc" for u in range(0, N_LARGE, 16)]
+    assert fig.get_size_inches()[0] < 20  # not 0.42 inches per unit and state
+    _assert_layout(fig)
+
+
+def test_large_figures_are_deterministic_in_png_and_pdf(tmp_path):
+    probes, population = _large_probes()
+    a = F.save_figure(F.plot_probe_heatmap(probes, population), tmp_path / "a", ("png", "pdf"))
+    b = F.save_figure(F.plot_probe_heatmap(probes, population), tmp_path / "b", ("png", "pdf"))
+    for pa, pb in zip(a, b, strict=True):
+        assert pa.read_bytes() == pb.read_bytes(), pa.name
+
+
+# ---------------------------------------------------------------------------------------------
 # saving and render_all
 # ---------------------------------------------------------------------------------------------
 

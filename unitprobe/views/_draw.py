@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import math
 import textwrap
-import warnings
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
 
+import matplotlib as mpl
 import numpy as np
 import pandas as pd
-import seaborn as sns
 from matplotlib.axes import Axes
+from matplotlib.collections import QuadMesh
+from matplotlib.colors import Colormap, ListedColormap
 
 from unitprobe.errors import DataError
 from unitprobe.schemas import NO_ROLE
@@ -25,6 +26,9 @@ from unitprobe.views import style as _style
 ANNOT_FONT = _style.MIN_FONT_PT
 MAX_ANNOTATED_ROWS = 40
 MAX_ANNOTATED_COLS = 16
+#: Most labelled rows and columns of a heatmap (and most cells :func:`span` gives full size).
+MAX_ROW_LABELS = 64
+MAX_COL_LABELS = 32
 
 
 class EmptySelectionError(DataError):
@@ -157,6 +161,56 @@ def rotate_xticks(ax: Axes, labels: Sequence[str], *, limit: int = 3) -> None:
             t.set_rotation_mode("anchor")
 
 
+def label_step(n: int, most: int) -> int:
+    """Label every ``step``-th of ``n`` rows (a power of 2) so at most ``most`` labels remain."""
+    step = 1
+    while math.ceil(n / step) > most:
+        step *= 2
+    return step
+
+
+def span(n: int, per_cell: float, most: int, extra: int = 0) -> float:
+    """Inches for ``n`` heatmap cells of ``per_cell`` inches; beyond ``most`` cells they shrink.
+
+    ``extra``: rows after the ``n`` units that :func:`heatmap` never thins (``unit_rows``),
+    each given ``per_cell`` inches. With :func:`label_step` for the same ``most``, labels are
+    never closer than about ``per_cell``.
+    """
+    return per_cell * (min(n, most) + extra)
+
+
+def _recentred(cmap: str, vmin: float, vmax: float, center: float | None) -> Colormap:
+    """``cmap`` cut so that ``center`` falls on its middle colour (as seaborn's heatmap does)."""
+    base = mpl.colormaps[cmap]  # seaborn's "vlag" is registered by importing seaborn (style)
+    if center is None:
+        return base
+    half = max(vmax - center, center - vmin)
+    lo, hi = (vmin - center + half) / (2 * half), (vmax - center + half) / (2 * half)
+    return ListedColormap(base(np.linspace(lo, hi, 256)))
+
+
+def _label_cells(ax: Axes, mesh: QuadMesh, annot: np.ndarray, y: np.ndarray) -> None:
+    """Write ``annot[i, j]`` at ``(j + 0.5, y[i])`` in each cell with a value, dark on light
+    colours, white on dark."""
+    mesh.update_scalarmappable()
+    rgb = mesh.get_facecolors()[:, :3]
+    linear = np.where(rgb <= 0.03928, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    luminance = linear @ np.array([0.2126, 0.7152, 0.0722])
+    valid = ~np.ma.getmaskarray(mesh.get_array()).ravel()
+    n_cols = annot.shape[1]
+    for k in np.flatnonzero(valid):
+        i, j = divmod(int(k), n_cols)
+        ax.text(
+            j + 0.5,
+            y[i],
+            annot[i, j],
+            color="0.15" if luminance[k] > 0.408 else "w",
+            ha="center",
+            va="center",
+            fontsize=ANNOT_FONT,
+        )
+
+
 def heatmap(
     ax: Axes,
     matrix: np.ndarray,
@@ -170,34 +224,58 @@ def heatmap(
     annot: np.ndarray | None = None,
     cbar: bool = True,
     cbar_label: str = "",
-) -> None:
-    """One seaborn heatmap with readable ticks; ``matrix`` is ndarray of shape (rows, cols)."""
-    frame = pd.DataFrame(matrix, index=list(rows), columns=list(cols))
-    with warnings.catch_warnings():
-        # seaborn 0.13 calls Colormap.set_bad, which matplotlib >= 3.11 marks as pending removal
-        warnings.filterwarnings("ignore", "The set_bad function", PendingDeprecationWarning)
-        sns.heatmap(
-            frame,
-            ax=ax,
-            cmap=cmap,
-            vmin=vmin,
-            vmax=vmax,
-            center=center,
-            annot=annot if annot is not None else False,
-            fmt="",
-            annot_kws={"fontsize": ANNOT_FONT},
-            linewidths=0.5,
-            linecolor="white",
-            cbar=cbar,
-            cbar_kws={"label": wrap(cbar_label, ax.figure.get_figheight() - 1.0, 9)}
-            if cbar
-            else None,
-            xticklabels=True,
-            yticklabels=True,
-        )
+    unit_rows: int | None = None,
+) -> QuadMesh:
+    """A heatmap of ``matrix`` (ndarray of shape (rows, cols)) in the look of seaborn's.
+
+    NaN cells are left blank; ``annot`` (string matrix) is written into the cells with a value.
+    Column ``j`` spans ``x = j .. j + 1`` and unit row ``i`` spans ``y = i .. i + 1``. Up to
+    :data:`MAX_ROW_LABELS` rows and :data:`MAX_COL_LABELS` columns every one is labelled and
+    cells are parted by thin white lines. A larger matrix labels every 2nd, 4th, ... row or
+    column (:func:`label_step`), drops the lines (they would hide cells shrunk by :func:`span`)
+    and is rasterized in PDF and SVG.
+
+    ``unit_rows``: only the first ``unit_rows`` rows (the units) are thinned; each row after
+    them (population probes, unit groups) keeps its label and, when the units are thinned, is
+    drawn as tall as the gap between two unit labels (starting at ``y = unit_rows``).
+    """
+    n_rows, n_cols = matrix.shape
+    n_units = n_rows if unit_rows is None else unit_rows
+    row_step = label_step(n_units, MAX_ROW_LABELS)
+    col_step = label_step(n_cols, MAX_COL_LABELS)
+    large = row_step > 1 or col_step > 1
+    y_edges = np.concatenate(
+        [np.arange(n_units + 1), n_units + row_step * np.arange(1, n_rows - n_units + 1)]
+    )
+    mesh = ax.pcolormesh(
+        np.arange(n_cols + 1),
+        y_edges,
+        np.ma.masked_where(np.isnan(matrix), matrix),
+        cmap=_recentred(cmap, vmin, vmax, center),
+        vmin=vmin,
+        vmax=vmax,
+        linewidths=0.0 if large else 0.5,
+        edgecolor="white",
+        rasterized=large,
+    )
+    ax.set(xlim=(0, n_cols), ylim=(y_edges[-1], 0))
+    ax.spines[:].set_visible(False)
+    if cbar:
+        label = wrap(cbar_label, ax.figure.get_figheight() - 1.0, 9)
+        bar = ax.figure.colorbar(mesh, ax=ax, label=label)
+        bar.outline.set_linewidth(0)
+        if large:  # as the mesh (a long colour bar is rasterized already)
+            bar.solids.set_rasterized(True)
+    y = (y_edges[:-1] + y_edges[1:]) / 2
+    shown = [*range(0, n_units, row_step), *range(n_units, n_rows)]
+    ax.set_yticks(y[shown], [str(rows[i]) for i in shown], va="center")
+    ax.set_xticks(np.arange(0, n_cols, col_step) + 0.5, list(cols)[::col_step])
     ax.tick_params(axis="y", labelrotation=0, length=0)
     ax.tick_params(axis="x", length=0)
     rotate_xticks(ax, cols)
+    if annot is not None:
+        _label_cells(ax, mesh, annot, y)
+    return mesh
 
 
 def annotations(*matrices: np.ndarray, fmts: Sequence[Callable[[float], str]]) -> np.ndarray:

@@ -5,7 +5,9 @@ Every figure is one function that takes a DataFrame in its :mod:`unitprobe.schem
 :class:`~matplotlib.figure.Figure`. Figures never touch a model. They are drawn on an Agg canvas
 (no window, no global pyplot state), sized by the number of rows and columns they show, with
 colour-blind-safe colours (seaborn ``colorblind`` for categories, ``viridis``/``cividis`` for
-sequential values, ``vlag`` centred at 0 for signed values) and no text under 8 pt.
+sequential values, ``vlag`` centred at 0 for signed values) and no text under 8 pt. A layer of
+more than 64 units keeps every unit but labels every 2nd, 4th, ... one, in a figure no larger
+than a 64-unit layer's.
 
 The functions live in :mod:`~unitprobe.views.probe_figures`,
 :mod:`~unitprobe.views.unit_figures`, :mod:`~unitprobe.views.role_figures`,

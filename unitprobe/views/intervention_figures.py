@@ -64,8 +64,10 @@ def plot_interchange(interchange: pd.DataFrame, *, reference: str | None = None)
     matrix = _draw.grid(df, "_row", "term", ["transfer"], keys, terms, "interchange")["transfer"]
     bound = max(1.0, _draw.symmetric_bound([matrix]))
     annotated = len(keys) <= _draw.MAX_ANNOTATED_ROWS and len(terms) <= _draw.MAX_ANNOTATED_COLS
-    width = max(4.2, 1.6 + 0.09 * max(len(s) for s in labels) + 0.62 * len(terms) + 1.1)
-    height = 1.9 + (0.32 if annotated else 0.2) * len(keys)
+    cells_w = _draw.span(len(terms), 0.62, _draw.MAX_COL_LABELS)
+    width = max(4.2, 1.6 + 0.09 * max(len(s) for s in labels) + cells_w + 1.1)
+    row_h = 0.32 if annotated else 0.2
+    height = 1.9 + _draw.span(n_single, row_h, _draw.MAX_ROW_LABELS, len(keys) - n_single)
     with _style.style():
         fig = _style.new_figure(width, height)
         ax = fig.subplots()
@@ -83,6 +85,7 @@ def plot_interchange(interchange: pd.DataFrame, *, reference: str | None = None)
             center=0.0,
             annot=annot,
             cbar_label="transfer (share of the term's output change carried)",
+            unit_rows=n_single,
         )
         if 0 < n_single < len(keys):
             ax.axhline(n_single, color="0.15", linewidth=1.2)
@@ -147,12 +150,13 @@ def plot_directions(directions: pd.DataFrame, direction_loadings: pd.DataFrame) 
         ],  # fmt: skip
     )
     rows, cols = _draw.unique(loads["_row"]), _draw.unique(loads["_col"])
-    width = max(6.0, 2.0 + 0.45 * len(names) + 0.42 * len(cols) + 2.0)
-    height = max(2.8, 1.6 + 0.3 * len(rows))
+    map_w = _draw.span(len(cols), 0.42, _draw.MAX_COL_LABELS)
+    width = max(6.0, 2.0 + 0.45 * len(names) + map_w + 2.0)
+    height = max(2.8, 1.6 + _draw.span(len(rows), 0.3, _draw.MAX_ROW_LABELS))
     with _style.style():
         fig = _style.new_figure(width, height)
         ax_bar, ax_map = fig.subplots(
-            1, 2, width_ratios=[max(1.0, 0.45 * len(names)), max(1.5, 0.42 * len(cols))]
+            1, 2, width_ratios=[max(1.0, 0.45 * len(names)), max(1.5, map_w)]
         )
         pos = np.arange(len(names))
         colors = _style.categorical(2)
@@ -184,4 +188,7 @@ def plot_directions(directions: pd.DataFrame, direction_loadings: pd.DataFrame) 
             ax_map.set_axis_off()
         fig.suptitle(_draw.wrap("Distributed directions (learned interchange subspaces)", width,
                                 10))  # fmt: skip
+        # the bar legend hangs below its axes by a fraction of their height, so the margins it
+        # needs move with the layout: one more pass settles them (else it overruns the figure)
+        fig.get_layout_engine().execute(fig)
     return fig

@@ -95,11 +95,12 @@ def _probe_figure(
     df, rows, labels, targets, multi = _probe_rows(probes, population_probes, columns, state, layer)
     mats = _draw.grid(df, "_row", "target", columns, rows, targets, "probes")
     n_rows, n_cols = len(rows), len(targets)
+    n_single = sum(1 for r in rows if r[1] != _POPULATION)
     annotated = n_rows <= _draw.MAX_ANNOTATED_ROWS and n_cols <= _draw.MAX_ANNOTATED_COLS
     blank = undefined is not None and bool(np.isnan(mats[value]).all())
     cell_h = 0.17 + 0.14 * len(annotate) if annotated else 0.2
-    width = max(4.6, 1.6 + 0.72 * n_cols + 1.0)
-    height = 1.6 + cell_h * n_rows
+    width = max(4.6, 1.6 + _draw.span(n_cols, 0.72, _draw.MAX_COL_LABELS) + 1.0)
+    height = 1.6 + _draw.span(n_single, cell_h, _draw.MAX_ROW_LABELS, n_rows - n_single)
     with _style.style():
         fig = _style.new_figure(width, height)
         ax = fig.subplots()
@@ -119,6 +120,7 @@ def _probe_figure(
             annot=annot,
             cbar=not blank,  # a colour bar with no value on it would mean nothing
             cbar_label=cbar_label,
+            unit_rows=n_single,
         )
         if blank:
             ax.text(
@@ -131,7 +133,6 @@ def _probe_figure(
                 fontsize=10,
                 bbox={"facecolor": "white", "edgecolor": "0.6", "boxstyle": "round,pad=0.5"},
             )
-        n_single = sum(1 for r in rows if r[1] != _POPULATION)
         _draw.layer_breaks(ax, [r[0] for r in rows[:n_single]])
         if 0 < n_single < n_rows:
             ax.axhline(n_single, color="white", linewidth=4)
@@ -291,8 +292,8 @@ def plot_identifiability(
     ]
     label_w = 0.075 * max(len(s) for s in row_labels)
     cell = 0.62
-    width = max(4.8, label_w + 1.2 + cell * n + 1.2)
-    height = max(3.0, 2.3 + 0.45 * n)
+    width = max(4.8, label_w + 1.2 + _draw.span(n, cell, _draw.MAX_COL_LABELS) + 1.2)
+    height = max(3.0, 2.3 + _draw.span(n, 0.45, _draw.MAX_ROW_LABELS))
     with _style.style():
         fig = _style.new_figure(width, height)
         ax = fig.subplots()

@@ -7,8 +7,8 @@ Each function takes one table in its :mod:`unitprobe.schemas` shape (``ablation`
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
-import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
@@ -89,9 +89,10 @@ def plot_ablation(
     bounds = {m: _draw.symmetric_bound([mats[m]]) for m in modes}
     annotated = len(keys) <= _draw.MAX_ANNOTATED_ROWS and len(outputs) <= _draw.MAX_ANNOTATED_COLS
     label_w = 0.09 * max(len(s) for s in labels)
-    panel_w = max(1.5, 0.62 * len(outputs))
+    panel_w = max(1.5, _draw.span(len(outputs), 0.62, _draw.MAX_COL_LABELS))
     width = max(4.6, 1.2 + label_w + len(modes) * (panel_w + 1.1) + 0.4)
-    height = 1.9 + (0.32 if annotated else 0.2) * len(keys)
+    row_h = 0.32 if annotated else 0.2
+    height = 1.9 + _draw.span(n_single, row_h, _draw.MAX_ROW_LABELS, len(keys) - n_single)
     with _style.style():
         fig = _style.new_figure(width, height)
         axes = fig.subplots(1, len(modes), sharey=True, squeeze=False)[0]
@@ -112,6 +113,7 @@ def plot_ablation(
                 center=0.0,
                 annot=annot,
                 cbar=False,
+                unit_rows=n_single,
             )
             cbar = fig.colorbar(ax.collections[0], ax=ax, shrink=0.9, aspect=25, pad=0.03)
             if i == len(modes) - 1:
@@ -179,9 +181,9 @@ def plot_input_lag(
     peak = _draw.symmetric_bound(mats.values())
     nrows, ncols = _draw.panel_grid(len(outputs), 3)
     feat_w = 0.085 * max(len(str(f)) for f in features)
-    panel_w = max(1.8, 0.36 * len(lags))
+    panel_w = max(1.8, _draw.span(len(lags), 0.36, _draw.MAX_COL_LABELS))
     width = max(4.6, feat_w + 0.9 + ncols * (panel_w + 0.3) + 1.1)
-    height = 1.4 + nrows * (0.9 + 0.32 * len(features))
+    height = 1.4 + nrows * (0.9 + _draw.span(len(features), 0.32, _draw.MAX_ROW_LABELS))
     with _style.style():
         fig = _style.new_figure(width, height)
         axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
@@ -217,6 +219,10 @@ def plot_input_lag(
     return fig
 
 
+#: Widest (inches) the bars of :func:`plot_unit_attribution` grow; more units get thinner bars.
+MAX_BARS_WIDTH = 16.0
+
+
 def plot_unit_attribution(
     unit_attribution: pd.DataFrame, *, method: str | None = None, value: str = "attribution"
 ) -> Figure:
@@ -234,6 +240,8 @@ def plot_unit_attribution(
     -------
     Figure
         One bar axis; x = unit, one bar per output (colour-blind palette), y = mean |attribution|.
+        Bars of a large layer are thinner (the axis stops growing at :data:`MAX_BARS_WIDTH`
+        inches) and every 2nd, 4th, ... unit is labelled.
     """
     check_choice(value, "value", _ATTRIBUTION_VALUES, error=DataError)
     df, chosen = _one_method(
@@ -242,31 +250,30 @@ def plot_unit_attribution(
     keys = _draw.unit_keys(df)
     multi = len({k[0] for k in keys}) > 1
     label_of = {k: _draw.unit_label(k[0], k[1], multi) for k in keys}
-    rows = list(zip(df["layer"], df["unit"], strict=True))
-    df = df.assign(_label=[label_of[k] for k in rows], _row=rows)
+    df = df.assign(_row=list(zip(df["layer"], df["unit"], strict=True)))
     outputs = _draw.unique(df["output"])
-    _draw.grid(df, "_row", "output", [value], keys, outputs, "unit_attribution")  # no duplicates
+    heights = _draw.grid(df, "_row", "output", [value], keys, outputs, "unit_attribution")[value]
     order = [label_of[k] for k in keys]
-    width = max(4.6, 1.4 + len(keys) * (0.22 * len(outputs) + 0.25))
+    slot = 0.22 * len(outputs) + 0.25  # inches per unit: its bars and a gap
+    width = max(4.6, 1.4 + min(len(keys) * slot, MAX_BARS_WIDTH))
+    bar_w = 0.8 / len(outputs)
     with _style.style():
         fig = _style.new_figure(width, 3.2)
         ax = fig.subplots()
-        sns.barplot(
-            data=df,
-            x="_label",
-            y=value,
-            hue="output",
-            order=order,
-            hue_order=outputs,
-            palette=_style.categorical(len(outputs)),
-            errorbar=None,
-            ax=ax,
-            saturation=1.0,
-        )
+        x = np.arange(len(keys)) - 0.4  # left edge of each unit's group of bars
+        for j, (output, color) in enumerate(
+            zip(outputs, _style.categorical(len(outputs)), strict=True)
+        ):
+            ax.bar(
+                x + j * bar_w, heights[:, j], bar_w, align="edge", color=color, label=str(output)
+            )
+        ax.set_xlim(-0.5, len(keys) - 0.5)
         if value == "attribution_signed":
             ax.axhline(0, color="0.2", linewidth=0.8)
         ax.set_xlabel("layer / unit" if multi else "unit")
         ax.set_ylabel("mean |attribution|" if value == "attribution" else "mean attribution")
+        step = _draw.label_step(len(order), _draw.MAX_COL_LABELS)
+        ax.set_xticks(range(0, len(order), step), order[::step])
         _draw.rotate_xticks(ax, order, limit=4)
         ax.legend(title="output", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         ax.set_title(
@@ -325,8 +332,8 @@ def plot_receptive_fields(
     )
     mat = _draw.grid(df, "_row", "_col", [value], keys, cols, "receptive_fields")[value]
     bound = _draw.symmetric_bound([mat])
-    width = max(4.6, 1.6 + 0.3 * len(cols) + 1.2)
-    height = 2.0 + 0.28 * len(keys)
+    width = max(4.6, 1.6 + _draw.span(len(cols), 0.3, _draw.MAX_COL_LABELS) + 1.2)
+    height = 2.0 + _draw.span(len(keys), 0.28, _draw.MAX_ROW_LABELS)
     with _style.style():
         fig = _style.new_figure(width, height)
         ax = fig.subplots()
