@@ -231,7 +231,9 @@ class RoleConfig:
         Null networks on which the same direction search runs (the guard against finding
         a direction that any network has).
     direction_epochs : int
-        Gradient steps of each direction search.
+        Most evaluations of the training loss (patched runs of the training pairs) in each
+        direction search; the L-BFGS fit stops earlier once the loss stops falling
+        (:func:`~unitprobe.methods.interventions.learn_direction`).
 
     The probe-first engine (:func:`unitprobe.methods.roles.assign_roles`, for evidence tables
     without interventions) uses fixed thresholds:

@@ -1,0 +1,101 @@
+"""The fit behind learned directions: L-BFGS from a seeded start and its stopping rule."""
+
+import types
+
+import numpy as np
+import pytest
+
+from unitprobe.methods.interventions import direction_table, learn_direction
+from unitprobe.methods.interventions.directions import DAS_ATOL, DAS_PATIENCE, DAS_RTOL
+from unitprobe.model.planted import planted_lstm
+
+R = 1 / np.sqrt(2)
+
+
+def _data(n_seq=120, n_steps=6, seed=0):
+    x = np.random.default_rng(seed).standard_normal((n_seq, n_steps, 2)).astype(np.float32)
+    return types.SimpleNamespace(inputs=x, input_names=("K", "X"), output_names=("a", "b"),
+                                 spec=None)  # fmt: skip
+
+
+def _rotated():
+    """X[t-1] and K[t-1] spread over units 2, 3 as a 45 degree rotation; two readouts."""
+    taps = [(0, 0), (1, 0), {(1, 1): R, (0, 1): R}, {(1, 1): R, (0, 1): -R}]
+    readout = np.zeros((2, 4))
+    readout[0, 2:] = (10 * R, 10 * R)  # X[t-1]
+    readout[1, 2:] = (10 * R, -10 * R)  # K[t-1]
+    return planted_lstm(2, taps, n_outputs=2, readout=readout)
+
+
+def _stalled(losses):
+    """Per step: whether it lowered the loss by no more than the stopping rule's tolerance."""
+    return [
+        a - b <= max(DAS_RTOL * a, DAS_ATOL) for a, b in zip(losses[:-1], losses[1:], strict=True)
+    ]
+
+
+@pytest.mark.parametrize(("term", "known"), [("X[t-1]", (0, 0, R, R)), ("K[t-1]", (0, 0, R, -R))])
+def test_the_fit_recovers_a_planted_direction_and_stops_early(term, known):
+    model, ds = _rotated(), _data()
+    d = learn_direction(model, ds, term, states=["h"], n_pairs=128, epochs=100,
+                        reference="model")  # fmt: skip
+    assert abs(float(d.basis[:, 0] @ np.array(known))) > 0.99
+    assert d.transfer_test == pytest.approx(1.0, abs=0.01)
+    assert d.stopped in ("converged", "stalled") and d.evaluations < 30
+    assert d.note == ""
+
+
+def test_the_fit_stops_when_the_loss_stops_falling_whatever_the_budget():
+    model, ds = _rotated(), _data()
+    kw = dict(n_pairs=96, reference="model", seed=3)
+    d = learn_direction(model, ds, "X[t-1]", epochs=200, **kw)
+    assert d.stopped == "converged"
+    assert all(np.diff(d.losses) <= 0)  # Armijo steps: the loss never rises
+    stalled = _stalled(d.losses)
+    assert all(stalled[-DAS_PATIENCE:])  # the last steps all stalled ...
+    runs = "".join("s" if s else "." for s in stalled[:-1])
+    assert "s" * DAS_PATIENCE not in runs  # ... and no earlier run of them was long enough
+    more = learn_direction(model, ds, "X[t-1]", epochs=1000, **kw)
+    assert more.evaluations == d.evaluations < 200
+    np.testing.assert_array_equal(more.basis, d.basis)
+
+
+def test_a_budget_that_runs_out_says_so():
+    model, ds = _rotated(), _data()
+    kw = dict(n_pairs=96, reference="model", seed=1)  # this start takes a few steps
+    short = learn_direction(model, ds, "X[t-1]", epochs=3, **kw)
+    assert short.evaluations == 3 and short.stopped == "budget"
+    assert "spent all 3 loss evaluations" in short.note
+    assert short.losses[-1] > 10 * learn_direction(model, ds, "X[t-1]", **kw).losses[-1]
+    start = learn_direction(model, ds, "X[t-1]", epochs=0, **kw)
+    assert start.evaluations == 0 and start.losses == [] and start.stopped == ""
+    np.testing.assert_allclose(start.basis.T @ start.basis, np.eye(1), atol=1e-6)
+
+
+def test_the_fit_is_deterministic_and_reported_in_the_table():
+    model, ds = _rotated(), _data(n_seq=60)
+    kw = dict(n_pairs=64, epochs=60, reference="model", seed=2)
+    a = learn_direction(model, ds, "K[t-1]", **kw)
+    b = learn_direction(model, ds, "K[t-1]", **kw)
+    np.testing.assert_array_equal(a.basis, b.basis)
+    assert a.losses == b.losses and a.evaluations == b.evaluations
+    other = learn_direction(model, ds, "K[t-1]", **{**kw, "seed": 5})
+    assert other.losses[0] != a.losses[0]  # another seeded start ...
+    h, h_other = (v.basis[:4, 0] / np.linalg.norm(v.basis[:4, 0]) for v in (a, other))
+    assert abs(float(h @ h_other)) > 0.99  # ... the same direction over the h of the units
+    table, _ = direction_table(model, ds, ["K[t-1]", "X[t-1]"], **kw)
+    again, _ = direction_table(model, ds, ["K[t-1]", "X[t-1]"], **kw)
+    assert table.attrs["fits"] == again.attrs["fits"]
+    fit = table.attrs["fits"][0]
+    assert (fit["term"], fit["evaluations"], fit["stopped"]) == ("K[t-1]", a.evaluations, a.stopped)
+    assert fit["loss"] == a.losses[-1]
+
+
+def test_a_term_the_output_ignores_fits_nothing():
+    model, ds = _rotated(), _data(n_seq=40)
+    # K[t] reaches the readout one step later: the output at its own step ignores it
+    d = learn_direction(model, ds, "K[t]", n_pairs=32, horizon=0, reference="model")
+    assert np.isnan(d.transfer_test) and np.isnan(d.best_unit_transfer)
+    assert "nothing to learn" in d.note and d.evaluations == 0
+    table, _ = direction_table(model, ds, ["K[t]"], n_pairs=32, horizon=0, reference="model")
+    assert table.attrs["fits"][0]["stopped"] == "" and np.isnan(table.attrs["fits"][0]["loss"])
