@@ -37,11 +37,11 @@ Effect
     The RMS of ``Δ_ref``: a term the output ignores has effect 0 and an undefined transfer.
 Distributed direction (DAS)
     An orthonormal basis ``R`` of shape (d, k) over the layer's states (``d = n_units *
-    len(states)``), learned (L-BFGS, until the loss stops falling) so that the interchange ``z_base + R Rᵀ
-    (z_source - z_base)`` at step ``s`` reproduces the reference change (loss: squared error
-    between ``Δ_patch`` and ``Δ_ref``, relative to ``Σ Δ_ref²``), scored by its transfer on
-    held-out pairs, beside the best single unit's transfer on the same pairs. A direction
-    can be scored on the pairs of another term (``counterfactual_term``) to expose
+    len(states)``), learned (L-BFGS, until the loss stops falling) so that the interchange
+    ``z_base + R Rᵀ (z_source - z_base)`` at step ``s`` reproduces the reference change (loss:
+    squared error between ``Δ_patch`` and ``Δ_ref``, relative to ``Σ Δ_ref²``), scored by its
+    transfer on held-out pairs, beside the best single unit's transfer on the same pairs. A
+    direction can be scored on the pairs of another term (``counterfactual_term``) to expose
     interpretability illusions.
 
 Example
