@@ -1,9 +1,12 @@
-"""Where training runs: the ``--device`` names and their resolution to a ``torch.device``.
+"""Where the torch work runs: the ``--device`` names and their resolution to a ``torch.device``.
 
-Training (``unitprobe train``, each configuration of ``unitprobe sweep``) runs on the CPU or on
-a CUDA GPU; checkpoints and every analysis stay on the CPU. ``auto`` takes the GPU when torch
-sees one. Resolving a name never initializes CUDA: it asks only
-``torch.cuda.is_available()`` (and ``torch.cuda.device_count()`` for ``cuda:N``).
+Training (``unitprobe train``, each configuration of ``unitprobe sweep``) and the analysis
+commands (``analyze``, ``patch``, ``probe``, ``ablate``, ``attribute``) run on the CPU or on a
+CUDA GPU; checkpoints are always saved from the CPU. ``auto`` takes the GPU when torch sees
+one. Resolving a name never initializes CUDA: it asks only ``torch.cuda.is_available()`` (and
+``torch.cuda.device_count()`` for ``cuda:N``). :func:`on_device` gives a model on a device
+without moving the caller's; :func:`full_float32` keeps a GPU's float32 kernels from rounding
+to TensorFloat-32, so an analysis on a GPU matches the CPU's up to float32 rounding.
 
 Example
 -------
@@ -15,19 +18,32 @@ True
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import re
+from collections.abc import Iterator
+from typing import TypeVar
 
 import torch
+from torch import nn
 
 from unitprobe.errors import UnitprobeError
 
-__all__ = ["DEFAULT_DEVICE", "DEVICES", "check_device", "resolve_device"]
+__all__ = [
+    "DEFAULT_DEVICE",
+    "DEVICES",
+    "check_device",
+    "full_float32",
+    "on_device",
+    "resolve_device",
+]
 
 #: The device names of ``--device``; the library also takes ``cuda:N`` (GPU number N).
 DEVICES = ("cpu", "cuda", "auto")
-#: Where training runs unless told otherwise.
+#: Where training and the analysis commands run unless told otherwise.
 DEFAULT_DEVICE = "cpu"
 _CUDA_INDEX = re.compile(r"cuda:(\d+)")
+Module = TypeVar("Module", bound=nn.Module)
 
 
 def check_device(name: str | torch.device) -> str:
@@ -100,3 +116,74 @@ def _no_cuda_message(name: str) -> str:
     return (
         f"no CUDA device is available for device {name!r}{why}; use --device cpu or --device auto"
     )
+
+
+def on_device(module: Module, device: str | torch.device) -> Module:
+    """``module`` with its parameters on ``device``, never moving the caller's module.
+
+    Parameters
+    ----------
+    module : nn.Module
+    device : str or torch.device
+        A name :func:`resolve_device` accepts, or a ``torch.device``.
+
+    Returns
+    -------
+    nn.Module
+        ``module`` itself when its parameters are already there (so on the CPU nothing is
+        copied and results stay bit-identical), else a copy moved there (same mode).
+
+    Raises
+    ------
+    UnitprobeError
+        As :func:`resolve_device`.
+
+    Example
+    -------
+    >>> cpu_model = on_device(model, "cpu")
+    """
+    where = resolve_device(device)
+    param = next(module.parameters(), None)
+    if param is None or _same_device(param.device, where):
+        return module
+    return copy.deepcopy(module).to(where)
+
+
+def _same_device(have: torch.device, want: torch.device) -> bool:
+    """``want`` without an index (``cuda``) matches any index of its type."""
+    return have.type == want.type and (want.index is None or have.index == want.index)
+
+
+@contextlib.contextmanager
+def full_float32() -> Iterator[None]:
+    """Inside, a GPU computes float32 in float32: no TensorFloat-32 in cuDNN or cuBLAS.
+
+    torch lets cuDNN's float32 LSTM kernels round their products to TF32 (10-bit mantissas)
+    by default; the analysis needs float32 (its exact ablations and patches and its
+    thresholds assume float32 rounding). The flags are torch's
+    ``torch.backends.cudnn.allow_tf32`` and ``torch.backends.cuda.matmul.allow_tf32``, set to
+    False inside and restored after. Without CUDA nothing is touched (the CPU has no TF32);
+    nor where torch's per-operator precision API has set cuDNN's convolutions and RNNs
+    apart (torch then refuses to read the one flag): that choice is the user's.
+
+    Example
+    -------
+    >>> with full_float32():
+    ...     table = ablation_table(model.cuda(), dataset)
+    """
+    if not torch.cuda.is_available():
+        yield
+        return
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    try:
+        saved = (cudnn.allow_tf32, matmul.allow_tf32)
+    except RuntimeError:  # per-operator precision set through torch's newer API
+        saved = None
+    if saved is None:
+        yield
+        return
+    cudnn.allow_tf32, matmul.allow_tf32 = False, False
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = saved

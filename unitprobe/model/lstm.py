@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from unitprobe.devices import full_float32
 from unitprobe.errors import DataError, UnitprobeError
 from unitprobe.validation import check_choice, check_int
 
@@ -474,16 +475,22 @@ def fused_layer(
     -------
     (out, h_n, c_n)
         ``out`` of shape (n, n_steps, H); ``h_n``, ``c_n`` of shape (n, H) after the last step.
+        Differentiable on any device: on a GPU with gradients enabled the kernel runs in
+        training mode, since cuDNN's RNN backward refuses eval mode (without dropout the
+        two modes compute the same values). On a GPU it computes in full float32
+        (:func:`~unitprobe.devices.full_float32`).
     """
     n_units = params[1].shape[1]
     if h0 is None:
         h0 = x.new_zeros(x.shape[0], n_units)
     if c0 is None:
         c0 = x.new_zeros(x.shape[0], n_units)
-    out, h_n, c_n = torch.lstm(
-        x.contiguous(), (h0[None].contiguous(), c0[None].contiguous()), list(params),
-        True, 1, 0.0, False, False, True,
-    )  # fmt: skip
+    train = x.is_cuda and torch.is_grad_enabled()
+    with full_float32() if x.is_cuda else contextlib.nullcontext():
+        out, h_n, c_n = torch.lstm(
+            x.contiguous(), (h0[None].contiguous(), c0[None].contiguous()), list(params),
+            True, 1, 0.0, train, False, True,
+        )  # fmt: skip
     return out, h_n[0], c_n[0]
 
 

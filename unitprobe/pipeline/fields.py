@@ -71,7 +71,8 @@ def trace_table(
             continue
         values = targets.values[role.role].to_numpy(float)
         z = (values - values.mean()) / (values.std() or 1.0)
-        h = trace.sites["h"][int(role.layer)].numpy()[:, :, int(role.unit)]  # (N, T)
+        h = trace.sites["h"][int(role.layer)][:, :, int(role.unit)]  # (N, T)
+        h = h.detach().cpu().numpy()
         for s, t, v in zip(seq_of_row[keep], step_of_row[keep], z[keep], strict=True):
             rows.append(
                 (

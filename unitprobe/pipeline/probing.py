@@ -59,6 +59,9 @@ def probe_model(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run a model on a dataset and probe every unit of every layer, and each layer as a whole.
 
+    Runs on the device of ``model``'s parameters (the control networks too); the probes fit
+    on the CPU, on the states brought back from it.
+
     Parameters
     ----------
     model : UnitLSTM

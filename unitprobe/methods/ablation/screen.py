@@ -128,7 +128,7 @@ def output_adjoints(
     """
     n_layers = model.config.n_layers
     _, n, n_steps, n_units = sites["h"].shape
-    steps = torch.tensor([s for s, _ in pairs])
+    steps = torch.tensor([s for s, _ in pairs], device=sites["h"].device)
     w_out = model.readout.weight.detach()  # (O, H)
     w_hh = [model.layer_weights(l)[1].detach() for l in range(n_layers)]
     w_ih = [model.layer_weights(l)[0].detach() for l in range(n_layers)]
@@ -246,8 +246,8 @@ def screen_parts(
     pairs = sorted(
         ((s, o) for s in range(start, n_steps) for o in range(cfg.n_outputs)), key=lambda p: -p[0]
     )
-    linear = torch.zeros(len(layers), cfg.n_units, len(modes), cfg.n_outputs, dtype=torch.float64)
-    linear = linear.to(x.device)
+    shape = (len(layers), cfg.n_units, len(modes), cfg.n_outputs)
+    linear = torch.zeros(shape, dtype=torch.float64, device=x.device)
     quadratic = torch.zeros_like(linear)
     # floats per (pair, sequence): dy of every screened layer and mode, two adjoints per layer,
     # the gate adjoints and temporaries

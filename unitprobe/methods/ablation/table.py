@@ -207,8 +207,11 @@ def ablation_table_arrays(
             near = _sign_uncertain(screen, quadratic, 1 - 1 / screen_margin, exact_used)
         run_exact = _must_run(conditions, screen + sse_base, sse_base, near, screen_top_k)
     sse = torch.full(
-        (len(conditions), len(modes), cfg.n_outputs), torch.nan, dtype=torch.float64
-    ).to(x.device)
+        (len(conditions), len(modes), cfg.n_outputs),
+        torch.nan,
+        dtype=torch.float64,
+        device=x.device,
+    )
     todo = [conditions[c] for c in run_exact]
     if todo and engine == "fused":
         sse[run_exact] = fused_sse(
@@ -232,7 +235,7 @@ def ablation_table_arrays(
     if screen is not None:
         out = ~torch.as_tensor(exact_rows, device=sse.device)
         sse[out] = (screen + sse_base)[out]
-    mse, mse_base = (sse / n_values).cpu(), (sse_base / n_values).cpu()
+    mse, mse_base = (sse / n_values).cpu().numpy(), (sse_base / n_values).cpu().numpy()
     table = _table(conditions, modes, mse, mse_base, output_names, floor, exact_rows)
     table.attrs.update(_attrs(engine, exact, conditions, exact_rows, screen, sse, sse_base,
                               screen_top_k, band))  # fmt: skip
@@ -248,8 +251,9 @@ def _screen(model, x, y, conditions, modes, site, start, seed, budget) -> tuple[
         memory_budget_mb=budget,
     )  # fmt: skip  # each (len(layers), H, M, O)
     dsse = parts.linear + parts.quadratic
-    out = torch.full((len(conditions), *dsse.shape[2:]), torch.nan, dtype=torch.float64)
-    out = out.to(dsse.device)
+    out = torch.full(
+        (len(conditions), *dsse.shape[2:]), torch.nan, dtype=torch.float64, device=dsse.device
+    )
     quadratic = out.clone()
     for c, (l, units) in enumerate(conditions):
         if len(units) == 1:
@@ -332,8 +336,8 @@ def _attrs(engine, exact, conditions, exact_rows, screen, sse, sse_base, k, band
 def _table(
     conditions,
     modes,
-    mse: Tensor,
-    mse_base: Tensor,
+    mse: np.ndarray,
+    mse_base: np.ndarray,
     output_names,
     floor: float,
     exact_rows: np.ndarray,
@@ -341,11 +345,11 @@ def _table(
     """Tidy rows in condition, mode, output order; ``mse`` of shape (n_cond, n_modes, O);
     ``exact`` False on the rows of conditions that hold the screen's estimate."""
     names = [*map(str, output_names), schemas.ALL_OUTPUTS]
-    base = np.append(mse_base.numpy(), mse_base.numpy().mean())
+    base = np.append(mse_base, mse_base.mean())
     records = []
     for c, (layer, units) in enumerate(conditions):
         for k, mode in enumerate(modes):
-            row = mse[c, k].numpy()
+            row = mse[c, k]
             for name, value, b in zip(names, np.append(row, row.mean()), base, strict=True):
                 records.append((layer, units_label(units), mode, name, value, b))
     df = pd.DataFrame.from_records(records, columns=schemas.columns("ablation")[:6])

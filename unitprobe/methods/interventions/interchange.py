@@ -236,11 +236,11 @@ def pair_runs(model: UnitLSTM, pairs: Pairs, n_steps: int) -> PairRuns:
     """Run the base and source inputs of ``pairs`` (first ``n_steps`` steps) without gradients."""
     n = pairs.n_pairs
     x = as_tensor(np.concatenate([pairs.base, pairs.source])[:, :n_steps], model)
-    rows = torch.arange(n)
-    steps = torch.as_tensor(pairs.step)
+    rows = torch.arange(n, device=x.device)
+    steps = torch.as_tensor(pairs.step, device=x.device)
     with torch.no_grad():
         trace = run(model, x, record=STATES)
-    y = trace.outputs.double().numpy()
+    y = trace.outputs.double().cpu().numpy()
     base = {s: trace.sites[s][:, rows, steps] for s in STATES}  # (L, n, H)
     source = {s: trace.sites[s][:, n + rows, steps] for s in STATES}
     return PairRuns(y[:n], y[n:], base, source)
@@ -476,12 +476,13 @@ def term_transfers(
         for r in references
     ]
     boot = term_rng(seed, pairs.term, 1).integers(0, n, size=(N_BOOTSTRAP, n))
-    base = as_tensor(pairs.base[:, :n_steps], model)
-    steps = torch.as_tensor(pairs.step)
+    base = as_tensor(pairs.base[:, :n_steps], model)  # on the model's device
+    steps = torch.as_tensor(pairs.step, device=base.device)
     estimates: dict[tuple[int, tuple[int, ...]], list[Transfer]] = {}
     checked: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
     dtype = next(model.parameters()).dtype
-    y_base = torch.as_tensor(runs.y_base, dtype=dtype)  # float32 -> float64 -> back: exact
+    # float32 -> float64 -> back: exact
+    y_base = torch.as_tensor(runs.y_base, dtype=dtype, device=base.device)
     fast = {"base_states": _at_steps(runs.states_base), "y_base": y_base}
     if screen is not None:
         patch = partial(patched_outputs, model, base, steps, **fast)
@@ -537,14 +538,15 @@ def _patched(
     if suffix:
         with torch.no_grad():
             h0, c0 = fast["base_states"]["h"], fast["base_states"]["c"]
-            y_ref = suffix_outputs(model, base, steps, h0, c0, fast["y_base"]).double().numpy()
+            y_ref = suffix_outputs(model, base, steps, h0, c0, fast["y_base"])
+            y_ref = y_ref.double().cpu().numpy()
     out = []
     for first in range(0, len(conditions), per_chunk):
         chunk = conditions[first : first + per_chunk]
         k = len(chunk)
         masks = {}
         for layer in {c[0] for c in chunk}:
-            mask = torch.zeros(k, n, n_units, dtype=torch.bool)
+            mask = torch.zeros(k, n, n_units, dtype=torch.bool, device=base.device)
             for j, (lay, unit_set) in enumerate(chunk):
                 if lay == layer:
                     mask[j, :, list(unit_set)] = True
@@ -560,7 +562,7 @@ def _patched(
             }
         with torch.no_grad():
             y = patched_outputs(model, base.repeat(k, 1, 1), steps.repeat(k), new, masks, **tiled)
-        y = y.double().numpy().reshape(k, n, n_steps, -1)
+        y = y.double().cpu().numpy().reshape(k, n, n_steps, -1)
         for j, (_, unit_set) in enumerate(chunk):
             if not unit_set:  # patching nothing is the base run, exactly
                 y[j] = y_ref

@@ -67,20 +67,21 @@ def linear_transfers(
     """
     n_pairs, n_units = states_base[states[0]][layer].shape
     new = {(s, layer): states_base[s][layer].detach().clone().requires_grad_(True) for s in states}
-    mask = {layer: torch.ones(n_pairs, n_units, dtype=torch.bool)}
+    device = states_base[states[0]].device
+    mask = {layer: torch.ones(n_pairs, n_units, dtype=torch.bool, device=device)}
     with torch.enable_grad():
         y = patch(new, mask).double()
         out = np.full((len(refs), n_units), np.nan)
         deltas = [(states_source[s][layer] - states_base[s][layer]).double() for s, _ in new]
         for r, ref in enumerate(refs):
-            weight = torch.as_tensor(np.where(ref.mask, ref.delta, 0.0))
+            weight = torch.as_tensor(np.where(ref.mask, ref.delta, 0.0), device=y.device)
             den = float((weight**2).sum())
             grads = torch.autograd.grad(
                 (weight * y).sum(), list(new.values()), retain_graph=r < len(refs) - 1
             )
             num = sum((g.double() * d).sum(0) for g, d in zip(grads, deltas, strict=True))
             if den > 0:
-                out[r] = num.numpy() / den
+                out[r] = num.cpu().numpy() / den
     return out
 
 
