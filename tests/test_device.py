@@ -1,20 +1,34 @@
-"""Tests of unitprobe.devices and ``--device``: resolving names, training on a device (CPU
-here; the CUDA test runs only where there is a GPU), the command line and the sweep."""
+"""Tests of unitprobe.devices and ``--device``: resolving names, training and the analysis on
+a device (the CPU here; the CUDA tests run only where there is a GPU), the command line and
+the sweep. ``tests/test_device_clean.py`` checks statically that the analysis code is
+device-clean."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
 
 from unitprobe import sweep as SW
 from unitprobe.cli import main
-from unitprobe.devices import DEVICES, check_device, resolve_device
+from unitprobe.config import AnalyzeConfig, ProbeConfig
+from unitprobe.devices import DEVICES, check_device, full_float32, on_device, resolve_device
 from unitprobe.errors import UnitprobeError
+from unitprobe.methods.ablation import ablation_table
+from unitprobe.methods.attribution import attribution_tables
+from unitprobe.methods.interventions import interchange_table
+from unitprobe.model.checkpoint import Checkpoint
+from unitprobe.model.lstm import run, suffix_outputs
+from unitprobe.model.planted import planted_lstm
 from unitprobe.model.train import TrainConfig, train, train_task
+from unitprobe.pipeline.analyze import analyze, compute_analysis
+from unitprobe.pipeline.decodability import decodability_drop
+from unitprobe.pipeline.nulls import fit_readout
+from unitprobe.pipeline.probing import probe_model
 from unitprobe.tasks import generate, get_preset
 
 NO_CUDA = (
@@ -23,6 +37,19 @@ NO_CUDA = (
 )
 UNKNOWN = "must be one of cpu, cuda, auto (or cuda:N for GPU N)"
 TINY = TrainConfig(n_units=3, epochs=4, batch_size=8, seed=2)
+#: A light analysis: every stage runs, in about two seconds.
+LIGHT = AnalyzeConfig.from_options(
+    n_sequences=32, n_permutations=19, n_controls=1, n_null=3, n_null_interventions=1, n_pairs=32
+)
+#: K[t], X[t], X[t-1] and a dead unit: roles, shared nulls, and directions for K[t-1].
+TAPS = [(0, 0), (1, 0), (1, 1), None]
+ANALYSIS_COMMANDS = {  # command -> its arguments after MODEL.pt, and what --out names
+    "analyze": ("--n-permutations", 19, "--n-controls", 1, "--no-figures"),
+    "probe": ("--n-permutations", 19, "--n-controls", 1),
+    "ablate": (),
+    "attribute": (),
+    "patch": ("--n-pairs", 8, "--no-directions"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +78,47 @@ def fake_gpus(monkeypatch):
     monkeypatch.setattr(torch.cuda, "current_device", untouchable)
 
 
+@pytest.fixture(scope="module")
+def wired(tmp_path_factory):
+    """A hand-wired network of the seed task, as a Checkpoint and as a state_dict file."""
+    spec = get_preset("seed")
+    model = fit_readout(planted_lstm(2, TAPS, n_outputs=2), generate(spec, 64, seed=5))
+    path = tmp_path_factory.mktemp("wired") / "wired.pt"
+    torch.save(model.state_dict(), path)
+    return Checkpoint(model=model, task=spec, path=path, source="state_dict")
+
+
 def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def analysis_command(command, checkpoint, out, *extra):
+    """``unitprobe COMMAND`` on a checkpoint, writing ``out`` (a CSV file or a directory)."""
+    target = out.with_suffix(".csv") if command in ("probe", "ablate") else out
+    args = (*ANALYSIS_COMMANDS[command], "--task", "seed", "--n-sequences", 24, "--quiet")
+    return invoke(command, checkpoint, *args, "--out", target, *extra), target
+
+
+def assert_same_tables(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=name)
+
+
+def assert_close_tables(gpu: dict, cpu: dict, tol: float = 1e-5) -> None:
+    """Same tables, keys and flags; numbers equal up to float rounding."""
+    assert gpu.keys() == cpu.keys()
+    for name in cpu:
+        g, c = gpu[name], cpu[name]
+        assert list(g.columns) == list(c.columns) and len(g) == len(c), name
+        for column in c.columns:
+            if pd.api.types.is_float_dtype(c[column]):
+                np.testing.assert_allclose(
+                    g[column].to_numpy(float), c[column].to_numpy(float), rtol=tol, atol=tol,
+                    err_msg=f"{name}.{column}",
+                )  # fmt: skip
+            else:
+                pd.testing.assert_series_equal(g[column], c[column], obj=f"{name}.{column}")
 
 
 def assert_same_state(a: dict, b: dict) -> None:
@@ -200,12 +266,14 @@ def test_unknown_device_is_a_usage_error(tmp_path):
     assert result.exit_code == 2 and "'gpu' is not one of 'cpu', 'cuda', 'auto'" in result.output
 
 
-@pytest.mark.parametrize("command", ["train", "sweep"])
+@pytest.mark.parametrize("command", ["train", "sweep", *ANALYSIS_COMMANDS])
 def test_help_lists_the_device_option(command):
     result = invoke(command, "--help")
     assert result.exit_code == 0
     text = " ".join(result.output.split())  # as wrapped at any terminal width
-    assert "--device [cpu|cuda|auto] Where to train" in text and "a GPU. [default: cpu]" in text
+    where = "Where to train" if command in ("train", "sweep") else "Where to run the model"
+    assert f"--device [cpu|cuda|auto] {where} (auto: cuda when there is a GPU)" in text
+    assert "a GPU. [default: cpu]" in text
 
 
 def test_sweep_on_cuda_without_a_gpu_is_one_line_and_writes_nothing(tmp_path, no_cuda):
@@ -260,3 +328,164 @@ def test_run_config_trains_on_its_device_and_stores_no_device(tmp_path, monkeypa
     stored = (tmp_path / config.name / "result.json").read_text()
     assert "device" not in stored and json.loads(stored)["key"] == config.key
     assert SW.config_key(json.loads(stored)["config"]) == config.key
+
+
+# ---------------------------------------------------------------------------------------------
+# the analysis: on the model's device, the device never stored
+# ---------------------------------------------------------------------------------------------
+
+
+def test_on_device_returns_the_model_itself_where_it_already_is(no_cuda):
+    model = planted_lstm(2, TAPS, n_outputs=2)
+    assert on_device(model, "cpu") is model
+    assert on_device(model, torch.device("cpu")) is model
+    assert on_device(model, "auto") is model  # auto without a GPU is the CPU
+    with pytest.raises(UnitprobeError) as info:
+        on_device(model, "cuda")
+    assert str(info.value) == NO_CUDA
+
+
+def test_full_float32_turns_tf32_off_on_a_gpu_and_restores_it(monkeypatch):
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    before = (cudnn.allow_tf32, matmul.allow_tf32)
+    with full_float32():  # no GPU: the flags are not touched
+        assert (cudnn.allow_tf32, matmul.allow_tf32) == before
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(ValueError), full_float32():
+        assert (cudnn.allow_tf32, matmul.allow_tf32) == (False, False)
+        raise ValueError("restored after an exception too")
+    assert (cudnn.allow_tf32, matmul.allow_tf32) == before
+
+
+def test_the_analysis_on_the_cpu_is_bit_identical_to_the_default(wired, monkeypatch):
+    default = compute_analysis(wired, LIGHT)
+    explicit = compute_analysis(wired, LIGHT, device="cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    auto = compute_analysis(wired, LIGHT, device="auto")  # the CPU: no GPU
+    for other in (explicit, auto):
+        assert_same_tables(other.tables, default.tables)
+        same = {k: v for k, v in other.summary.items() if k != "wall_seconds"}
+        assert same == {k: v for k, v in default.summary.items() if k != "wall_seconds"}
+    assert "device" not in json.dumps(default.summary)  # how it ran, not what it found
+    assert all(p.device.type == "cpu" for p in wired.model.parameters())
+
+
+def test_the_analysis_on_cuda_without_a_gpu_is_refused_before_anything_is_written(
+    wired, tmp_path, no_cuda
+):
+    with pytest.raises(UnitprobeError) as info:
+        compute_analysis(wired, LIGHT, device="cuda")
+    assert str(info.value) == NO_CUDA
+    with pytest.raises(UnitprobeError, match="no CUDA device"):
+        analyze(wired, tmp_path / "results", LIGHT, device="cuda", figures=False)
+    with pytest.raises(UnitprobeError, match="device == 'gpu'"):
+        analyze(wired, tmp_path / "results", LIGHT, device="gpu", figures=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", list(ANALYSIS_COMMANDS))
+def test_analysis_commands_on_cuda_without_a_gpu_are_one_line_and_write_nothing(
+    command, wired, tmp_path, no_cuda
+):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    result, _ = analysis_command(command, wired.path, out_dir / "result", "--device", "cuda")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().splitlines() == [f"Error: {NO_CUDA}"]
+    assert list(out_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", list(ANALYSIS_COMMANDS))
+def test_analysis_commands_on_the_cpu_write_the_default_bytes(command, wired, tmp_path):
+    default, first = analysis_command(command, wired.path, tmp_path / "default")
+    explicit, second = analysis_command(command, wired.path, tmp_path / "cpu", "--device", "cpu")
+    assert default.exit_code == 0 and explicit.exit_code == 0, default.output + explicit.output
+    files = sorted(first.rglob("*.csv")) if first.is_dir() else [first]
+    assert files
+    for path in files:
+        twin = second / path.relative_to(first) if first.is_dir() else second
+        assert path.read_bytes() == twin.read_bytes(), path.name
+    if command == "analyze":
+        assert "device" not in (first / "summary.json").read_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# on a GPU: the same as the CPU up to float rounding
+# ---------------------------------------------------------------------------------------------
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@needs_cuda
+@pytest.mark.parametrize("exact", ["screen", "all"])
+def test_the_analysis_on_cuda_equals_the_cpu(wired, exact):
+    config = LIGHT.replace(exact_interchange=exact, exact_ablation=exact)
+    cpu = compute_analysis(wired, config)
+    gpu = compute_analysis(wired, config, device="cuda")
+    assert_close_tables(gpu.tables, cpu.tables)
+    assert gpu.tables["roles"]["role"].tolist() == ["K[t]", "X[t]", "X[t-1]", "none"]
+    assert all(p.device.type == "cpu" for p in wired.model.parameters())  # never moved
+
+
+@needs_cuda
+def test_the_methods_on_cuda_equal_the_cpu(wired):
+    data = generate(get_preset("seed"), 24, seed=1)
+    cpu, gpu = wired.model, on_device(wired.model, "cuda")
+    assert next(gpu.parameters()).is_cuda and cpu is wired.model
+    for screen in (None, 1):  # exact patches, and the screen's gradient through the kernel
+        kw = {"n_pairs": 16, "screen": screen}
+        assert_close_tables(
+            {"i": interchange_table(gpu, data, **kw)}, {"i": interchange_table(cpu, data, **kw)}
+        )
+    kw = {"config": ProbeConfig(n_controls=1, n_permutations=19)}
+    assert_close_tables(
+        dict(enumerate(probe_model(gpu, data, **kw))), dict(enumerate(probe_model(cpu, data, **kw)))
+    )
+    for exact in ("screen", "all"):
+        assert_close_tables(
+            {"a": ablation_table(gpu, data, exact=exact)},
+            {"a": ablation_table(cpu, data, exact=exact)},
+        )
+    names = (data.input_names, data.output_names)
+    assert_close_tables(
+        attribution_tables(gpu, data.inputs, *names), attribution_tables(cpu, data.inputs, *names)
+    )
+    lagged = np.stack([data.raw["K"], np.roll(data.raw["K"], 1, axis=1)], axis=-1)
+    kw = {"units": [0, [1, 2]], "modes": ("zero", "mean"), "step": 4}
+    assert_close_tables(
+        {"d": decodability_drop(gpu, data, lagged, ["K", "K1"], **kw)},
+        {"d": decodability_drop(cpu, data, lagged, ["K", "K1"], **kw)},
+    )
+
+
+@needs_cuda
+def test_suffix_outputs_are_differentiable_on_cuda(wired):
+    x = torch.as_tensor(generate(get_preset("seed"), 8, seed=2).inputs)
+    grads = []
+    for model in (wired.model, on_device(wired.model, "cuda")):
+        inputs = x.to(next(model.parameters()).device)
+        with torch.no_grad():
+            trace = run(model, inputs, record=("h", "c"))
+        steps = torch.arange(8, device=inputs.device) % inputs.shape[1]
+        rows = torch.arange(8, device=inputs.device)
+        h = trace.h[0, rows, steps].clone().requires_grad_(True)
+        c = trace.c[0, rows, steps]
+        y = suffix_outputs(model, inputs, steps, h, c, trace.outputs)
+        (grad,) = torch.autograd.grad(y.sum(), [h])
+        grads.append(grad.cpu().numpy())
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-5, atol=1e-5)
+
+
+@needs_cuda
+@pytest.mark.parametrize("command", list(ANALYSIS_COMMANDS))
+def test_analysis_commands_on_cuda_equal_the_cpu(command, wired, tmp_path):
+    cpu, first = analysis_command(command, wired.path, tmp_path / "cpu")
+    gpu, second = analysis_command(command, wired.path, tmp_path / "gpu", "--device", "cuda")
+    assert cpu.exit_code == 0 and gpu.exit_code == 0, cpu.output + gpu.output
+    files = sorted(first.rglob("*.csv")) if first.is_dir() else [first]
+    read = {p.name: pd.read_csv(p) for p in files}
+    twins = {
+        p.name: pd.read_csv(second / p.relative_to(first) if first.is_dir() else second)
+        for p in files
+    }
+    assert_close_tables(twins, read)

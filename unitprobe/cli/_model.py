@@ -10,8 +10,15 @@ from typing import Any
 import click
 
 from unitprobe._utils import check_output_dir, check_output_file, torch_threads
-from unitprobe.cli._options import data_options, jobs_option, seed_option, task_options
+from unitprobe.cli._options import (
+    data_options,
+    jobs_option,
+    run_device_option,
+    seed_option,
+    task_options,
+)
 from unitprobe.config import AnalyzeConfig
+from unitprobe.devices import full_float32, resolve_device
 from unitprobe.errors import UnitprobeError
 from unitprobe.model.checkpoint import Checkpoint, load
 from unitprobe.seeds import stream_seed
@@ -70,17 +77,18 @@ def model_options(
     out: str, also: Callable[[Path], list[Path]] | None = None, *, many: bool = False
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """MODEL argument, task override, --unsafe-load, --scaling, --data ..., --n-sequences,
-    --seed, --jobs.
+    --seed, --jobs, --device.
 
     The command gets ``ckpt`` (the loaded checkpoint, its ``norm`` set to the scale the data
-    were put on), ``dataset`` (the task's sequences, from ``--data`` or generated, on the
-    model's scale), ``seed``, ``from_csv`` and ``jobs``; it runs with ``jobs`` torch threads.
-    ``out`` is ``"file"`` or ``"dir"``: what the command's ``--out`` names; ``also(out)``
-    lists further files the command writes. They are checked before the checkpoint is
-    loaded, so a bad output path costs nothing; a directory holding the checkpoint is never
-    replaced. With ``many``, ``MODEL.pt ...`` takes several checkpoints (each loaded like the
-    first, on the same data) and the command also gets ``others``: the checkpoints after the
-    first.
+    were put on, its model on the CPU), ``dataset`` (the task's sequences, from ``--data`` or
+    generated, on the model's scale), ``seed``, ``from_csv``, ``jobs`` and ``device`` (the
+    resolved ``torch.device`` to run the model on: ``cuda`` without a GPU is an error before
+    the checkpoint is read); it runs with ``jobs`` torch threads. ``out`` is ``"file"`` or
+    ``"dir"``: what the command's ``--out`` names; ``also(out)`` lists further files the
+    command writes. They are checked before the checkpoint is loaded, so a bad output path
+    costs nothing; a directory holding the checkpoint is never replaced. With ``many``,
+    ``MODEL.pt ...`` takes several checkpoints (each loaded like the first, on the same data)
+    and the command also gets ``others``: the checkpoints after the first.
     """
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -117,6 +125,7 @@ def model_options(
             "derive from it (unitprobe.seeds).",
         )
         @jobs_option
+        @run_device_option
         @functools.wraps(func)
         def wrapper(
             *args: Any,
@@ -128,6 +137,7 @@ def model_options(
             n_sequences: int,
             seed: int,
             jobs: int,
+            device: str,
             **kwargs: Any,
         ) -> Any:
             paths = list(model_path) if many else [model_path]
@@ -137,7 +147,8 @@ def model_options(
             else:
                 for path in [kwargs["out"], *(also(kwargs["out"]) if also else [])]:
                     check_output_file(path, kwargs["overwrite"])
-            with torch_threads(jobs):
+            where = resolve_device(device)
+            with torch_threads(jobs), full_float32():
                 ckpt = load(model_path, task=task, unsafe=unsafe_load)
                 norm = scaling_norm(scaling, ckpt.task.series) if scaling else ckpt.norm
                 data_seed = stream_seed(seed, "data")  # as unitprobe.analyze generates its data
@@ -154,6 +165,7 @@ def model_options(
                     seed=seed,
                     from_csv=data_source is not None,
                     jobs=jobs,
+                    device=where,
                     **kwargs,
                 )
             for note in notes:  # after the results, beside the numbers they qualify

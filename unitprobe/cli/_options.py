@@ -286,13 +286,23 @@ def seed_option(
 def device_option(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--device cpu|cuda|auto``: where to train (:func:`unitprobe.devices.resolve_device`);
     the command gets ``device``, a name, and resolves it before it reads or writes anything."""
+    return _device_option("Where to train")(func)
+
+
+def run_device_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--device cpu|cuda|auto`` of the analysis commands: where the model runs (probes fit
+    on the CPU); :func:`~unitprobe.cli._model.model_options` resolves it."""
+    return _device_option("Where to run the model")(func)
+
+
+def _device_option(where: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option(
         "--device",
         type=click.Choice(DEVICES),
         default=DEFAULT_DEVICE,
-        help="Where to train (auto: cuda when there is a GPU); results are the same up to "
+        help=f"{where} (auto: cuda when there is a GPU); results are the same up to "
         "float rounding. cuda needs a CUDA build of torch and a GPU.",
-    )(func)
+    )
 
 
 def jobs_option(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import torch
 
 from unitprobe.cli._model import model_options
 from unitprobe.cli._options import (
@@ -16,6 +17,7 @@ from unitprobe.cli._options import (
     write_table,
 )
 from unitprobe.config import AblationConfig
+from unitprobe.devices import on_device
 from unitprobe.methods.ablation import ablation_table
 from unitprobe.model.checkpoint import Checkpoint
 from unitprobe.schemas import ABLATION_MODES
@@ -67,6 +69,7 @@ def ablate(
     seed: int,
     from_csv: bool,
     jobs: int,
+    device: torch.device,
     modes: tuple[str, ...],
     state: str,
     groups: tuple[tuple[int, ...], ...],
@@ -80,7 +83,7 @@ def ablate(
     output) to --out.
     """
     table = ablation_table(
-        ckpt.model,
+        on_device(ckpt.model, device),
         dataset,
         groups=[list(g) for g in groups] or None,
         modes=list(modes),

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import torch
 
 from unitprobe._utils import check_output_dir, claim_files
 from unitprobe.cli._model import model_options, warn
@@ -20,6 +21,7 @@ from unitprobe.cli._options import (
     say,
 )
 from unitprobe.config import AblationConfig, AnalyzeConfig, AttributionConfig, RoleConfig
+from unitprobe.devices import on_device
 from unitprobe.errors import UnitprobeError
 from unitprobe.methods.roles import summarize_roles, summarize_terms
 from unitprobe.model.checkpoint import Checkpoint
@@ -130,6 +132,7 @@ def analyze(
     exact_interchange: str,
     overwrite: bool,
     jobs: int,
+    device: torch.device,
     quiet: bool,
     others: list[Checkpoint],
 ) -> None:
@@ -139,6 +142,10 @@ def analyze(
     each analyzed into OUT/runs/ and compared: units are matched across runs by their
     receptive fields, and OUT/role_stability.csv says how often each role appears and how
     stably matched units keep it.
+
+    With --device cuda the model's runs, ablations, attributions and patches run on a GPU;
+    the probes fit and the directions are learned on the CPU. The tables match the CPU's up
+    to float rounding.
     """
     require_sequences(dataset, n_splits, "probes (cross-validated over sequences)", from_csv)
     config = AnalyzeConfig.from_options(
@@ -165,6 +172,8 @@ def analyze(
         "echo": None if quiet else click.echo,
     }
     if others:
+        for each in (ckpt, *others):  # each run is analyzed where its model is
+            each.model = on_device(each.model, device)
         runs = analyze_runs([ckpt, *others], out, config, **kw)
         click.echo(summarize_stability(runs.stability))
         for k, run in enumerate(runs.runs):
@@ -172,7 +181,7 @@ def analyze(
                 warn(f"run {runs.summary['runs'][k]}: {note}")
         click.echo(f"results: {out}")
         return
-    result = run_analysis(ckpt, out, config, **kw)
+    result = run_analysis(ckpt, out, config, device=device, **kw)
     click.echo(summarize_roles(result.tables["roles"]))
     click.echo("\nwhere each term lives:\n" + summarize_terms(result.tables["terms"]))
     lines, notes = score_lines(result.summary)

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import torch
 
 from unitprobe._utils import staged_output_dir
 from unitprobe.cli._model import model_options
 from unitprobe.cli._options import choice_list_option, progress, quiet_option, say
 from unitprobe.config import AttributionConfig
+from unitprobe.devices import on_device
 from unitprobe.methods.attribution import attribution_tables
 from unitprobe.model.checkpoint import Checkpoint
 from unitprobe.schemas import ATTRIBUTION_METHODS
@@ -43,6 +45,7 @@ def attribute(
     seed: int,
     from_csv: bool,
     jobs: int,
+    device: torch.device,
     methods: tuple[str, ...],
     max_sequences: int,
     out: Path,
@@ -55,7 +58,7 @@ def attribute(
     receptive_fields.csv (a non-empty directory is replaced only with --overwrite).
     """
     tables = attribution_tables(
-        ckpt.model,
+        on_device(ckpt.model, device),
         dataset.inputs[:max_sequences],
         dataset.input_names,
         dataset.output_names,

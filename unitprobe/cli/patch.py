@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import torch
 
 from unitprobe._utils import staged_output_dir
 from unitprobe.cli._model import model_options
 from unitprobe.cli._options import progress, quiet_option, say, split_list
+from unitprobe.devices import on_device
 from unitprobe.methods.interventions import REFERENCES, direction_table, interchange_table
 from unitprobe.methods.interventions.interchange import N_PAIRS
 from unitprobe.model.checkpoint import Checkpoint
@@ -65,6 +67,7 @@ def patch(
     seed: int,
     from_csv: bool,
     jobs: int,
+    device: torch.device,
     terms: list[str] | None,
     reference: str,
     n_pairs: int,
@@ -80,7 +83,8 @@ def patch(
     c are copied from the changed run into the unchanged one, and the share of the output
     change that follows is the unit's transfer. Writes interchange.csv into the directory
     --out, and with --directions also directions.csv and direction_loadings.csv (a non-empty
-    directory is replaced only with --overwrite).
+    directory is replaced only with --overwrite). With --device cuda the patched runs go on a
+    GPU; the directions are learned on the CPU.
     """
     kw = {
         "reference": reference,
@@ -89,8 +93,9 @@ def patch(
         "seed": stream_seed(seed, "interventions"),
         "progress": progress(quiet),
     }
-    tables = {"interchange": interchange_table(ckpt.model, dataset, terms, **kw)}
-    if directions:
+    model = on_device(ckpt.model, device)
+    tables = {"interchange": interchange_table(model, dataset, terms, **kw)}
+    if directions:  # on the CPU: direction_table makes its tensors there
         tables["directions"], tables["direction_loadings"] = direction_table(
             ckpt.model, dataset, terms, **kw
         )

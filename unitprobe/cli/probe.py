@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import torch
 
 from unitprobe.cli._model import model_options
 from unitprobe.cli._options import (
@@ -15,6 +16,7 @@ from unitprobe.cli._options import (
     write_table,
 )
 from unitprobe.config import ProbeConfig
+from unitprobe.devices import on_device
 from unitprobe.model.checkpoint import Checkpoint
 from unitprobe.pipeline.probing import probe_model
 from unitprobe.seeds import stream_seed
@@ -39,6 +41,7 @@ def probe(
     seed: int,
     from_csv: bool,
     jobs: int,
+    device: torch.device,
     target_exprs: tuple[str, ...],
     state: str,
     n_splits: int,
@@ -53,7 +56,8 @@ def probe(
 
     Writes the per-unit probes (one row per layer x unit x state x target) to --out, and the
     population probes (one row per layer x state x target, all units of a layer together)
-    beside it, as OUT_population.csv (probes.csv -> probes_population.csv).
+    beside it, as OUT_population.csv (probes.csv -> probes_population.csv). With --device
+    cuda the network and its controls run on a GPU; the probes fit on the CPU.
     """
     require_sequences(dataset, n_splits, "probes (cross-validated over sequences)", from_csv)
     config = ProbeConfig(
@@ -65,7 +69,7 @@ def probe(
         n_permutations=n_permutations,
     )
     probes, population = probe_model(
-        ckpt.model,
+        on_device(ckpt.model, device),
         dataset,
         config=config,
         control_seed=stream_seed(seed, "controls"),

@@ -12,7 +12,8 @@ Stages (timed in ``summary.json``): ``data`` (generate or load sequences, run th
 ``probes`` (per-unit and population probes, partial R², permutation p-values, untrained
 controls, target identifiability), ``ablation``, ``attribution`` (input x lag, unit, and unit
 receptive fields), ``roles``, ``figures`` and ``report``. Every random stream is derived from
-the one ``config.seed`` (:mod:`unitprobe.seeds`).
+the one ``config.seed`` (:mod:`unitprobe.seeds`). The torch stages run on ``device`` (a
+keyword, never part of the config or the summary); the probes fit on the CPU.
 
 Example
 -------
@@ -41,6 +42,7 @@ import torch
 from unitprobe import __version__
 from unitprobe._utils import staged_output_dir, torch_threads, write_json
 from unitprobe.config import AnalyzeConfig
+from unitprobe.devices import full_float32, on_device, resolve_device
 from unitprobe.errors import DataError, UnitprobeError
 from unitprobe.methods.ablation import ablation_table
 from unitprobe.methods.attribution import attribution_tables
@@ -107,6 +109,7 @@ def analyze(
     config: AnalyzeConfig | None = None,
     *,
     dataset: Any = None,
+    device: str | torch.device | None = None,
     figures: bool = True,
     overwrite: bool = False,
     progress: bool | None = None,
@@ -124,6 +127,13 @@ def analyze(
     dataset : Dataset, optional
         Analyze these sequences (e.g. from :func:`unitprobe.tasks.load_csv`) instead of
         generating ``config.n_sequences`` from the checkpoint's task.
+    device : {"cpu", "cuda", "cuda:N", "auto"} or torch.device, optional
+        Where the torch stages run (:func:`unitprobe.devices.resolve_device`; resolved before
+        anything is written); default: where the checkpoint's model is (the CPU for a loaded
+        checkpoint). A copy of the model runs there; the checkpoint's never moves. The probes
+        fit on the CPU, and the learned directions are computed there for now. Like
+        training's, the device is in neither the config nor the summary: the CPU gives the
+        same tables bit for bit, a GPU the same up to float rounding.
     figures : bool, default True
         Draw the figures and ``report.html``; False writes only the tables and
         ``summary.json`` (``unitprobe figures`` draws them later).
@@ -139,27 +149,36 @@ def analyze(
     """
     config = config or AnalyzeConfig()
     out = Path(out)
+    where = None if device is None else resolve_device(device)  # before anything is written
     protect = [checkpoint.path] if getattr(checkpoint, "path", None) else []
     with staged_output_dir(out, overwrite=overwrite, protect=protect) as stage:
-        result = compute_analysis(checkpoint, config, dataset=dataset, progress=progress, echo=echo)
+        result = compute_analysis(
+            checkpoint, config, dataset=dataset, device=where, progress=progress, echo=echo
+        )
         write_results(result, stage, config, figures=figures, progress=progress, echo=echo)
     return Analysis(result.tables, result.summary, out, result.timings)
 
 
+@full_float32()
 def compute_analysis(
     checkpoint: Any,
     config: AnalyzeConfig | None = None,
     *,
     dataset: Any = None,
+    device: str | torch.device | None = None,
     progress: bool | None = None,
     echo: Callable[[str], None] | None = None,
 ) -> Analysis:
     """Run every analysis stage and return the tables; writes nothing.
 
-    See :func:`analyze` for the parameters.
+    See :func:`analyze` for the parameters. On a GPU it computes in full float32 (no
+    TensorFloat-32; :func:`unitprobe.devices.full_float32`).
     """
     config = config or AnalyzeConfig()
     model, spec = checkpoint.model.eval(), checkpoint.task
+    if device is not None:
+        model = on_device(model, device)  # the checkpoint's own model stays where it is
+    cpu_model = on_device(model, "cpu")  # for direction_table, not yet device-clean
     if dataset is None and is_data_task(spec):
         raise UnitprobeError(
             f"task '{spec.name}' is a data task (its series are observed): pass its sequences "
@@ -177,8 +196,9 @@ def compute_analysis(
             exprs = list(config.probes.targets or default_targets(spec))
             targets = make_targets(data, exprs)
             trace = run(model, data.inputs, record=("h", "c"))
-            base = _base_metrics(trace.outputs.numpy(), data)
-            baselines = _baselines(trace.outputs.numpy(), data, seeds["data"])
+            outputs = trace.outputs.cpu().numpy()
+            base = _base_metrics(outputs, data)
+            baselines = _baselines(outputs, data, seeds["data"])
         with timer("probes"):
             probes, population = probe_model(
                 model,
@@ -249,7 +269,7 @@ def compute_analysis(
         )
     with torch_threads(config.jobs), timer("directions"):
         directions, loadings, nulls = _directions(
-            model, nets, data, terms, roles, config, seeds, nulls
+            cpu_model, nets, data, terms, roles, config, seeds, nulls
         )
     with timer("terms"):
         direction_null = {}
@@ -444,7 +464,9 @@ def _directions(
     """Directions for the terms no unit holds, on the network and on the null networks.
 
     Returns the ``directions`` and ``direction_loadings`` tables, and ``nulls`` with the null
-    networks' held-out direction transfers added (statistic ``direction_transfer``).
+    networks' held-out direction transfers added (statistic ``direction_transfer``). Runs on
+    the CPU (``model`` and a CPU copy of each null network used): ``direction_table`` makes
+    its tensors there.
     """
     held = set(roles.loc[roles["kind"] == "term", "role"])
     pending = [t for t in terms if str(t) not in held]
@@ -457,7 +479,7 @@ def _directions(
     directions, loadings = direction_table(model, data, pending, **kw)
     rows = [nulls]
     for k, net in enumerate(nets[: config.roles.n_null_directions]):
-        null_directions, _ = direction_table(net, data, pending, **kw)
+        null_directions, _ = direction_table(on_device(net, "cpu"), data, pending, **kw)
         rows.append(null_rows(k, null_directions, "direction_transfer", "transfer_test"))
     return directions, loadings, NULLS.coerce(pd.concat(rows, ignore_index=True))
 
