@@ -31,6 +31,7 @@ __all__ = [
     "data_options",
     "default_of",
     "device_option",
+    "sweep_device_option",
     "formats_option",
     "int_list",
     "jobs_option",
@@ -287,6 +288,12 @@ def device_option(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--device cpu|cuda|auto``: where to train (:func:`unitprobe.devices.resolve_device`);
     the command gets ``device``, a name, and resolves it before it reads or writes anything."""
     return _device_option("Where to train")(func)
+
+
+def sweep_device_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--device cpu|cuda|auto`` of ``sweep``: where each configuration trains and is
+    analyzed; resolved as :func:`device_option`'s."""
+    return _device_option("Where to train and analyze")(func)
 
 
 def run_device_option(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -21,7 +21,6 @@ from unitprobe.cli._options import (
     say,
 )
 from unitprobe.config import AblationConfig, AnalyzeConfig, AttributionConfig, RoleConfig
-from unitprobe.devices import on_device
 from unitprobe.errors import UnitprobeError
 from unitprobe.methods.roles import summarize_roles, summarize_terms
 from unitprobe.model.checkpoint import Checkpoint
@@ -143,9 +142,9 @@ def analyze(
     receptive fields, and OUT/role_stability.csv says how often each role appears and how
     stably matched units keep it.
 
-    With --device cuda the model's runs, ablations, attributions and patches run on a GPU;
-    the probes fit and the directions are learned on the CPU. The tables match the CPU's up
-    to float rounding.
+    With --device cuda the model's runs, ablations, attributions, patches and direction
+    searches run on a GPU; the probes fit on the CPU. The tables match the CPU's up to float
+    rounding.
     """
     require_sequences(dataset, n_splits, "probes (cross-validated over sequences)", from_csv)
     config = AnalyzeConfig.from_options(
@@ -172,9 +171,7 @@ def analyze(
         "echo": None if quiet else click.echo,
     }
     if others:
-        for each in (ckpt, *others):  # each run is analyzed where its model is
-            each.model = on_device(each.model, device)
-        runs = analyze_runs([ckpt, *others], out, config, **kw)
+        runs = analyze_runs([ckpt, *others], out, config, device=device, **kw)
         click.echo(summarize_stability(runs.stability))
         for k, run in enumerate(runs.runs):
             for note in score_lines(run.summary)[1]:

@@ -83,8 +83,8 @@ def patch(
     c are copied from the changed run into the unchanged one, and the share of the output
     change that follows is the unit's transfer. Writes interchange.csv into the directory
     --out, and with --directions also directions.csv and direction_loadings.csv (a non-empty
-    directory is replaced only with --overwrite). With --device cuda the patched runs go on a
-    GPU; the directions are learned on the CPU.
+    directory is replaced only with --overwrite). With --device cuda the patched runs and the
+    direction search go on a GPU.
     """
     kw = {
         "reference": reference,
@@ -95,9 +95,9 @@ def patch(
     }
     model = on_device(ckpt.model, device)
     tables = {"interchange": interchange_table(model, dataset, terms, **kw)}
-    if directions:  # on the CPU: direction_table makes its tensors there
+    if directions:
         tables["directions"], tables["direction_loadings"] = direction_table(
-            ckpt.model, dataset, terms, **kw
+            model, dataset, terms, **kw
         )
     with staged_output_dir(out, overwrite=overwrite, protect=[ckpt.path]) as stage:
         Tables(tables).write(stage)

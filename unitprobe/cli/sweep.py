@@ -9,12 +9,12 @@ import click
 from unitprobe._utils import check_parent_writable
 from unitprobe.cli._options import (
     default_of,
-    device_option,
     int_list,
     progress,
     quiet_option,
     resolve_task,
     split_list,
+    sweep_device_option,
 )
 from unitprobe.errors import UnitprobeError
 from unitprobe.model.train import TrainConfig
@@ -102,7 +102,7 @@ _QUICK_TRAIN = {**TrainConfig().to_dict(), **quick_options()["train_overrides"]}
 )
 @click.option("--figures", "draw_figures", is_flag=True, help="Also draw each run's figures.")
 @click.option("--retry-failed", is_flag=True, help="Run configurations that failed before again.")
-@device_option
+@sweep_device_option
 @quiet_option
 def sweep(
     task_names: str | None,
@@ -130,8 +130,8 @@ def sweep(
       unitprobe sweep --task seed,fibonacci,delay-3 --units 1,2,3,4,6,8,16 \\
           --seeds 5 --out SWEEP/ --jobs 2
 
-    --device trains every configuration there (the analysis runs on the CPU); it is not part
-    of a configuration's key, so a sweep resumes on another device.
+    --device trains and analyzes every configuration there; it is not part of a
+    configuration's key, so a sweep resumes on another device.
     """
     if task_names is None and not task_files:
         raise click.UsageError("give --task NAMES and/or --task-file FILE")

@@ -131,9 +131,8 @@ def analyze(
         Where the torch stages run (:func:`unitprobe.devices.resolve_device`; resolved before
         anything is written); default: where the checkpoint's model is (the CPU for a loaded
         checkpoint). A copy of the model runs there; the checkpoint's never moves. The probes
-        fit on the CPU, and the learned directions are computed there for now. Like
-        training's, the device is in neither the config nor the summary: the CPU gives the
-        same tables bit for bit, a GPU the same up to float rounding.
+        fit on the CPU. Like training's, the device is in neither the config nor the summary:
+        the CPU gives the same tables bit for bit, a GPU the same up to float rounding.
     figures : bool, default True
         Draw the figures and ``report.html``; False writes only the tables and
         ``summary.json`` (``unitprobe figures`` draws them later).
@@ -178,7 +177,6 @@ def compute_analysis(
     model, spec = checkpoint.model.eval(), checkpoint.task
     if device is not None:
         model = on_device(model, device)  # the checkpoint's own model stays where it is
-    cpu_model = on_device(model, "cpu")  # for direction_table, not yet device-clean
     if dataset is None and is_data_task(spec):
         raise UnitprobeError(
             f"task '{spec.name}' is a data task (its series are observed): pass its sequences "
@@ -269,7 +267,7 @@ def compute_analysis(
         )
     with torch_threads(config.jobs), timer("directions"):
         directions, loadings, nulls = _directions(
-            cpu_model, nets, data, terms, roles, config, seeds, nulls
+            model, nets, data, terms, roles, config, seeds, nulls
         )
     with timer("terms"):
         direction_null = {}
@@ -464,9 +462,7 @@ def _directions(
     """Directions for the terms no unit holds, on the network and on the null networks.
 
     Returns the ``directions`` and ``direction_loadings`` tables, and ``nulls`` with the null
-    networks' held-out direction transfers added (statistic ``direction_transfer``). Runs on
-    the CPU (``model`` and a CPU copy of each null network used): ``direction_table`` makes
-    its tensors there.
+    networks' held-out direction transfers added (statistic ``direction_transfer``).
     """
     held = set(roles.loc[roles["kind"] == "term", "role"])
     pending = [t for t in terms if str(t) not in held]
@@ -479,7 +475,7 @@ def _directions(
     directions, loadings = direction_table(model, data, pending, **kw)
     rows = [nulls]
     for k, net in enumerate(nets[: config.roles.n_null_directions]):
-        null_directions, _ = direction_table(on_device(net, "cpu"), data, pending, **kw)
+        null_directions, _ = direction_table(net, data, pending, **kw)
         rows.append(null_rows(k, null_directions, "direction_transfer", "transfer_test"))
     return directions, loadings, NULLS.coerce(pd.concat(rows, ignore_index=True))
 

@@ -32,6 +32,7 @@ import pandas as pd
 
 from unitprobe._utils import staged_output_dir, write_csv, write_json
 from unitprobe.config import AnalyzeConfig
+from unitprobe.devices import resolve_device
 from unitprobe.errors import UnitprobeError
 from unitprobe.pipeline.analyze import Analysis, compute_analysis, write_results
 from unitprobe.pipeline.stability import role_stability
@@ -100,6 +101,7 @@ def analyze_runs(
     config: AnalyzeConfig | None = None,
     *,
     dataset: Any = None,
+    device: Any = None,
     figures: bool = True,
     overwrite: bool = False,
     progress: bool | None = None,
@@ -116,7 +118,7 @@ def analyze_runs(
         ``overwrite``.
     config : AnalyzeConfig, optional
         The same for every run (so every run is analyzed on the same sequences).
-    dataset, figures, progress, echo
+    dataset, device, figures, progress, echo
         As in :func:`unitprobe.analyze`; ``figures`` draws each run's figures and report.
 
     Returns
@@ -127,6 +129,7 @@ def analyze_runs(
     if len(checkpoints) < 2:
         raise UnitprobeError(f"analyze several runs: got {len(checkpoints)} checkpoint(s)")
     names = [_run_name(k, c) for k, c in enumerate(checkpoints)]
+    where = None if device is None else resolve_device(device)  # before anything is written
     protect = [Path(c.path) for c in checkpoints if getattr(c, "path", None)]
     with staged_output_dir(Path(out), overwrite=overwrite, protect=protect) as stage:
         runs = []
@@ -134,7 +137,7 @@ def analyze_runs(
             if echo is not None:
                 echo(f"{name}:")
             run = compute_analysis(
-                checkpoint, config, dataset=dataset, progress=progress, echo=echo
+                checkpoint, config, dataset=dataset, device=where, progress=progress, echo=echo
             )
             write_results(run, stage / "runs" / name, config, figures=figures)
             runs.append(run)

@@ -211,7 +211,7 @@ class _Execution:
 
 
 def _train_and_analyze(config: RunConfig, run_dir: Path, how: _Execution, row: dict) -> dict:
-    """Train (on ``how.device``), save, analyze (on the CPU) and write the tables (and the
+    """Train and analyze (on ``how.device``), save, and write the tables (and the
     figures if ``how.figures``); fills ``row`` as it goes."""
     spec = TaskSpec.from_dict(config.task)
     train_config = config.train_config()
@@ -228,7 +228,7 @@ def _train_and_analyze(config: RunConfig, run_dir: Path, how: _Execution, row: d
     checkpoint = Checkpoint.from_training(result, spec, run_dir / "model.pt", train_config)
     start = time.perf_counter()
     analyze_config = config.analyze_config()
-    analysis = compute_analysis(checkpoint, analyze_config, progress=False)
+    analysis = compute_analysis(checkpoint, analyze_config, device=how.device, progress=False)
     timings["analyze"] = round(time.perf_counter() - start, 3)
     write_results(analysis, run_dir, analyze_config, figures=how.figures)
     row.update(run_indices(analysis.tables["probes"], analysis.tables["roles"]))
@@ -269,8 +269,8 @@ def run_config(
     figures : bool, default False
         Also draw the run's figures and ``report.html``.
     device : {"cpu", "cuda", "cuda:N", "auto"}, default "cpu"
-        Where to train (:func:`unitprobe.devices.resolve_device`; an unavailable device fails
-        the run); the analysis runs on the CPU. Not part of the key or of ``result.json``.
+        Where to train and analyze (:func:`unitprobe.devices.resolve_device`; an unavailable
+        device fails the run). Not part of the key or of ``result.json``.
 
     Returns
     -------
@@ -401,7 +401,7 @@ def run_sweep(
         Receives one line at the start, per failed configuration, per finished configuration
         when no progress bar is shown, and at the end.
     device : {"cpu", "cuda", "cuda:N", "auto"}, default "cpu"
-        Where each configuration trains (the analysis runs on the CPU). Resolved here before
+        Where each configuration trains and is analyzed. Resolved here before
         anything is written, or, with ``scheduler``, by each worker. Not part of the keys:
         results are the same up to float rounding.
 

@@ -233,17 +233,17 @@ def _batch(
         n_steps = min(n_steps, int(pairs.step.max()) + horizon + 1)
     runs = pair_runs(model, pairs, n_steps)
     ref = reference_change(pairs, dataset, reference, horizon, runs.y_base, runs.y_source, fields)
-    z_base = _stack(runs.states_base, states, layer)
-    dtype = z_base.dtype
+    z_base = _stack(runs.states_base, states, layer)  # on the model's device
+    dtype, device = z_base.dtype, z_base.device
     return _Batch(
         base=as_tensor(pairs.base[:, :n_steps], model),
-        steps=torch.as_tensor(pairs.step),
+        steps=torch.as_tensor(pairs.step, device=device),
         z_base=z_base,
         z_delta=_stack(runs.states_source, states, layer) - z_base,
-        y_base=torch.as_tensor(runs.y_base, dtype=dtype),
+        y_base=torch.as_tensor(runs.y_base, dtype=dtype, device=device),
         ref=ref,
-        ref_delta=torch.as_tensor(ref.delta, dtype=dtype),
-        weight=torch.as_tensor(ref.mask, dtype=dtype),
+        ref_delta=torch.as_tensor(ref.delta, dtype=dtype, device=device),
+        weight=torch.as_tensor(ref.mask, dtype=dtype, device=device),
     )
 
 
@@ -252,7 +252,7 @@ def _patched(model: UnitLSTM, batch: _Batch, basis: Tensor, layer: int, states: 
     z = batch.z_base + (batch.z_delta @ basis) @ basis.T  # (n, d)
     n_units = model.config.n_units
     new = {(s, layer): z[:, i * n_units : (i + 1) * n_units] for i, s in enumerate(states)}
-    masks = {layer: torch.ones(z.shape[0], n_units, dtype=torch.bool)}
+    masks = {layer: torch.ones(z.shape[0], n_units, dtype=torch.bool, device=z.device)}
     fast = {}
     if layer == 0 and set(states) == {"h", "c"}:  # the suffix path needs both base states
         base = {s: batch.z_base[:, i * n_units : (i + 1) * n_units] for i, s in enumerate(states)}
@@ -262,7 +262,7 @@ def _patched(model: UnitLSTM, batch: _Batch, basis: Tensor, layer: int, states: 
 
 def _score(model: UnitLSTM, batch: _Batch, basis: Tensor, layer: int, states) -> float:
     with torch.no_grad():
-        delta = _patched(model, batch, basis, layer, states).double().numpy()
+        delta = _patched(model, batch, basis, layer, states).double().cpu().numpy()
     return transfer(delta, batch.ref).transfer
 
 
@@ -297,7 +297,9 @@ def _fit(model, batch: _Batch, layer, states, k, epochs, lr, generator) -> _Fit:
         return (batch.weight * (delta - batch.ref_delta) ** 2).sum() / norm
 
     d = batch.z_base.shape[1]
-    free = torch.randn(d, k, generator=generator, dtype=batch.z_base.dtype)
+    # drawn on the CPU (the generator's device) so every device starts from the same basis
+    free = torch.randn(d, k, generator=generator, dtype=batch.z_base.dtype, device="cpu")
+    free = free.to(batch.z_base.device)
     free /= free.norm()
     if epochs == 0:
         return _Fit(_signed(_orthonormal(free)), [], 0, "")
@@ -498,7 +500,7 @@ def learn_direction(
         term=term,
         layer=layer,
         states=states,
-        basis=fit.basis.double().numpy(),
+        basis=fit.basis.double().cpu().numpy(),
         transfer_train=_score(model, batch, fit.basis, layer, states),
         transfer_test=_score(model, test_batch, fit.basis, layer, states),
         best_unit_transfer=float(best),
@@ -544,7 +546,7 @@ def direction_transfer(
             f"direction has {direction.basis.shape[0]} rows, the layer's states have "
             f"{batch.z_base.shape[1]}"
         )
-    basis = torch.as_tensor(direction.basis, dtype=batch.z_base.dtype)
+    basis = torch.as_tensor(direction.basis, dtype=batch.z_base.dtype, device=batch.z_base.device)
     return _score(model, batch, basis, direction.layer, direction.states)
 
 
