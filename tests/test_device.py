@@ -271,7 +271,9 @@ def test_help_lists_the_device_option(command):
     result = invoke(command, "--help")
     assert result.exit_code == 0
     text = " ".join(result.output.split())  # as wrapped at any terminal width
-    where = "Where to train" if command in ("train", "sweep") else "Where to run the model"
+    where = {"train": "Where to train", "sweep": "Where to train and analyze"}.get(
+        command, "Where to run the model"
+    )
     assert f"--device [cpu|cuda|auto] {where} (auto: cuda when there is a GPU)" in text
     assert "a GPU. [default: cpu]" in text
 
