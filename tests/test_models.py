@@ -8,6 +8,7 @@ from unitprobe.model.lstm import (
     Intervention,
     ModelConfig,
     UnitLSTM,
+    fused_trace,
     interventions,
     lstm_cell,
     run,
@@ -22,6 +23,26 @@ def _zero(value, step):
 def _model(n_layers=1, seed=0, n_units=5):
     torch.manual_seed(seed)
     return UnitLSTM(ModelConfig(n_inputs=3, n_units=n_units, n_outputs=2, n_layers=n_layers)).eval()
+
+
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_fused_trace_is_the_stepwise_run(n_layers):
+    model = _model(n_layers, n_units=9)
+    x = torch.randn(6, 12, 3, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        want, got = run(model, x), fused_trace(model, x)
+        only_h = fused_trace(model, x, record=("h",))
+    assert set(got.sites) == set(SITES) and set(only_h.sites) == {"h"}
+    torch.testing.assert_close(got.outputs, want.outputs, rtol=0, atol=1e-6)
+    for site in SITES:
+        assert got.sites[site].shape == (n_layers, 6, 12, 9)
+        torch.testing.assert_close(got.sites[site], want.sites[site], rtol=0, atol=1e-6)
+    assert torch.equal(only_h.h, got.h)
+    with pytest.raises(UnitprobeError, match="cannot record"):
+        fused_trace(model, x, record=("q",))
+    with interventions(model, [Intervention("h", layer=0, units=[1], setter=_zero)]):
+        with pytest.raises(UnitprobeError, match="without attached interventions; use run"):
+            fused_trace(model, x)
 
 
 @pytest.mark.parametrize("n_layers", [1, 2])

@@ -64,6 +64,7 @@ __all__ = [
     "interventions",
     "as_tensor",
     "fused_layer",
+    "fused_trace",
     "layer_params",
     "suffix_outputs",
 ]
@@ -492,6 +493,64 @@ def fused_layer(
             True, 1, 0.0, train, False, True,
         )  # fmt: skip
     return out, h_n[0], c_n[0]
+
+
+def fused_trace(
+    model: UnitLSTM, inputs: Tensor | np.ndarray, *, record: Sequence[str] = SITES
+) -> Trace:
+    """:func:`run` without edits, from the fused kernel: the same :class:`Trace` to float
+    rounding (tested to 1e-6), several times faster.
+
+    Each layer's ``h`` comes from :func:`fused_layer`; its gates then follow from one matrix
+    product over every step (``x_t W_ih^T + h_{t-1} W_hh^T + b``) and ``c`` from the
+    elementwise recurrence ``c_t = f_t c_{t-1} + i_t g_t``.
+
+    Parameters
+    ----------
+    model : UnitLSTM
+        Without attached interventions (:func:`run` applies those).
+    inputs : Tensor or ndarray of shape (n_sequences, n_steps, n_inputs)
+    record : sequence of site names, default all
+
+    Returns
+    -------
+    Trace
+        As :func:`run`'s.
+    """
+    if model._interventions:
+        raise UnitprobeError("fused_trace runs a model without attached interventions; use run")
+    unknown = [s for s in record if s not in SITES]
+    if unknown:
+        raise UnitprobeError(f"cannot record {unknown}; sites are {', '.join(SITES)}")
+    x = as_tensor(inputs, model)
+    recorded: dict[str, list[Tensor]] = {s: [] for s in record}
+    layer_in = x
+    for layer in range(model.config.n_layers):
+        params = layer_params(model, layer)
+        h, _, _ = fused_layer(layer_in, params)
+        if set(record) - {"h"}:
+            w_ih, w_hh, b_ih, b_hh = params
+            h_prev = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1)
+            pre = layer_in @ w_ih.T + h_prev @ w_hh.T + (b_ih + b_hh)  # (N, T, 4H)
+            i_pre, f_pre, g_pre, o_pre = pre.chunk(4, dim=-1)
+            gates = {
+                "i": torch.sigmoid(i_pre), "f": torch.sigmoid(f_pre), "g": torch.tanh(g_pre),
+                "o": torch.sigmoid(o_pre),
+            }  # fmt: skip
+            c = torch.empty_like(h)
+            c_t = torch.zeros_like(h[:, 0])
+            for t in range(h.shape[1]):
+                c_t = gates["f"][:, t] * c_t + gates["i"][:, t] * gates["g"][:, t]
+                c[:, t] = c_t
+            values = {**gates, "c": c}
+        else:
+            values = {}
+        values["h"] = h
+        for site in record:
+            recorded[site].append(values[site])
+        layer_in = h
+    sites = {k: torch.stack(v) for k, v in recorded.items()}  # (L, N, T, H)
+    return Trace(outputs=model.readout(layer_in), sites=sites)
 
 
 def suffix_outputs(

@@ -36,9 +36,8 @@ import torch
 from scipy.stats import spearmanr
 from torch import Tensor
 
-from unitprobe.methods.ablation.fused import clean_states
 from unitprobe.methods.ablation.values import VALUE_MAKERS
-from unitprobe.model.lstm import SITES, UnitLSTM
+from unitprobe.model.lstm import UnitLSTM, fused_trace
 
 __all__ = [
     "ScreenParts",
@@ -74,29 +73,9 @@ def _deltas(clean: Tensor, modes, start: int, seed: int, layers) -> list[Tensor]
 
 
 def clean_sites(model: UnitLSTM, x: Tensor) -> dict[str, Tensor]:
-    """Every site of the clean run, each of shape (L, N, T, H), from the fused kernel.
-
-    The fused run gives each layer's ``h``; the gates of all steps then follow from one matrix
-    product (``x_t W_ih^T + h_{t-1} W_hh^T + b``) and ``c`` from its elementwise recurrence.
-    """
-    clean = clean_states(model, x, start=0)
-    out: dict[str, list[Tensor]] = {k: [] for k in SITES}
-    for layer in range(model.config.n_layers):
-        w_ih, w_hh, bias = (w.detach() for w in model.layer_weights(layer))
-        h = clean.h[layer]
-        h_prev = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1)
-        pre = clean.inputs[layer] @ w_ih.T + h_prev @ w_hh.T + bias  # (N, T, 4H)
-        i_pre, f_pre, g_pre, o_pre = pre.chunk(4, dim=-1)
-        i, f, o = torch.sigmoid(i_pre), torch.sigmoid(f_pre), torch.sigmoid(o_pre)
-        g = torch.tanh(g_pre)
-        c = torch.empty_like(h)
-        c_t = torch.zeros_like(h[:, 0])
-        for t in range(h.shape[1]):
-            c_t = f[:, t] * c_t + i[:, t] * g[:, t]
-            c[:, t] = c_t
-        for k, v in zip("ifgoch", (i, f, g, o, c, h), strict=True):
-            out[k].append(v)
-    return {k: torch.stack(v) for k, v in out.items()}
+    """Every site of the clean run, each of shape (L, N, T, H), from the fused kernel
+    (:func:`~unitprobe.model.lstm.fused_trace`)."""
+    return fused_trace(model, x).sites
 
 
 def output_adjoints(

@@ -38,7 +38,14 @@ from unitprobe.methods.interventions.pairs import (
 )
 from unitprobe.methods.interventions.screen import linear_transfers, screen_units
 from unitprobe.methods.interventions.terms import Term, default_terms, output_fields, parse_term
-from unitprobe.model.lstm import Intervention, UnitLSTM, as_tensor, run, suffix_outputs
+from unitprobe.model.lstm import (
+    Intervention,
+    UnitLSTM,
+    as_tensor,
+    fused_trace,
+    run,
+    suffix_outputs,
+)
 from unitprobe.schemas import SCHEMAS, STATES
 from unitprobe.validation import check_choice, check_choices, check_int
 
@@ -230,20 +237,27 @@ class PairRuns:
     y_source: np.ndarray
     states_base: dict[str, Tensor]
     states_source: dict[str, Tensor]
+    fused: bool = False
 
 
 def pair_runs(model: UnitLSTM, pairs: Pairs, n_steps: int) -> PairRuns:
-    """Run the base and source inputs of ``pairs`` (first ``n_steps`` steps) without gradients."""
+    """Run the base and source inputs of ``pairs`` (first ``n_steps`` steps) without gradients.
+
+    A one-layer model without attached interventions runs in the fused kernel
+    (:func:`~unitprobe.model.lstm.fused_trace`, ``fused`` True), the same values to float
+    rounding as the stepwise :func:`~unitprobe.model.lstm.run` the others take.
+    """
     n = pairs.n_pairs
     x = as_tensor(np.concatenate([pairs.base, pairs.source])[:, :n_steps], model)
     rows = torch.arange(n, device=x.device)
     steps = torch.as_tensor(pairs.step, device=x.device)
+    fused = _suffix_ok(model, True)
     with torch.no_grad():
-        trace = run(model, x, record=STATES)
+        trace = fused_trace(model, x, record=STATES) if fused else run(model, x, record=STATES)
     y = trace.outputs.double().cpu().numpy()
     base = {s: trace.sites[s][:, rows, steps] for s in STATES}  # (L, n, H)
     source = {s: trace.sites[s][:, n + rows, steps] for s in STATES}
-    return PairRuns(y[:n], y[n:], base, source)
+    return PairRuns(y[:n], y[n:], base, source, fused)
 
 
 @dataclass
@@ -533,13 +547,17 @@ def _patched(
     n, n_steps = base.shape[0], base.shape[1]
     n_units = model.config.n_units
     per_chunk = max(1, CHUNK_ROWS // n)
-    y_ref = runs.y_base  # the base run by the path the patched runs take (rounding cancels)
+    # the base run by the path the patched runs take, so that rounding cancels
+    y_ref = runs.y_base
     suffix = _suffix_ok(model, "h" in states)
     if suffix:
         with torch.no_grad():
             h0, c0 = fast["base_states"]["h"], fast["base_states"]["c"]
             y_ref = suffix_outputs(model, base, steps, h0, c0, fast["y_base"])
             y_ref = y_ref.double().cpu().numpy()
+    elif runs.fused:  # patched stepwise (only c patched): the stepwise base run
+        with torch.no_grad():
+            y_ref = run(model, base, record=()).outputs.double().cpu().numpy()
     out = []
     for first in range(0, len(conditions), per_chunk):
         chunk = conditions[first : first + per_chunk]
