@@ -104,12 +104,15 @@ class AblationConfig:
         ``fused``: each ablated unit set runs through a modified fused ``nn.LSTM`` (exact, and
         several times faster); ``stepwise``: the hookable reference forward pass.
     exact : {"screen", "all"}
-        ``screen``: an output-linearized screen ranks every unit's effect from a few backward
-        passes and only units near ``screen_margin`` of the usage threshold, or among the
-        ``screen_top_k``, are ablated exactly (the others' rows hold the screen's estimate,
-        listed in ``summary.json``); ``all``: every unit exactly.
+        ``screen``: an output-linearized screen estimates every unit's effect from a few
+        backward passes, and only the units whose ``used`` flag (``usage > 0``) it cannot tell
+        for sure, or among the ``screen_top_k``, are ablated exactly (the others' rows hold
+        the screen's estimate, ``exact`` False in ``ablation.csv``); ``all``: every unit
+        exactly.
     screen_margin : float
-        Factor around the usage threshold inside which a screened unit is ablated exactly.
+        How far the screen's estimate must be from a decision to be trusted: the sign of a
+        unit's usage is trusted when its estimate exceeds ``1 - 1 / screen_margin`` times
+        its quadratic part (see :func:`~unitprobe.methods.ablation.ablation_table`).
     screen_top_k : int
         The largest screened effects are always ablated exactly.
     """
