@@ -452,8 +452,9 @@ def ablation_table(
         ``table.attrs``: ``ablation_engine``, ``exact_ablation``, ``n_exact`` (conditions run
         exactly), ``screened_out`` (``"layer:units"`` of the rows that hold screen estimates:
         their ``mse`` is ``mse_base`` + the screen's estimated change, and ``delta_mse``,
-        ``rel_delta`` follow from it); with the screen also ``screen_band``,
-        ``screen_top_k``, and its agreement with the exact values of the units run exactly:
+        ``rel_delta`` follow from it); with the screen also ``screen_band`` (``[0, 0]``
+        under the sign rule), ``screen_top_k``, and its agreement with the exact values of
+        the units run exactly:
         ``screen_spearman``, ``screen_median_rel_error``, ``screen_topk_recall``,
         ``screen_n_compared`` (on the usage, see :func:`screen_agreement`).
 
