@@ -497,7 +497,7 @@ class _Timer:
         self.seconds[stage] = round(elapsed, 3)
         if self.echo is not None:
             total = " (in all)" if again else ""
-            self.echo(f"  {stage:<12} {self.seconds[stage]:6.1f} s{total}")
+            self.echo(f"  {stage:<13} {self.seconds[stage]:6.1f} s{total}")
 
 
 def _read_summary(path: Path) -> dict[str, Any]:
