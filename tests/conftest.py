@@ -35,3 +35,16 @@ def planted_kx():
         return model, types.SimpleNamespace(inputs=x, targets=y, output_names=["a", "b"])
 
     return make
+
+
+@pytest.fixture
+def rotated_kx():
+    """A hand-wired network whose X[t-1] and K[t-1] are spread over units 2 and 3 as a 45
+    degree rotation (single units see mixtures, a learned direction recovers each term);
+    output a = 10 X[t-1], output b = 10 K[t-1]."""
+    r = 1 / np.sqrt(2)
+    taps = [(0, 0), (1, 0), {(1, 1): r, (0, 1): r}, {(1, 1): r, (0, 1): -r}]
+    readout = np.zeros((2, 4))
+    readout[0, 2:] = (10 * r, 10 * r)  # X[t-1]
+    readout[1, 2:] = (10 * r, -10 * r)  # K[t-1]
+    return planted_lstm(2, taps, n_outputs=2, readout=readout)

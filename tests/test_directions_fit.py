@@ -7,7 +7,6 @@ import pytest
 
 from unitprobe.methods.interventions import direction_table, learn_direction
 from unitprobe.methods.interventions.directions import DAS_ATOL, DAS_PATIENCE, DAS_RTOL
-from unitprobe.model.planted import planted_lstm
 
 R = 1 / np.sqrt(2)
 
@@ -18,15 +17,6 @@ def _data(n_seq=120, n_steps=6, seed=0):
                                  spec=None)  # fmt: skip
 
 
-def _rotated():
-    """X[t-1] and K[t-1] spread over units 2, 3 as a 45 degree rotation; two readouts."""
-    taps = [(0, 0), (1, 0), {(1, 1): R, (0, 1): R}, {(1, 1): R, (0, 1): -R}]
-    readout = np.zeros((2, 4))
-    readout[0, 2:] = (10 * R, 10 * R)  # X[t-1]
-    readout[1, 2:] = (10 * R, -10 * R)  # K[t-1]
-    return planted_lstm(2, taps, n_outputs=2, readout=readout)
-
-
 def _stalled(losses):
     """Per step: whether it lowered the loss by no more than the stopping rule's tolerance."""
     return [
@@ -35,8 +25,8 @@ def _stalled(losses):
 
 
 @pytest.mark.parametrize(("term", "known"), [("X[t-1]", (0, 0, R, R)), ("K[t-1]", (0, 0, R, -R))])
-def test_the_fit_recovers_a_planted_direction_and_stops_early(term, known):
-    model, ds = _rotated(), _data()
+def test_the_fit_recovers_a_planted_direction_and_stops_early(term, known, rotated_kx):
+    model, ds = rotated_kx, _data()
     d = learn_direction(model, ds, term, states=["h"], n_pairs=128, epochs=100,
                         reference="model")  # fmt: skip
     assert abs(float(d.basis[:, 0] @ np.array(known))) > 0.99
@@ -45,8 +35,8 @@ def test_the_fit_recovers_a_planted_direction_and_stops_early(term, known):
     assert d.note == ""
 
 
-def test_the_fit_stops_when_the_loss_stops_falling_whatever_the_budget():
-    model, ds = _rotated(), _data()
+def test_the_fit_stops_when_the_loss_stops_falling_whatever_the_budget(rotated_kx):
+    model, ds = rotated_kx, _data()
     kw = dict(n_pairs=96, reference="model", seed=3)
     d = learn_direction(model, ds, "X[t-1]", epochs=200, **kw)
     assert d.stopped == "converged"
@@ -60,8 +50,8 @@ def test_the_fit_stops_when_the_loss_stops_falling_whatever_the_budget():
     np.testing.assert_array_equal(more.basis, d.basis)
 
 
-def test_a_budget_that_runs_out_says_so():
-    model, ds = _rotated(), _data()
+def test_a_budget_that_runs_out_says_so(rotated_kx):
+    model, ds = rotated_kx, _data()
     kw = dict(n_pairs=96, reference="model", seed=1)  # this start takes a few steps
     short = learn_direction(model, ds, "X[t-1]", epochs=3, **kw)
     assert short.evaluations == 3 and short.stopped == "budget"
@@ -72,8 +62,8 @@ def test_a_budget_that_runs_out_says_so():
     np.testing.assert_allclose(start.basis.T @ start.basis, np.eye(1), atol=1e-6)
 
 
-def test_the_fit_is_deterministic_and_reported_in_the_table():
-    model, ds = _rotated(), _data(n_seq=60)
+def test_the_fit_is_deterministic_and_reported_in_the_table(rotated_kx):
+    model, ds = rotated_kx, _data(n_seq=60)
     kw = dict(n_pairs=64, epochs=60, reference="model", seed=2)
     a = learn_direction(model, ds, "K[t-1]", **kw)
     b = learn_direction(model, ds, "K[t-1]", **kw)
@@ -91,8 +81,8 @@ def test_the_fit_is_deterministic_and_reported_in_the_table():
     assert fit["loss"] == a.losses[-1]
 
 
-def test_a_term_the_output_ignores_fits_nothing():
-    model, ds = _rotated(), _data(n_seq=40)
+def test_a_term_the_output_ignores_fits_nothing(rotated_kx):
+    model, ds = rotated_kx, _data(n_seq=40)
     # K[t] reaches the readout one step later: the output at its own step ignores it
     d = learn_direction(model, ds, "K[t]", n_pairs=32, horizon=0, reference="model")
     assert np.isnan(d.transfer_test) and np.isnan(d.best_unit_transfer)

@@ -32,7 +32,6 @@ from unitprobe.tasks import generate, get_preset
 from unitprobe.tasks.presets import delay
 from unitprobe.views.intervention_figures import plot_directions, plot_interchange
 
-R = 1 / np.sqrt(2)
 KX = ("K", "X")
 TERMS = ["K[t]", "K[t-1]", "X[t]", "X[t-1]"]
 
@@ -239,17 +238,8 @@ def test_relations_reference_reads_the_task_and_falls_back_without_one():
 # --------------------------------------------------------------------------- directions
 
 
-def _rotated():
-    """X[t-1] and K[t-1] spread over units 2, 3 as a 45 degree rotation; two readouts."""
-    taps = [(0, 0), (1, 0), {(1, 1): R, (0, 1): R}, {(1, 1): R, (0, 1): -R}]
-    readout = np.zeros((2, 4))
-    readout[0, 2:] = (10 * R, 10 * R)  # X[t-1]
-    readout[1, 2:] = (10 * R, -10 * R)  # K[t-1]
-    return planted_lstm(2, taps, n_outputs=2, readout=readout)
-
-
-def test_das_finds_a_rotated_direction_the_single_units_miss():
-    model, ds = _rotated(), _data(n_steps=6)
+def test_das_finds_a_rotated_direction_the_single_units_miss(rotated_kx):
+    model, ds = rotated_kx, _data(n_steps=6)
     # learned on X[t-1] pairs, scored on K[t-1] pairs: the illusion guard
     d = learn_direction(model, ds, "X[t-1]", n_pairs=128, epochs=60, reference="model",
                         counterfactual_term="K[t-1]")  # fmt: skip
@@ -275,8 +265,8 @@ def test_das_on_an_untrained_network_transfers_less_than_on_the_planted_one():
     assert control.transfer_test < 0.2
 
 
-def test_direction_table_is_deterministic_and_well_formed():
-    model, ds = _rotated(), _data(n_seq=40, n_steps=5)
+def test_direction_table_is_deterministic_and_well_formed(rotated_kx):
+    model, ds = rotated_kx, _data(n_seq=40, n_steps=5)
     kwargs = dict(n_pairs=48, epochs=10, reference="model", seed=4)
     first = direction_table(model, ds, ["X[t-1]", "K[t-1]"], **kwargs)
     second = direction_table(model, ds, ["X[t-1]", "K[t-1]"], **kwargs)
@@ -306,8 +296,8 @@ def test_bad_arguments_are_clear_errors():
 # --------------------------------------------------------------------------- figures and CLI
 
 
-def test_figures_draw_the_tables():
-    model, ds = _rotated(), _data(n_seq=40, n_steps=5)
+def test_figures_draw_the_tables(rotated_kx):
+    model, ds = rotated_kx, _data(n_seq=40, n_steps=5)
     table = interchange_table(model, ds, TERMS, groups=[[2, 3]], n_pairs=32, reference="model")
     fig = plot_interchange(table)
     assert len(fig.axes[0].texts) > 0
