@@ -828,7 +828,9 @@ def test_large_probe_heatmap_draws_every_unit_and_labels_every_4th():
     assert _ticks(ax.get_yticklabels()) == [str(u) for u in range(0, N_LARGE, 4)] + ["population"]
     # the population row is as tall as the gap between two unit labels, so its label fits
     assert ax.get_yticks()[-1] == pytest.approx(N_LARGE + 2)
-    assert not ax.texts  # no per-cell annotations
+    assert not ax.texts  # no per-cell annotations, and the caption does not promise them
+    title = " ".join(ax.get_title().split())
+    assert "cell:" not in title and "probes.csv lists every value" in title
     mesh = _mesh(ax)
     assert mesh.get_rasterized() and not np.any(mesh.get_linewidths())  # no lines between cells
     assert fig.get_size_inches()[1] <= 1.6 + 0.2 * 65 + 1e-9  # not 0.2 inches per unit
@@ -838,6 +840,7 @@ def test_large_probe_heatmap_draws_every_unit_and_labels_every_4th():
 def test_small_heatmap_labels_every_row_and_parts_the_cells(probes, population):
     (ax,) = _heatmap_axes(F.plot_probe_heatmap(probes, population))
     assert _ticks(ax.get_yticklabels()) == ROWS
+    assert "cell: held-out R² (top)" in " ".join(ax.get_title().split())
     mesh = _mesh(ax)
     assert not mesh.get_rasterized() and np.all(mesh.get_linewidths() == 0.5)
 

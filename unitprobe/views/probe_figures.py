@@ -90,7 +90,8 @@ def _probe_figure(
     undefined: str | None = None,
 ) -> Figure:
     """One probe heatmap; ``undefined``: the text shown (without colour bar) when no shown
-    cell has a value."""
+    cell has a value. ``note`` describes the cell text; a heatmap too large for cell text
+    says instead where the values are."""
     columns = [value, *(c for c, _ in annotate if c != value)]
     df, rows, labels, targets, multi = _probe_rows(probes, population_probes, columns, state, layer)
     mats = _draw.grid(df, "_row", "target", columns, rows, targets, "probes")
@@ -142,6 +143,8 @@ def _probe_figure(
         shown = sorted({r[0] for r in rows})
         where = f"layer {shown[0]}" if len(shown) == 1 else "all layers"
         full = f"{title} ({where}, state {state})"
+        if not annotated:  # the cells carry no text: say where the numbers are
+            note = f"colour: {cbar_label}; too many cells to print, probes.csv lists every value"
         ax.set_title(_draw.wrap(f"{full}\n{note}", width - 0.4, 9), fontsize=9)
     return fig
 
