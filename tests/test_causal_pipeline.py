@@ -128,3 +128,21 @@ def test_null_fields_use_their_own_sequence_budget(monkeypatch, null_sequences, 
         compute_analysis(_checkpoint([(0, 0), (1, 0)]), config)
     # the network's own fields use config.attribution.max_sequences (128) of the 200
     assert seen == [expected]
+
+
+def test_the_summary_says_how_each_direction_search_ended(tmp_path):
+    spec = get_preset("seed")
+    data = generate(spec, n_sequences=64, seed=5)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5000)
+        net = fit_readout(UnitLSTM(planted_lstm(2, [None] * 6, n_outputs=2).config), data)
+    ckpt = Checkpoint(model=net, task=spec, path=Path("untrained.pt"), source="state_dict")
+    result = compute_analysis(ckpt, FAST)
+    directions = result.tables["directions"]
+    fits = result.summary["directions"]["fits"]
+    assert len(fits) == len(directions) > 0
+    assert [f["term"] for f in fits] == directions["term"].astype(str).tolist()
+    for fit in fits:
+        assert fit["stopped"] in {"converged", "stalled", "budget", "stationary", "not finite", ""}
+        assert 0 <= fit["evaluations"] <= FAST.roles.direction_epochs
+        assert fit["loss"] is None or fit["loss"] >= 0

@@ -592,7 +592,17 @@ def _summary(
         "wall_seconds": dict(seconds),
         "roles": _records(roles),
         "terms": _records(tables["terms"]),
+        # how each direction search of the network ended (loss evaluations, stopping reason)
+        "directions": {"fits": _plain_fits(tables["directions"].attrs.get("fits", []))},
     }
+
+
+def _plain_fits(fits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The direction fits as JSON values (a NaN loss becomes None)."""
+    return [
+        {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in f.items()}
+        for f in fits
+    ]
 
 
 def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
