@@ -170,16 +170,22 @@ def test_sign_rule_marks_exactly_the_units_whose_sign_is_unsure():
     assert unsure.tolist() == [False, True, False, False, True]
     may_be_used = _sign_uncertain(est[:, :, None], quad[:, :, None], 0.4, exact_used=True)
     assert may_be_used.tolist() == [True, True, False, False, True]
+    # no mode that decides usage (zero ablation only): nothing to guard
+    none = _sign_uncertain(est[:, :0, None], quad[:, :0, None], 0.4, exact_used=False)
+    assert none.tolist() == [False] * 5
 
 
 def test_sign_screen_keeps_every_used_flag_of_the_exact_table():
     # a random readout: some ablations raise the error, others lower it
     model, ds = _model(n_layers=1, n_units=24, scale=0.8, seed=4), _dataset(n_seq=48)
     exact = ablation_table(model, ds, modes=("mean", "resample"), exact="all")
-    kw = dict(modes=("mean", "resample"), exact="screen", threshold=0.0, screen_margin=3)
+    # zero ablation is in the table but never decides usage, so it cannot make a sign sure
+    kw = dict(modes=("zero", "mean", "resample"), exact="screen", threshold=0.0, screen_margin=3)
     screened = ablation_table(model, ds, screen_top_k=0, **kw)
-    usage = {
-        name: t.query("output == 'all'").groupby(t.units.astype(int)).rel_delta.max()
+    usage = {  # what the roles read: mean and resample only
+        name: t.query("output == 'all' and mode != 'zero'")
+        .groupby(t.units.astype(int))
+        .rel_delta.max()
         for name, t in (("exact", exact), ("screened", screened))
     }
     assert (usage["exact"] > 0).any() and (usage["exact"] <= 0).any()

@@ -24,6 +24,7 @@ __all__ = [
     "Schema",
     "SCHEMAS",
     "ABLATION_MODES",
+    "USAGE_MODES",
     "ATTRIBUTION_METHODS",
     "UNIT_ATTRIBUTION_METHODS",
     "FIELD_METHODS",
@@ -39,6 +40,8 @@ __all__ = [
 
 #: Ablation modes: replace a unit's state by 0, by its mean, or by another sequence's value.
 ABLATION_MODES = ("zero", "mean", "resample")
+#: Ablation modes that decide whether the output uses a unit (zero ablation never does).
+USAGE_MODES = ("mean", "resample")
 #: Input x lag attribution methods (Captum).
 ATTRIBUTION_METHODS = ("integrated_gradients", "saliency", "input_x_gradient")
 #: Unit attribution methods (Captum layer methods).

@@ -204,7 +204,10 @@ def ablation_table_arrays(
             near = _near_threshold(screen + sse_base, sse_base, band)
         else:
             band = (0.0, np.inf if exact_used else 0.0)
-            near = _sign_uncertain(screen, quadratic, 1 - 1 / screen_margin, exact_used)
+            used_modes = [k for k, m in enumerate(modes) if m in schemas.USAGE_MODES]
+            near = _sign_uncertain(
+                screen[:, used_modes], quadratic[:, used_modes], 1 - 1 / screen_margin, exact_used
+            )
         run_exact = _must_run(conditions, screen + sse_base, sse_base, near, screen_top_k)
     sse = torch.full(
         (len(conditions), len(modes), cfg.n_outputs),
@@ -278,6 +281,9 @@ def _near_threshold(screen_sse: Tensor, sse_base: Tensor, band: tuple[float, flo
 def _sign_uncertain(dsse: Tensor, quadratic: Tensor, kappa: float, exact_used: bool) -> np.ndarray:
     """Per condition: can the screen not tell the sign of the usage (``usage > 0``)?
 
+    ``dsse`` and ``quadratic`` hold the modes that decide usage (``schemas.USAGE_MODES``: mean and
+    resample; zero ablation never decides), shape (n_cond, M, O) each.
+
     The usage is positive for sure when some mode's pooled estimate exceeds ``kappa`` times its
     quadratic part, and not positive for sure when every mode's is below ``-kappa`` times it (a
     linearized ``dy`` off by a share ``e`` moves the estimate by about ``2 e`` of the
@@ -285,6 +291,8 @@ def _sign_uncertain(dsse: Tensor, quadratic: Tensor, kappa: float, exact_used: b
     With ``exact_used`` every unit that may be used is uncertain.
     """
     est, quad = dsse.mean(dim=2), quadratic.mean(dim=2)  # (n_cond, M), pooled over outputs
+    if est.shape[1] == 0:  # no mode decides usage (zero ablation only): nothing to guard
+        return np.zeros(est.shape[0], dtype=bool)
     positive = (est > kappa * quad).any(dim=1)
     negative = (est <= -kappa * quad).all(dim=1)
     uncertain = ~negative if exact_used else ~(positive | negative)

@@ -77,7 +77,7 @@ __all__ = [
 
 NONE = schemas.NO_ROLE
 #: Ablation modes that decide whether the output uses a unit (zero ablation never does).
-USAGE_MODES = ("mean", "resample")
+USAGE_MODES = schemas.USAGE_MODES
 #: Most terms in a formula role (a unit holding a fixed mixture of two terms).
 FORMULA_TERMS = 2
 INTERCHANGE_COLUMNS = ("layer", "units", "term", "transfer")
