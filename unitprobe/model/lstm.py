@@ -501,8 +501,8 @@ def fused_trace(
     """:func:`run` without edits, from the fused kernel: the same :class:`Trace` to float
     rounding (tested to 1e-6), several times faster.
 
-    Each layer's ``h`` comes from :func:`fused_layer`; its gates then follow from one matrix
-    product over every step (``x_t W_ih^T + h_{t-1} W_hh^T + b``) and ``c`` from the
+    Each layer's ``h`` comes from :func:`fused_layer`; its gates then follow from
+    :func:`lstm_step` applied to every step at once (``h_{t-1}`` is known), and ``c`` from the
     elementwise recurrence ``c_t = f_t c_{t-1} + i_t g_t``.
 
     Parameters
@@ -528,24 +528,21 @@ def fused_trace(
     for layer in range(model.config.n_layers):
         params = layer_params(model, layer)
         h, _, _ = fused_layer(layer_in, params)
+        values = {"h": h}
         if set(record) - {"h"}:
             w_ih, w_hh, b_ih, b_hh = params
             h_prev = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1)
-            pre = layer_in @ w_ih.T + h_prev @ w_hh.T + (b_ih + b_hh)  # (N, T, 4H)
-            i_pre, f_pre, g_pre, o_pre = pre.chunk(4, dim=-1)
-            gates = {
-                "i": torch.sigmoid(i_pre), "f": torch.sigmoid(f_pre), "g": torch.tanh(g_pre),
-                "o": torch.sigmoid(o_pre),
-            }  # fmt: skip
+            # the gates of every step at once; the c and h it also returns are not the run's
+            # (they start from c = 0 at every step) and are left unused
+            i, f, g, o, _, _ = lstm_step(
+                layer_in @ w_ih.T + (b_ih + b_hh), h_prev, torch.zeros_like(h), w_hh
+            )
             c = torch.empty_like(h)
             c_t = torch.zeros_like(h[:, 0])
             for t in range(h.shape[1]):
-                c_t = gates["f"][:, t] * c_t + gates["i"][:, t] * gates["g"][:, t]
+                c_t = f[:, t] * c_t + i[:, t] * g[:, t]
                 c[:, t] = c_t
-            values = {**gates, "c": c}
-        else:
-            values = {}
-        values["h"] = h
+            values.update(i=i, f=f, g=g, o=o, c=c)
         for site in record:
             recorded[site].append(values[site])
         layer_in = h
