@@ -199,16 +199,17 @@ def ablation_table_arrays(
         screen, quadratic = _screen(
             model, x, y, conditions, modes, site, start, seed, memory_budget_mb
         )
+        usage = _usage(screen + sse_base, sse_base)  # estimated, per condition
         if threshold > 0:
             band = (threshold / screen_margin, np.inf if exact_used else threshold * screen_margin)
-            near = _near_threshold(screen + sse_base, sse_base, band)
+            near = (usage >= band[0]) & (usage <= band[1])
         else:
             band = (0.0, np.inf if exact_used else 0.0)
             used_modes = [k for k, m in enumerate(modes) if m in schemas.USAGE_MODES]
             near = _sign_uncertain(
                 screen[:, used_modes], quadratic[:, used_modes], 1 - 1 / screen_margin, exact_used
             )
-        run_exact = _must_run(conditions, screen + sse_base, sse_base, near, screen_top_k)
+        run_exact = _must_run(conditions, usage, near, screen_top_k)
     sse = torch.full(
         (len(conditions), len(modes), cfg.n_outputs),
         torch.nan,
@@ -272,12 +273,6 @@ def _usage(sse: Tensor, sse_base: Tensor) -> np.ndarray:
     return rel.max(dim=1).values.cpu().numpy()
 
 
-def _near_threshold(screen_sse: Tensor, sse_base: Tensor, band: tuple[float, float]) -> np.ndarray:
-    """Per condition: is the estimated usage inside ``band``?"""
-    usage = _usage(screen_sse, sse_base)
-    return (usage >= band[0]) & (usage <= band[1])
-
-
 def _sign_uncertain(dsse: Tensor, quadratic: Tensor, kappa: float, exact_used: bool) -> np.ndarray:
     """Per condition: can the screen not tell the sign of the usage (``usage > 0``)?
 
@@ -299,9 +294,9 @@ def _sign_uncertain(dsse: Tensor, quadratic: Tensor, kappa: float, exact_used: b
     return uncertain.cpu().numpy()
 
 
-def _must_run(conditions, screen_sse, sse_base, near: np.ndarray, top_k: int) -> list[int]:
-    """Conditions the screen cannot rule out: groups, those ``near`` a decision, the top k."""
-    usage = _usage(screen_sse, sse_base)
+def _must_run(conditions, usage: np.ndarray, near: np.ndarray, top_k: int) -> list[int]:
+    """Conditions the screen cannot rule out: groups, those ``near`` a decision, the top k of
+    the estimated ``usage``."""
     single = np.array([len(u) == 1 for _, u in conditions])
     keep = ~single | ~np.isfinite(usage) | near
     ranked = [c for c in np.argsort(-np.nan_to_num(usage, nan=-np.inf), kind="stable") if single[c]]
@@ -433,7 +428,7 @@ def ablation_table(
         sign: no mode's pooled estimate is above ``(1 - 1 / screen_margin)`` times its
         quadratic part ``sum dy²`` and not every mode's is below minus that (measured on
         trained 64-unit networks of 11 presets and seed networks of 64-256 units: no sign
-        missed at a third of that bound).
+        missed at 0.3 times the quadratic part, under half of that bound).
     screen_margin : float, default 3
         >= 1; how far an estimate must be from the threshold to skip the exact run. On trained
         networks of every preset the exact usage was at most 1.4x the estimate.
