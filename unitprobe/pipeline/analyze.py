@@ -40,7 +40,7 @@ import sklearn
 import torch
 
 from unitprobe import __version__
-from unitprobe._utils import staged_output_dir, torch_threads, write_json
+from unitprobe._utils import staged_output_dir, to_plain, torch_threads, write_json
 from unitprobe.config import AnalyzeConfig
 from unitprobe.devices import full_float32, on_device, resolve_device
 from unitprobe.errors import DataError, UnitprobeError
@@ -421,12 +421,17 @@ def _nulls(
     table = null_statistics(
         nets, data, terms=[str(t) for t in terms], targets=targets,
         max_lag=int(fields["lag"].max()) if len(fields) else None,
-        max_sequences=min(config.attribution.max_sequences, config.roles.null_field_sequences),
+        max_sequences=_null_field_sequences(config),
         ablation_sequences=config.ablation.max_sequences, n_splits=config.probes.n_splits,
         alpha=config.probes.alpha, n_costly=costly, seed=seeds["controls"],
         exact_ablation=config.ablation.exact,
     )  # fmt: skip
     return table
+
+
+def _null_field_sequences(config: AnalyzeConfig) -> int:
+    """Sequences of each null network's receptive field: never more than the network's own."""
+    return min(config.attribution.max_sequences, config.roles.null_field_sequences)
 
 
 def _null_interchange(
@@ -572,9 +577,7 @@ def _summary(
         "nulls": {
             "networks": config.roles.n_null,
             "networks_for_interventions": config.roles.n_null_interventions,
-            "field_sequences": min(
-                config.attribution.max_sequences, config.roles.null_field_sequences
-            ),
+            "field_sequences": _null_field_sequences(config),
             "thresholds": null_thresholds(nulls),
             "rule": "a role's receptive-field match must exceed every null unit's "
             "(threshold = the largest null value)",
@@ -593,16 +596,8 @@ def _summary(
         "roles": _records(roles),
         "terms": _records(tables["terms"]),
         # how each direction search of the network ended (loss evaluations, stopping reason)
-        "directions": {"fits": _plain_fits(tables["directions"].attrs.get("fits", []))},
+        "directions": {"fits": to_plain(tables["directions"].attrs.get("fits", []))},
     }
-
-
-def _plain_fits(fits: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The direction fits as JSON values (a NaN loss becomes None)."""
-    return [
-        {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in f.items()}
-        for f in fits
-    ]
 
 
 def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
