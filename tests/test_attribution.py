@@ -24,6 +24,7 @@ from unitprobe.methods.attribution import (
     unit_attribution_per_sequence,
 )
 from unitprobe.methods.attribution._common import CaptumNetwork, budget_batch_size, pairs
+from unitprobe.methods.attribution.fields import receptive_field_arrays
 from unitprobe.model.lstm import ModelConfig, UnitLSTM, run
 from unitprobe.model.planted import planted_lstm
 
@@ -262,6 +263,43 @@ def test_receptive_fields_average_each_lag_over_the_steps_where_it_exists():
     lag3 = both["lag"] == 3
     np.testing.assert_allclose(both[lag3]["attribution"], late[lag3]["attribution"], atol=1e-7)
     assert not np.allclose(both[~lag3]["attribution"], late[~lag3]["attribution"])
+
+
+@pytest.mark.parametrize("method", ["gradient", "integrated_gradients"])
+def test_receptive_field_arrays_hold_the_table_values(method):
+    model = random_model(8, n_layers=2)
+    x = normal_inputs(9, 7, 3, seed=8)
+    table = receptive_fields(model, x, ["a", "b", "c"], layer=1, max_lag=4, method=method)
+    fields = receptive_field_arrays(
+        model, x, ["a", "b", "c"], layer=1, max_lag=4, method=method
+    )  # fmt: skip
+    assert fields.signed.shape == (5, 3, model.config.n_units)
+    assert (fields.input_names, fields.max_lag) == (["a", "b", "c"], 4)
+    assert (fields.n_sequences, fields.steps) == (table.attrs["n_sequences"], table.attrs["steps"])
+    by_cell = table.set_index(["unit", "feature", "lag"])
+    for (unit, feature, lag), row in by_cell.iterrows():
+        f = "abc".index(feature)
+        assert fields.signed[lag, f, unit] == row["attribution_signed"]
+        assert fields.absolute[lag, f, unit] == row["attribution"]
+    signed_only = receptive_field_arrays(
+        model, x, ["a", "b", "c"], layer=1, max_lag=4, method=method, with_absolute=False
+    )  # fmt: skip
+    assert signed_only.absolute is None
+    np.testing.assert_array_equal(signed_only.signed, fields.signed)
+
+
+def test_receptive_fields_keep_the_requested_units_in_order():
+    model = random_model(9, n_layers=1)
+    x = normal_inputs(4, 6, 3, seed=9)
+    table = receptive_fields(model, x, max_lag=2, units=[4, 1])
+    assert table["unit"].tolist() == [4] * 9 + [1] * 9
+    assert table["lag"].tolist()[:9] == [0, 1, 2] * 3
+    full = receptive_fields(model, x, max_lag=2).set_index(["unit", "feature", "lag"])
+    np.testing.assert_array_equal(
+        table["attribution_signed"].to_numpy(),
+        full.loc[[(u, f, k) for u, f, k in table[["unit", "feature", "lag"]].itertuples(
+            index=False)], "attribution_signed"].to_numpy(),
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from unitprobe.config import RoleConfig
 from unitprobe.errors import DataError
 from unitprobe.methods.attribution import receptive_fields
 from unitprobe.methods.roles import assign_causal_roles
-from unitprobe.methods.roles.causal import field_matches, term_cell
+from unitprobe.methods.roles.causal import field_match_cosines, field_matches, term_cell
 from unitprobe.model.lstm import UnitLSTM
 from unitprobe.model.planted import planted_lstm
 from unitprobe.pipeline.nulls import (
@@ -127,6 +127,26 @@ def test_field_matches_and_formula_text():
     assert field_matches({}, [("K", 0)])[1][0] != field_matches({}, [("K", 0)])[1][0]  # NaN
     with pytest.raises(DataError, match="term 'K\\[t\\] \\+ X\\[t\\]' is not a series at a lag"):
         term_cell("K[t] + X[t]")
+
+
+def test_field_match_cosines_equal_field_matches_unit_by_unit():
+    rng = np.random.default_rng(4)
+    names = ["K", "X"]
+    signed = rng.normal(size=(4, 2, 7)) * np.array([1e-6, 1.0, 1e3, 1, 1, 1, 1])
+    signed[:, :, 3] = 0.0  # a zero field: NaN
+    signed[2, 1, 4] = np.nan  # NaN counts as 0
+    cells = [term_cell(t) for t in TERMS] + [("X", 9), ("Q", 0)]  # outside the field: 0
+    got = field_match_cosines(signed, names, cells, max_terms=2)
+    for unit in range(7):
+        field = {
+            (name, lag): float(np.nan_to_num(signed[lag, f, unit]))
+            for f, name in enumerate(names)
+            for lag in range(4)
+        }
+        np.testing.assert_array_equal(got[unit], field_matches(field, cells, max_terms=2)[1])
+    assert np.isnan(got[3]).all()
+    with pytest.raises(DataError, match="needs at least one candidate cell"):
+        field_match_cosines(signed, names, [])
 
 
 def test_a_thin_null_is_refused(seed_data):

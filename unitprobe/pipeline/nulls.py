@@ -40,15 +40,14 @@ import torch
 
 from unitprobe.config import AblationConfig, ProbeConfig
 from unitprobe.methods.ablation import ablation_table
-from unitprobe.methods.attribution import receptive_fields
+from unitprobe.methods.attribution.fields import receptive_field_arrays
 from unitprobe.methods.probes import unit_probes
 from unitprobe.methods.roles.causal import (
     FORMULA_TERMS,
-    field_matches,
+    field_match_cosines,
     term_cell,
     usage_from_ablation,
 )
-from unitprobe.methods.roles.evidence import receptive_field_vectors
 from unitprobe.model.lstm import UnitLSTM, as_tensor, run
 from unitprobe.schemas import SCHEMAS
 from unitprobe.validation import check_int
@@ -172,14 +171,16 @@ def null_statistics(
     inputs = np.asarray(dataset.inputs)
     for k, net in enumerate(networks):
         for layer in range(net.config.n_layers):
-            rf = receptive_fields(
+            fields = receptive_field_arrays(
                 net, inputs, dataset.input_names, layer=layer, max_lag=max_lag,
-                max_sequences=max_sequences, seed=seed,
+                max_sequences=max_sequences, seed=seed, with_absolute=False,
             )  # fmt: skip
-            for (_, unit), field in receptive_field_vectors(rf, "h", "gradient").items():
-                _, cos_k = field_matches(field, cells, max_terms=FORMULA_TERMS)
-                rows.append((k, layer, unit, "field_cosine", None, cos_k[0]))
-                rows.append((k, layer, unit, "formula_cosine", None, cos_k[-1]))
+            cos_k = field_match_cosines(
+                fields.signed, fields.input_names, cells, max_terms=FORMULA_TERMS
+            )  # (n_units, FORMULA_TERMS): the best single term, the best formula
+            for unit, (best, formula) in enumerate(cos_k[:, [0, -1]].tolist()):
+                rows.append((k, layer, unit, "field_cosine", None, best))
+                rows.append((k, layer, unit, "formula_cosine", None, formula))
         if n_costly is not None and k >= n_costly:
             continue
         rows += _usage_rows(k, net, dataset, ablation_sequences, seed, exact_ablation)

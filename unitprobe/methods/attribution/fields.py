@@ -9,7 +9,7 @@ through), checked against Captum's ``NeuronGradient`` and ``NeuronIntegratedGrad
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,7 @@ from unitprobe.methods.attribution._common import (
 from unitprobe.model.lstm import SITES, UnitLSTM, lstm_cell
 from unitprobe.validation import check_choice, check_int
 
-__all__ = ["receptive_fields"]
+__all__ = ["FieldArrays", "receptive_field_arrays", "receptive_fields"]
 
 
 def _shift(d: Tensor) -> Tensor:
@@ -93,6 +93,121 @@ def _gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Points in [0, 1] and weights summing to 1 (Captum's ``gausslegendre``)."""
     points, weights = np.polynomial.legendre.leggauss(n)
     return 0.5 * (points + 1.0), 0.5 * weights
+
+
+class FieldArrays(NamedTuple):
+    """Every unit's mean receptive field in one layer (:func:`receptive_field_arrays`).
+
+    Attributes
+    ----------
+    signed : ndarray of float64, shape (max_lag + 1, n_inputs, n_units)
+        ``signed[lag, f, u]``: the mean coefficient of unit ``u`` on input ``f`` at ``lag``.
+    absolute : ndarray of float64 of the same shape, or None
+        The mean ``|coefficient|`` (None when not asked for).
+    input_names : list of str
+    n_sequences : int
+        Sequences averaged over.
+    steps : list of int
+        Target steps averaged over.
+    max_lag : int
+    """
+
+    signed: np.ndarray
+    absolute: np.ndarray | None
+    input_names: list[str]
+    n_sequences: int
+    steps: list[int]
+    max_lag: int
+
+
+def receptive_field_arrays(
+    model: UnitLSTM,
+    inputs: Any,
+    input_names: Sequence[str] | None = None,
+    *,
+    layer: int = 0,
+    site: str = "h",
+    max_lag: int | None = None,
+    method: str = AttributionConfig.field_methods[0],
+    steps: int | Sequence[int] | None = None,
+    baseline: Baseline = "zero",
+    n_steps_ig: int = AttributionConfig.field_n_steps_ig,
+    max_sequences: int | None = AttributionConfig.max_sequences,
+    batch_size: int = 128,
+    seed: int = 0,
+    with_absolute: bool = True,
+) -> FieldArrays:
+    """Every unit's receptive field as arrays: :func:`receptive_fields` without the table.
+
+    The parameters are :func:`receptive_fields`' (every unit of the layer is computed);
+    ``with_absolute=False`` skips the mean ``|coefficient|``. The null networks of
+    :mod:`unitprobe.pipeline.nulls` read their fields this way.
+
+    Returns
+    -------
+    FieldArrays
+        ``signed`` (and ``absolute``) of shape (max_lag + 1, n_inputs, n_units): the values of
+        :func:`receptive_fields`' ``attribution_signed`` (and ``attribution``) columns.
+
+    Example
+    -------
+    >>> fields = receptive_field_arrays(model, x, ["K", "X"], with_absolute=False)
+    >>> fields.signed[1, 0]  # every unit's mean coefficient on K[t-1]
+    """
+    x, in_names, _ = resolve_data(model, inputs, input_names, None)
+    check_choice(method, "method", schemas.FIELD_METHODS)
+    check_choice(site, "site", SITES)
+    check_int(n_steps_ig, "n_steps_ig", minimum=1)
+    check_int(max_sequences, "max_sequences", minimum=1, allow_none=True)
+    check_int(batch_size, "batch_size", minimum=1)
+    layer = resolve_layer(layer, model.config.n_layers)
+    n_steps = x.shape[1]
+    lag_max = resolve_max_lag(max_lag, n_steps)
+    target_steps = set(resolve_steps(steps, n_steps, lag_max, None).tolist())
+    base = baseline_tensor(baseline, x)
+    if base.ndim == 3:
+        raise DataError("receptive_fields takes a baseline of shape (n_steps, n_inputs)")
+    x = x[torch.as_tensor(subsample(x.shape[0], max_sequences, seed), device=x.device)]
+    n_lags = lag_max + 1
+    shape = (n_lags, x.shape[2], model.config.n_units)
+    signed = x.new_zeros(shape, dtype=torch.float64)  # sums over sequences and steps
+    absolute = x.new_zeros(shape, dtype=torch.float64) if with_absolute else None
+    count = np.zeros(n_lags)
+    if method == "gradient":
+        alphas, weights = np.ones(1), np.ones(1)
+    else:
+        alphas, weights = _gauss_legendre(n_steps_ig)
+    w = torch.as_tensor(weights, dtype=x.dtype, device=x.device).reshape(1, 1, -1, 1, 1)
+    last = max(target_steps)
+    with attribution_mode(model), torch.no_grad():
+        for sl in batches(x.shape[0], batch_size):
+            xb = x[sl, : last + 1]
+            diff = xb - base[: last + 1]  # (B, T, F)
+            path = torch.cat([base[: last + 1] + float(a) * diff for a in alphas])  # (A*B, T, F)
+            for t, jac in _site_jacobians(model, path, layer, site, n_lags):
+                if t not in target_steps:
+                    continue
+                if method == "integrated_gradients":
+                    jac = jac.unflatten(2, (len(alphas), -1))  # (W, F, A, B, H)
+                    jac = (jac * w).sum(dim=2)  # quadrature over the path: (W, F, B, H)
+                    src = torch.arange(t, t - n_lags, -1, device=x.device).clamp(min=0)
+                    jac = jac * diff[:, src].permute(1, 2, 0)[..., None]  # x (x - b)[t - lag]
+                valid = slice(0, min(t, lag_max) + 1)  # lags whose source step exists
+                signed[valid] += jac[valid].sum(dim=2).double()
+                if absolute is not None:  # the sum of |jac| over sequences, no |jac| copy
+                    absolute[valid] += torch.linalg.vector_norm(jac[valid], ord=1, dim=2).double()
+                count[valid] += xb.shape[0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_signed = signed.cpu().numpy() / count[:, None, None]
+        mean_abs = None if absolute is None else absolute.cpu().numpy() / count[:, None, None]
+    return FieldArrays(
+        signed=mean_signed,
+        absolute=mean_abs,
+        input_names=list(in_names),
+        n_sequences=int(x.shape[0]),
+        steps=sorted(target_steps),
+        max_lag=lag_max,
+    )
 
 
 def receptive_fields(
@@ -165,70 +280,33 @@ def receptive_fields(
     >>> rf = receptive_fields(model, x, ["K", "X"])
     >>> rf.loc[rf.groupby("unit")["attribution"].idxmax(), ["unit", "feature", "lag"]]
     """
-    x, in_names, _ = resolve_data(model, inputs, input_names, None)
-    check_choice(method, "method", schemas.FIELD_METHODS)
-    check_choice(site, "site", SITES)
-    check_int(n_steps_ig, "n_steps_ig", minimum=1)
-    check_int(max_sequences, "max_sequences", minimum=1, allow_none=True)
-    check_int(batch_size, "batch_size", minimum=1)
-    layer = resolve_layer(layer, model.config.n_layers)
     chosen = resolve_units(units, model.config.n_units)
-    n_steps = x.shape[1]
-    lag_max = resolve_max_lag(max_lag, n_steps)
-    target_steps = set(resolve_steps(steps, n_steps, lag_max, None).tolist())
-    base = baseline_tensor(baseline, x)
-    if base.ndim == 3:
-        raise DataError("receptive_fields takes a baseline of shape (n_steps, n_inputs)")
-    x = x[torch.as_tensor(subsample(x.shape[0], max_sequences, seed), device=x.device)]
-    n_lags = lag_max + 1
-    shape = (n_lags, x.shape[2], model.config.n_units)
-    signed = x.new_zeros(shape, dtype=torch.float64)  # sums over sequences and steps
-    absolute = x.new_zeros(shape, dtype=torch.float64)
-    count = np.zeros(n_lags)
-    if method == "gradient":
-        alphas, weights = np.ones(1), np.ones(1)
-    else:
-        alphas, weights = _gauss_legendre(n_steps_ig)
-    w = torch.as_tensor(weights, dtype=x.dtype, device=x.device).reshape(1, 1, -1, 1, 1)
-    last = max(target_steps)
-    with attribution_mode(model), torch.no_grad():
-        for sl in batches(x.shape[0], batch_size):
-            xb = x[sl, : last + 1]
-            diff = xb - base[: last + 1]  # (B, T, F)
-            path = torch.cat([base[: last + 1] + float(a) * diff for a in alphas])  # (A*B, T, F)
-            for t, jac in _site_jacobians(model, path, layer, site, n_lags):
-                if t not in target_steps:
-                    continue
-                if method == "integrated_gradients":
-                    jac = jac.unflatten(2, (len(alphas), -1))  # (W, F, A, B, H)
-                    jac = (jac * w).sum(dim=2)  # quadrature over the path: (W, F, B, H)
-                    src = torch.arange(t, t - n_lags, -1, device=x.device).clamp(min=0)
-                    jac = jac * diff[:, src].permute(1, 2, 0)[..., None]  # x (x - b)[t - lag]
-                valid = slice(0, min(t, lag_max) + 1)  # lags whose source step exists
-                signed[valid] += jac[valid].sum(dim=2).double()
-                # the sum of |jac| over sequences, without a |jac|-sized temporary
-                absolute[valid] += torch.linalg.vector_norm(jac[valid], ord=1, dim=2).double()
-                count[valid] += xb.shape[0]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_signed = signed.cpu().numpy() / count[:, None, None]
-        mean_abs = absolute.cpu().numpy() / count[:, None, None]
-    rows = [
-        {
-            "method": method,
-            "state": site,
-            "layer": layer,
-            "unit": u,
-            "feature": name,
-            "lag": lag,
-            "attribution": mean_abs[lag, f, u],
-            "attribution_signed": mean_signed[lag, f, u],
-        }
-        for u in chosen
-        for f, name in enumerate(in_names)
-        for lag in range(n_lags)
-    ]
-    df = schemas.frame("receptive_fields", rows)
+    fields = receptive_field_arrays(
+        model, inputs, input_names, layer=layer, site=site, max_lag=max_lag, method=method,
+        steps=steps, baseline=baseline, n_steps_ig=n_steps_ig, max_sequences=max_sequences,
+        batch_size=batch_size, seed=seed,
+    )  # fmt: skip
+    mean_signed, mean_abs, in_names = fields.signed, fields.absolute, fields.input_names
+    layer = resolve_layer(layer, model.config.n_layers)
+    n_lags = fields.max_lag + 1
+    units_idx = np.asarray(chosen, dtype=np.int64)
+    n_in = len(in_names)
+    # rows in unit, feature, lag order; arrays are (lag, feature, unit)
+    pick = (slice(None), slice(None), units_idx)
+    columns = {
+        "method": method,
+        "state": site,
+        "layer": layer,
+        "unit": np.repeat(units_idx, n_in * n_lags),
+        "feature": np.tile(np.repeat(np.asarray(in_names, dtype=object), n_lags), len(chosen)),
+        "lag": np.tile(np.arange(n_lags), n_in * len(chosen)),
+        "attribution": mean_abs[pick].transpose(2, 1, 0).reshape(-1),
+        "attribution_signed": mean_signed[pick].transpose(2, 1, 0).reshape(-1),
+    }
+    df = schemas.schema("receptive_fields").coerce(
+        pd.DataFrame(columns, columns=schemas.columns("receptive_fields"))
+    )
     df.attrs.update(
-        n_sequences=int(x.shape[0]), steps=sorted(target_steps), max_lag=lag_max, site=site
+        n_sequences=fields.n_sequences, steps=fields.steps, max_lag=fields.max_lag, site=site
     )
     return df

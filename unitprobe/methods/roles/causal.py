@@ -72,6 +72,7 @@ __all__ = [
     "term_cell",
     "term_name",
     "field_matches",
+    "field_match_cosines",
     "usage_from_ablation",
 ]
 
@@ -133,6 +134,51 @@ def field_matches(
     squares = np.cumsum([v * v for _, v in ranked])
     cos_k = [float(np.sqrt(squares[min(k, len(ranked)) - 1])) for k in range(1, max_terms + 1)]
     return ranked, cos_k
+
+
+def field_match_cosines(
+    signed: np.ndarray, feature_names: Sequence[str], cells: Sequence[Cell], max_terms: int = 3
+) -> np.ndarray:
+    """:func:`field_matches`' ``cos_k`` for every unit of a layer at once.
+
+    Parameters
+    ----------
+    signed : ndarray of shape (n_lags, n_inputs, n_units)
+        Each unit's signed receptive field (``FieldArrays.signed`` of
+        :func:`~unitprobe.methods.attribution.fields.receptive_field_arrays`; lag ``0 ..
+        n_lags - 1``); NaN counts as 0, as in :func:`receptive_field_vectors`.
+    feature_names : sequence of str, length n_inputs
+    cells : non-empty sequence of (feature, lag)
+        The candidate terms; a cell outside the field has coefficient 0.
+    max_terms : int, default 3
+
+    Returns
+    -------
+    ndarray of float64, shape (n_units, max_terms)
+        Row ``u`` equals ``field_matches(field of u, cells, max_terms)[1]`` exactly (NaN for
+        a zero field).
+    """
+    if not cells:
+        raise DataError("field_match_cosines needs at least one candidate cell")
+    n_lags, n_in, n_units = signed.shape
+    # (unit, feature, lag), contiguous per unit: the sums run in field_matches' order
+    values = np.ascontiguousarray(np.where(np.isnan(signed), 0.0, signed).transpose(2, 1, 0))
+    flat = values.reshape(n_units, n_in * n_lags)
+    finite = np.where(np.isfinite(flat), flat, 0.0)
+    norm = np.sqrt((finite**2).sum(axis=1))  # (n_units,)
+    index = {str(name): k for k, name in enumerate(feature_names)}
+    picked = np.zeros((n_units, len(cells)))
+    for j, (feature, lag) in enumerate(cells):
+        if feature in index and 0 <= lag < n_lags:
+            picked[:, j] = values[:, index[feature], lag]
+    out = np.full((n_units, max_terms), math.nan)
+    ok = norm != 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        coef = picked[ok] / norm[ok, None]
+    squares = np.cumsum(-np.sort(-(coef * coef), axis=1), axis=1)  # largest first
+    for k in range(1, max_terms + 1):
+        out[ok, k - 1] = np.sqrt(squares[:, min(k, len(cells)) - 1])
+    return out
 
 
 def usage_from_ablation(ablation: pd.DataFrame | None) -> dict[UnitKey, tuple[float, str, float]]:
