@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from captum.attr import NeuronGradient, NeuronIntegratedGradients
+from captum.attr import IntegratedGradients, NeuronGradient, NeuronIntegratedGradients
 from torch import nn
 
 from unitprobe import schemas
@@ -111,6 +111,26 @@ def test_per_sequence_steps_index_lags_from_each_sequence_step():
         alone, _ = input_lag_per_sequence(model, x[n : n + 1], int(t), 0, n_steps_ig=48)
         np.testing.assert_allclose(attr[n, : t + 1], alone[0], atol=1e-6)
     assert delta.shape == (4,)
+
+
+def test_each_target_step_runs_only_up_to_that_step():
+    # sequences run only as far as their own target step: the same attributions as Captum's
+    # integrated gradients on the whole sequences (later inputs cannot matter)
+    model = random_model(3)
+    x = normal_inputs(6, 9, 3, seed=3)
+    steps = np.array([2, 8, 5, 2, 8, 6])
+    attr, delta = input_lag_per_sequence(model, x, steps, 1, n_steps_ig=24)
+    net = CaptumNetwork(model)
+    z = torch.as_tensor(x)
+    full, full_delta = IntegratedGradients(net).attribute(
+        z, baselines=torch.zeros_like(z), target=1, n_steps=24, return_convergence_delta=True,
+        additional_forward_args=(torch.zeros_like(z), torch.as_tensor(steps)),
+    )  # fmt: skip
+    for n, t in enumerate(steps):
+        by_lag = full[n, : t + 1].flip(0).double().numpy()
+        np.testing.assert_allclose(attr[n, : t + 1], by_lag, rtol=0, atol=1e-6)
+        assert np.isnan(attr[n, t + 1 :]).all()
+    np.testing.assert_allclose(delta, full_delta.double().numpy(), rtol=0, atol=1e-5)
 
 
 def test_saliency_and_input_x_gradient_equal_autograd():

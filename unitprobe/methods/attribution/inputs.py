@@ -101,7 +101,8 @@ def input_lag_per_sequence(
     """Per-sequence attribution of one output at one step to every input at every lag.
 
     Captum's ``IntegratedGradients`` (or ``Saliency`` / ``InputXGradient``) on the model's
-    forward with the target ``(step, output)`` of each sequence, batched over sequences.
+    forward with the target ``(step, output)`` of each sequence, batched over the sequences
+    of one target step, which run only up to that step (later inputs cannot matter).
 
     Parameters
     ----------
@@ -150,23 +151,27 @@ def input_lag_per_sequence(
     steps = as_steps(step, x.shape[0], x.shape[1])
     base = baseline_tensor(baseline, x)
     n_src = int(steps.max()) + 1  # the model is causal: later inputs cannot matter
-    x = x[:, :n_src]
-    base = base[..., :n_src, :]
-    attrs, deltas = [], []
+    attrs = np.zeros((x.shape[0], n_src, x.shape[2]))  # by source step
+    deltas = np.full(x.shape[0], np.nan) if method == "integrated_gradients" else None
     with attribution_mode(model):
         forward = CaptumNetwork(model)
         points = n_steps_ig if method == "integrated_gradients" else 1
-        size = budget_batch_size(model, n_src, points, batch_size, memory_budget_mb)
-        for sl in batches(x.shape[0], size):
-            b = base[sl] if base.ndim == 3 else base
-            attr, delta = _source_attributions(
-                forward, x[sl], b, steps[sl], output, method, n_steps_ig
-            )
-            attrs.append(attr.cpu().double().numpy())
-            if delta is not None:
-                deltas.append(delta.cpu().double().numpy())
-    per_lag = _source_to_lag(np.concatenate(attrs), steps, n_src)
-    return per_lag, (np.concatenate(deltas) if deltas else None)
+        # the sequences of one target step run only up to that step
+        for target in np.unique(steps).tolist():
+            rows_all = np.flatnonzero(steps == target)
+            length = target + 1
+            size = budget_batch_size(model, length, points, batch_size, memory_budget_mb)
+            for sl in batches(len(rows_all), size):
+                rows = rows_all[sl]
+                index = torch.as_tensor(rows, device=x.device)
+                b = base[index, :length] if base.ndim == 3 else base[:length]
+                attr, delta = _source_attributions(
+                    forward, x[index, :length], b, steps[rows], output, method, n_steps_ig
+                )
+                attrs[rows, :length] = attr.cpu().double().numpy()
+                if delta is not None:
+                    deltas[rows] = delta.cpu().double().numpy()
+    return _source_to_lag(attrs, steps, n_src), deltas
 
 
 def _lag_rows(
