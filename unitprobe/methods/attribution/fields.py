@@ -37,20 +37,23 @@ from unitprobe.validation import check_choice, check_int
 __all__ = ["FieldArrays", "receptive_field_arrays", "receptive_fields"]
 
 
-def _shift(d: Tensor) -> Tensor:
-    """Tangents indexed by lag at step t-1 -> at step t: lag k becomes k+1, lag 0 starts at 0."""
-    return torch.cat([torch.zeros_like(d[:1]), d[:-1]])
+def _shift(d: Tensor, n_lags: int) -> Tensor:
+    """Tangents indexed by lag at step t-1 -> at step t: lag k becomes k+1, lag 0 starts at 0,
+    lags from ``n_lags`` on leave the window."""
+    return torch.cat([d.new_zeros(1, *d.shape[1:]), d[: n_lags - 1]])
 
 
 def _site_jacobians(
     model: UnitLSTM, x: Tensor, layer: int, site: str, n_lags: int
 ) -> Iterator[tuple[int, Tensor]]:
-    """Yield ``(t, jac)`` for every step, ``jac`` of shape (n_lags, F, N, H).
+    """Yield ``(t, jac)`` for every step, ``jac`` of shape (min(t + 1, n_lags), F, N, H).
 
-    ``jac[lag, f, n, u] = d site_u[n, t] / d x[n, t - lag, f]`` (0 where ``t - lag < 0``),
-    by forward-mode differentiation of the LSTM recurrence with one tangent per (lag, feature)
-    kept in a sliding window: a tangent enters at its source step and leaves ``n_lags`` steps
-    later, so the cost is that of ``n_lags * F`` forward passes whatever the sequence length.
+    ``jac[lag, f, n, u] = d site_u[n, t] / d x[n, t - lag, f]`` for the lags whose source step
+    exists, by forward-mode differentiation of the LSTM recurrence with one tangent per
+    (lag, feature) kept in a sliding window: a tangent enters at its source step and leaves
+    ``n_lags`` steps later, so the cost is at most that of ``n_lags * F`` forward passes
+    whatever the sequence length (less in the first ``n_lags`` steps, where fewer sources
+    exist).
     The values come from :func:`~unitprobe.model.lstm.lstm_cell`; the tangents follow its
     equations. Tested against autograd and Captum's ``NeuronGradient``.
     """
@@ -59,14 +62,16 @@ def _site_jacobians(
     weights = [model.layer_weights(k) for k in range(layer + 1)]
     h = [x.new_zeros(n, n_units) for _ in weights]
     c = [x.new_zeros(n, n_units) for _ in weights]
-    dh = [x.new_zeros(n_lags, n_in, n, n_units) for _ in weights]  # (W, F, N, H)
-    dc = [x.new_zeros(n_lags, n_in, n, n_units) for _ in weights]
+    # (lags so far, F, N, H); the first step's shift brings in lag 0
+    dh = [x.new_zeros(0, n_in, n, n_units) for _ in weights]
+    dc = [x.new_zeros(0, n_in, n, n_units) for _ in weights]
     for t in range(n_steps):
         below, d_below = x[:, t], None
         for k, (w_ih, w_hh, bias) in enumerate(weights):
             i, f, g, o, c_new, h_new = lstm_cell(below, h[k], c[k], w_ih, w_hh, bias)
             tanh_c = c_new.tanh()
-            d_pre = _shift(dh[k]) @ w_hh.T  # (W, F, N, 4H)
+            # (W, F, N, 4H), W = min(t + 1, n_lags)
+            d_pre = _shift(dh[k], n_lags) @ w_hh.T
             if k == 0:
                 d_pre[0] += w_ih.T[:, None, :]  # d x[t - 0, f] = e_f enters at lag 0
             else:
@@ -80,7 +85,7 @@ def _site_jacobians(
                 "g": dp_g.mul_(1 - g * g),
                 "o": dp_o.mul_(o * (1 - o)),
             }
-            dc_k = _shift(dc[k]).mul_(f)
+            dc_k = _shift(dc[k], n_lags).mul_(f)
             dc_k.addcmul_(d_gate["f"], c[k]).addcmul_(d_gate["i"], g).addcmul_(d_gate["g"], i)
             dc[k] = dc_k
             dh[k] = torch.mul(dc_k, o * (1 - tanh_c * tanh_c)).addcmul_(d_gate["o"], tanh_c)
@@ -190,9 +195,9 @@ def receptive_field_arrays(
                 if method == "integrated_gradients":
                     jac = jac.unflatten(2, (len(alphas), -1))  # (W, F, A, B, H)
                     jac = (jac * w).sum(dim=2)  # quadrature over the path: (W, F, B, H)
-                    src = torch.arange(t, t - n_lags, -1, device=x.device).clamp(min=0)
+                    src = torch.arange(t, t - len(jac), -1, device=x.device)
                     jac = jac * diff[:, src].permute(1, 2, 0)[..., None]  # x (x - b)[t - lag]
-                valid = slice(0, min(t, lag_max) + 1)  # lags whose source step exists
+                valid = slice(0, len(jac))  # lags whose source step exists
                 signed[valid] += jac[valid].sum(dim=2).double()
                 if absolute is not None:  # the sum of |jac| over sequences, no |jac| copy
                     absolute[valid] += torch.linalg.vector_norm(jac[valid], ord=1, dim=2).double()
