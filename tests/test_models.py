@@ -12,6 +12,7 @@ from unitprobe.model.lstm import (
     interventions,
     lstm_cell,
     run,
+    states_at_steps,
 )
 from unitprobe.model.planted import planted_lstm
 
@@ -43,6 +44,21 @@ def test_fused_trace_is_the_stepwise_run(n_layers):
     with interventions(model, [Intervention("h", layer=0, units=[1], setter=_zero)]):
         with pytest.raises(UnitprobeError, match="without attached interventions; use run"):
             fused_trace(model, x)
+
+
+def test_states_at_steps_are_the_stepwise_run_at_each_row_step():
+    model = _model(1, n_units=9)
+    x = torch.randn(7, 12, 3, generator=torch.Generator().manual_seed(3))
+    steps = torch.tensor([0, 11, 4, 4, 7, 11, 0])
+    with torch.no_grad():
+        want = run(model, x, record=("h", "c"))
+        outputs, h, c = states_at_steps(model, x, steps)
+    rows = torch.arange(7)
+    torch.testing.assert_close(outputs, want.outputs, rtol=0, atol=1e-6)
+    torch.testing.assert_close(h, want.h[0, rows, steps], rtol=0, atol=1e-6)
+    torch.testing.assert_close(c, want.c[0, rows, steps], rtol=0, atol=1e-6)
+    with pytest.raises(UnitprobeError, match="needs a one-layer model without interventions"):
+        states_at_steps(_model(2), x, steps)
 
 
 @pytest.mark.parametrize("n_layers", [1, 2])

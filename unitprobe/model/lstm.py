@@ -66,6 +66,7 @@ __all__ = [
     "fused_layer",
     "fused_trace",
     "layer_params",
+    "states_at_steps",
     "suffix_outputs",
 ]
 
@@ -588,3 +589,44 @@ def suffix_outputs(
         pieces.append(torch.cat([y_prefix[rows, :step], model.readout(hidden)], dim=1))
         order.append(rows)
     return torch.cat(pieces)[torch.argsort(torch.cat(order))]
+
+
+def states_at_steps(
+    model: UnitLSTM, inputs: Tensor, steps: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Outputs of a one-layer model, and its ``h`` and ``c`` right after step ``steps[r]`` of
+    each row, from one fused forward per row.
+
+    Rows of one step run through the fused kernel up to that step (whose final state is the
+    state wanted), then on from it to the end: :func:`run`'s values to float rounding
+    (tested), without recomputing every step's gates as :func:`fused_trace` does for ``c``.
+
+    Parameters
+    ----------
+    model : UnitLSTM
+        One layer, no attached interventions.
+    inputs : Tensor of shape (n_rows, n_steps, n_inputs)
+    steps : Tensor of int64, shape (n_rows,)
+
+    Returns
+    -------
+    (outputs, h, c)
+        ``outputs`` of shape (n_rows, n_steps, n_outputs); ``h`` and ``c`` of shape
+        (n_rows, n_units).
+    """
+    if model.config.n_layers != 1 or model._interventions:
+        raise UnitprobeError("states_at_steps needs a one-layer model without interventions")
+    params = layer_params(model, 0)
+    n_rows, n_steps = inputs.shape[:2]
+    h_at = inputs.new_empty(n_rows, model.config.n_units)
+    c_at = torch.empty_like(h_at)
+    outputs = inputs.new_empty(n_rows, n_steps, model.config.n_outputs)
+    for step in torch.unique(steps).tolist():
+        rows = torch.nonzero(steps == step).flatten()
+        hidden, h_n, c_n = fused_layer(inputs[rows, : step + 1], params)
+        if step + 1 < n_steps:
+            later, _, _ = fused_layer(inputs[rows, step + 1 :], params, h_n, c_n)
+            hidden = torch.cat([hidden, later], dim=1)
+        outputs[rows] = model.readout(hidden)
+        h_at[rows], c_at[rows] = h_n, c_n
+    return outputs, h_at, c_at

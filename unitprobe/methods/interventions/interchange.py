@@ -42,8 +42,8 @@ from unitprobe.model.lstm import (
     Intervention,
     UnitLSTM,
     as_tensor,
-    fused_trace,
     run,
+    states_at_steps,
     suffix_outputs,
 )
 from unitprobe.schemas import SCHEMAS, STATES
@@ -244,7 +244,7 @@ def pair_runs(model: UnitLSTM, pairs: Pairs, n_steps: int) -> PairRuns:
     """Run the base and source inputs of ``pairs`` (first ``n_steps`` steps) without gradients.
 
     A one-layer model without attached interventions runs in the fused kernel
-    (:func:`~unitprobe.model.lstm.fused_trace`, ``fused`` True), the same values to float
+    (:func:`~unitprobe.model.lstm.states_at_steps`, ``fused`` True), the same values to float
     rounding as the stepwise :func:`~unitprobe.model.lstm.run` the others take.
     """
     n = pairs.n_pairs
@@ -253,10 +253,17 @@ def pair_runs(model: UnitLSTM, pairs: Pairs, n_steps: int) -> PairRuns:
     steps = torch.as_tensor(pairs.step, device=x.device)
     fused = _suffix_ok(model, True)
     with torch.no_grad():
-        trace = fused_trace(model, x, record=STATES) if fused else run(model, x, record=STATES)
-    y = trace.outputs.double().cpu().numpy()
-    base = {s: trace.sites[s][:, rows, steps] for s in STATES}  # (L, n, H)
-    source = {s: trace.sites[s][:, n + rows, steps] for s in STATES}
+        if fused:
+            outputs, h, c = states_at_steps(model, x, torch.cat([steps, steps]))
+            at_step = {"h": h[None], "c": c[None]}  # (L, 2n, H)
+        else:
+            trace = run(model, x, record=STATES)
+            outputs = trace.outputs
+            both = torch.cat([rows, n + rows])
+            at_step = {s: trace.sites[s][:, both, torch.cat([steps, steps])] for s in STATES}
+    y = outputs.double().cpu().numpy()
+    base = {s: at_step[s][:, :n] for s in STATES}  # (L, n, H)
+    source = {s: at_step[s][:, n:] for s in STATES}
     return PairRuns(y[:n], y[n:], base, source, fused)
 
 
