@@ -11,7 +11,9 @@ with ``--train-epochs E``, quickly trained). For each size it times
 
 and prints their CPU seconds (``time.process_time``, every thread of the process, so other
 load on the machine does not count), the growth exponents ``log(t_b / t_a) / log(b / a)`` of
-each stage (target <= 1.3 from 64 to 256 units) and the peak resident memory after the
+each stage (target <= 1.3 from 64 to 256 units), the growth of the stage's floor (the
+``screen_top_k`` units the screen always ablates exactly, on their own: no stage that runs
+them exactly can grow more slowly than they do) and the peak resident memory after the
 256-unit stages (target < 1.2 GB; ``resource.getrusage``, the whole process, measured before
 any reference run). Then, in
 the same process, the reference at 64 units (today's settings: the stepwise engine on every
@@ -37,7 +39,7 @@ import numpy as np
 import threadpoolctl
 import torch
 
-from unitprobe.config import AttributionConfig
+from unitprobe.config import AblationConfig, AttributionConfig
 from unitprobe.methods.ablation import ablation_table, screen_agreement
 from unitprobe.methods.attribution import attribution_tables
 from unitprobe.model.lstm import ModelConfig, UnitLSTM
@@ -105,17 +107,23 @@ def main() -> None:
     torch.set_num_interop_threads(1)
     data = generate(get_preset("seed"), args.sequences, args.seed)
     print(f"seed task, {args.sequences} sequences, {args.jobs} torch threads")
-    abl, att, models = {}, {}, {}
+    abl, att, models, floor = {}, {}, {}, {}
+    top_k = list(range(AblationConfig.screen_top_k))
     for n_units in SIZES:
         models[n_units] = make_model(n_units, data, args.train_epochs, args.seed)
         abl[n_units], screened = timed(
             ablation_table, models[n_units], data, exact="screen", threshold=0.0
         )  # as analyze runs it: the screen guards used = usage > 0
         att[n_units], _ = timed(attribution, models[n_units], data, N_STEPS_IG, 64)
+        floor[n_units] = min(
+            timed(ablation_table, models[n_units], data, units=top_k, exact="all")[0]
+            for _ in range(3)
+        )  # the top k alone, exactly: best of 3
         a = screened.attrs
         print(
             f"{n_units:4d} units: ablation {abl[n_units]:6.2f} s ({a['n_exact']} exact), "
-            f"attribution {att[n_units]:6.2f} s"
+            f"attribution {att[n_units]:6.2f} s; {len(top_k)} units exactly, alone: "
+            f"{floor[n_units]:5.2f} s"
         )
         if args.exact_all:
             t_all, exact = timed(ablation_table, models[n_units], data, exact="all")
@@ -127,6 +135,7 @@ def main() -> None:
             )
     print(f"peak RSS after the 256-unit stages: {peak_rss_gb():.2f} GB (target < 1.2)")
     print(f"ablation growth:    {exponents(abl)} (target <= 1.3 for 64->256)")
+    print(f"its floor's growth: {exponents(floor)} ({len(top_k)} units exactly, every mode)")
     print(f"attribution growth: {exponents(att)} (target <= 1.3 for 64->256)")
     base = SIZES[0]
     ref_abl, _ = timed(ablation_table, models[base], data, engine="stepwise", exact="all")
