@@ -58,10 +58,6 @@ def save_figure(
     path_stem : str or Path
         Path without extension (``results/figures/probe_r2``); parent folders are created.
     formats : sequence of {"png", "pdf", "svg"}, default ("png",)
-    jobs : int, default 1
-        Worker processes drawing independent figures at once (forked, where the platform
-        forks; elsewhere the figures are drawn one after another). The written files do not
-        depend on it.
         PNG at 200 dpi; PDF with TrueType (Type 42) fonts embedded; SVG with text as text.
 
     Returns
