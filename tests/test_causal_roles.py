@@ -119,6 +119,23 @@ def test_interchange_confirms_or_vetoes_the_mechanism(seed_data, nulls):
     assert roles.loc[3, "runner_up"] == "X[t-1]"
 
 
+def test_a_tie_with_another_term_leaves_the_mechanism_to_decide(seed_data, nulls):
+    # a unit that is the whole state transfers every term alike: float rounding must not
+    # decide between them, and the interchange cannot single the role out
+    model = fit_readout(planted_lstm(2, LIVE, n_outputs=2), seed_data)
+    ties = {(1, "K[t-1]"): 1.0, (1, "X[t]"): 1.0 + 1e-7, (2, "X[t]"): 0.9995, (2, "K[t]"): 1.0}
+    clear = {(3, "X[t-1]"): 0.998, (3, "K[t]"): 1.0}  # 0.2 % apart: the rival wins
+    roles = _roles(model, seed_data, nulls, _interchange({**ties, **clear}))
+    assert roles["role"].tolist() == ["K[t]", "K[t-1]", "X[t]", "none"]
+    assert roles["decided_by"].tolist()[1:] == ["receptive_field"] * 2 + ["interchange"]
+    assert roles.loc[1, "confidence"] == pytest.approx(0.5 * roles.loc[1, "null_percentile"])
+    assert roles.loc[1, "evidence"].endswith(
+        "; patching it transfers 100% of K[t-1] and as much of X[t] (100%): the interchange "
+        "cannot single out K[t-1]"
+    )
+    assert "the output does not use it for X[t-1]" in roles.loc[3, "evidence"]
+
+
 def test_field_matches_and_formula_text():
     field = {("K", 0): 0.07, ("X", 0): 0.03, ("X", 1): 0.0}
     ranked, cos = field_matches(field, [term_cell(t) for t in TERMS], max_terms=2)

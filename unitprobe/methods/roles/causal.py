@@ -16,8 +16,10 @@ unit this module asks two things and names a role only when both answer:
    named terms than for any other term (by ``|transfer|``: a readout may use a unit with a
    negative share, compensating through another unit, and the unit still carries the term).
    Where no counterfactual could be measured for the named terms (the output ignores them:
-   ``transfer`` NaN), the mechanism decides alone (``decided_by = "receptive_field"``);
-   otherwise ``decided_by = "interchange"``.
+   ``transfer`` NaN), or another term transfers as much (within :data:`TRANSFER_TIE`, as for
+   a unit that is the layer's whole state), the mechanism decides alone
+   (``decided_by = "receptive_field"``, half the confidence); otherwise
+   ``decided_by = "interchange"``.
 
 A role is then a single term (``kind = "term"``, e.g. ``X[t-1]``; the sign of the unit's
 reading is in ``sign``), a formula over two terms (``kind = "formula"``, e.g.
@@ -82,6 +84,9 @@ USAGE_MODES = schemas.USAGE_MODES
 #: Most terms in a formula role (a unit holding a fixed mixture of two terms).
 FORMULA_TERMS = 2
 INTERCHANGE_COLUMNS = ("layer", "units", "term", "transfer")
+#: Transfers within this share of each other are a tie that no order of float rounding
+#: should break (a unit that is the whole state transfers every term alike).
+TRANSFER_TIE = 1e-3
 _TERM = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\[\s*t\s*(?:-\s*(\d+)\s*)?\]\s*$")
 
 
@@ -415,8 +420,17 @@ def _decide(
             "evidence": f"{mech}; no counterfactual effect on the output to patch",
         }  # fmt: skip
     rival = max(others.items(), key=lambda kv: abs(kv[1]), default=(None, 0.0))
-    agree = all(abs(v) > 0 and abs(v) >= abs(rival[1]) for v in measured.values())
+    ties = [_tie(v, rival[1]) for v in measured.values()]
+    agree = all(abs(v) > 0 and (abs(v) >= abs(rival[1]) or tie)
+                for v, tie in zip(measured.values(), ties, strict=True))  # fmt: skip
     patch = ", ".join(f"{v:.0%} of {t}" for t, v in measured.items())
+    if agree and rival[0] is not None and any(ties):
+        return {
+            **base, "role": role, "kind": "term" if k == 1 else "formula",
+            "decided_by": "receptive_field", "confidence": base["null_percentile"] * 0.5,
+            "evidence": f"{mech}; patching it transfers {patch} and as much of {rival[0]} "
+            f"({rival[1]:.0%}): the interchange cannot single out {role}",
+        }  # fmt: skip
     if not agree:
         return {
             **_none("interchange", f"{mech}, but patching it transfers {patch} and {rival[1]:.0%} "
@@ -430,6 +444,11 @@ def _decide(
         "decided_by": "interchange", "confidence": base["null_percentile"],
         "evidence": f"patching it transfers {patch}{rival_text}; {mech}",
     }  # fmt: skip
+
+
+def _tie(a: float, b: float) -> bool:
+    """Whether two transfers are equal up to :data:`TRANSFER_TIE` of the larger one."""
+    return abs(abs(a) - abs(b)) <= TRANSFER_TIE * max(abs(a), abs(b))
 
 
 def _none(decided_by: str, evidence: str, **values: object) -> dict:
