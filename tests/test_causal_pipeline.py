@@ -109,7 +109,7 @@ def test_several_runs_match_units_and_count_roles(tmp_path):
     assert back["roles"]["role"].tolist() == ["X[t-1]", "X[t]", "K[t]", "none"]
 
 
-@pytest.mark.parametrize(("null_sequences", "expected"), [(None, 32), (500, 128)])
+@pytest.mark.parametrize(("null_sequences", "expected"), [(None, 64), (500, 128)])
 def test_null_fields_use_their_own_sequence_budget(monkeypatch, null_sequences, expected):
     import unitprobe.pipeline.analyze as pipeline
 
