@@ -59,6 +59,8 @@ def test_states_at_steps_are_the_stepwise_run_at_each_row_step():
     torch.testing.assert_close(c, want.c[0, rows, steps], rtol=0, atol=1e-6)
     with pytest.raises(UnitprobeError, match="needs a one-layer model without interventions"):
         states_at_steps(_model(2), x, steps)
+    with pytest.raises(UnitprobeError, match=r"steps must be 7 step indices in 0\.\.11"):
+        states_at_steps(model, x, steps + 1)
 
 
 @pytest.mark.parametrize("n_layers", [1, 2])

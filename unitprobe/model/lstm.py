@@ -618,6 +618,10 @@ def states_at_steps(
         raise UnitprobeError("states_at_steps needs a one-layer model without interventions")
     params = layer_params(model, 0)
     n_rows, n_steps = inputs.shape[:2]
+    if steps.shape != (n_rows,) or (
+        n_rows and not 0 <= int(steps.min()) <= int(steps.max()) < n_steps
+    ):
+        raise UnitprobeError(f"steps must be {n_rows} step indices in 0..{n_steps - 1}")
     h_at = inputs.new_empty(n_rows, model.config.n_units)
     c_at = torch.empty_like(h_at)
     outputs = inputs.new_empty(n_rows, n_steps, model.config.n_outputs)
