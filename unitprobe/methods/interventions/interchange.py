@@ -249,18 +249,17 @@ def pair_runs(model: UnitLSTM, pairs: Pairs, n_steps: int) -> PairRuns:
     """
     n = pairs.n_pairs
     x = as_tensor(np.concatenate([pairs.base, pairs.source])[:, :n_steps], model)
-    rows = torch.arange(n, device=x.device)
-    steps = torch.as_tensor(pairs.step, device=x.device)
+    steps = torch.as_tensor(pairs.step, device=x.device).repeat(2)  # base rows, then source
     fused = _suffix_ok(model, True)
     with torch.no_grad():
         if fused:
-            outputs, h, c = states_at_steps(model, x, torch.cat([steps, steps]))
+            outputs, h, c = states_at_steps(model, x, steps)
             at_step = {"h": h[None], "c": c[None]}  # (L, 2n, H)
         else:
             trace = run(model, x, record=STATES)
             outputs = trace.outputs
-            both = torch.cat([rows, n + rows])
-            at_step = {s: trace.sites[s][:, both, torch.cat([steps, steps])] for s in STATES}
+            rows = torch.arange(2 * n, device=x.device)
+            at_step = {s: trace.sites[s][:, rows, steps] for s in STATES}
     y = outputs.double().cpu().numpy()
     base = {s: at_step[s][:, :n] for s in STATES}  # (L, n, H)
     source = {s: at_step[s][:, n:] for s in STATES}
