@@ -99,6 +99,13 @@ def analysis_command(command, checkpoint, out, *extra):
     return invoke(command, checkpoint, *args, "--out", target, *extra), target
 
 
+def output_pairs(first, second) -> list:
+    """The CSV files one :func:`analysis_command` wrote at ``first``, each beside the file of
+    the same name another wrote at ``second``."""
+    files = sorted(first.rglob("*.csv")) if first.is_dir() else [first]
+    return [(p, second / p.relative_to(first) if first.is_dir() else second) for p in files]
+
+
 def assert_same_tables(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for name in a:
@@ -402,10 +409,9 @@ def test_analysis_commands_on_the_cpu_write_the_default_bytes(command, wired, tm
     default, first = analysis_command(command, wired.path, tmp_path / "default")
     explicit, second = analysis_command(command, wired.path, tmp_path / "cpu", "--device", "cpu")
     assert default.exit_code == 0 and explicit.exit_code == 0, default.output + explicit.output
-    files = sorted(first.rglob("*.csv")) if first.is_dir() else [first]
-    assert files
-    for path in files:
-        twin = second / path.relative_to(first) if first.is_dir() else second
+    pairs = output_pairs(first, second)
+    assert pairs
+    for path, twin in pairs:
         assert path.read_bytes() == twin.read_bytes(), path.name
     if command == "analyze":
         assert "device" not in (first / "summary.json").read_text()
@@ -484,10 +490,7 @@ def test_analysis_commands_on_cuda_equal_the_cpu(command, wired, tmp_path):
     cpu, first = analysis_command(command, wired.path, tmp_path / "cpu")
     gpu, second = analysis_command(command, wired.path, tmp_path / "gpu", "--device", "cuda")
     assert cpu.exit_code == 0 and gpu.exit_code == 0, cpu.output + gpu.output
-    files = sorted(first.rglob("*.csv")) if first.is_dir() else [first]
-    read = {p.name: pd.read_csv(p) for p in files}
-    twins = {
-        p.name: pd.read_csv(second / p.relative_to(first) if first.is_dir() else second)
-        for p in files
-    }
+    pairs = output_pairs(first, second)
+    read = {p.name: pd.read_csv(p) for p, _ in pairs}
+    twins = {p.name: pd.read_csv(twin) for p, twin in pairs}
     assert_close_tables(twins, read)
