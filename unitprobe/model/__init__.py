@@ -1,4 +1,5 @@
-"""The network layer: the multi-unit LSTM, its training, checkpoints and hand-wired networks.
+"""The network layer: the multi-unit LSTM, its training, checkpoints, hand-wired networks and
+networks trained inside a connectivity mask (:mod:`unitprobe.model.masked`).
 
 Imports only :mod:`unitprobe.tasks` and the foundation modules. See ``docs/architecture.md``.
 """

@@ -358,9 +358,11 @@ def lstm_step(
     projected : Tensor of shape (batch, 4 * n_units)
         ``x @ weight_ih.T + bias`` at this step.
     h, c, weight_hh, edit
-        As in :func:`lstm_cell`.
+        As in :func:`lstm_cell`. A leading dimension of ``n_networks`` on ``projected``,
+        ``h``, ``c`` and ``weight_hh`` (shape (n_networks, 4 * n_units, n_units)) steps that
+        many networks of the same shape at once (:func:`stacked_suffix_outputs`).
     """
-    pre = projected + h @ weight_hh.T  # (batch, 4 * n_units)
+    pre = projected + h @ weight_hh.mT  # (batch, 4 * n_units)
     i_pre, f_pre, g_pre, o_pre = pre.chunk(4, dim=-1)
     site = edit if edit is not None else _unedited
     i = site("i", torch.sigmoid(i_pre))

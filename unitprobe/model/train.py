@@ -50,6 +50,7 @@ __all__ = [
     "TrainResult",
     "train",
     "train_task",
+    "init_model",
     "split_sequences",
     "repeat_last_mse",
     "held_out_metrics",
@@ -191,6 +192,8 @@ def train(
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     validation: Any | None = None,
     device: str | torch.device = DEFAULT_DEVICE,
+    model: UnitLSTM | None = None,
+    constrain: Callable[[UnitLSTM], None] | None = None,
 ) -> TrainResult:
     """Train a :class:`UnitLSTM` on ``dataset`` (its ``inputs`` and ``targets``).
 
@@ -215,6 +218,14 @@ def train(
         Where to train (the model, the minibatches and the validation data;
         :func:`unitprobe.devices.resolve_device`). Initialization and minibatch order are
         drawn on the CPU, so every device sees the same ones.
+    model : UnitLSTM, optional
+        Start from this network instead of a fresh one (:func:`init_model` with
+        ``config.seed``). Its config must be the one the data and ``config`` give; it is
+        trained in place and becomes the result's ``model``.
+    constrain : callable ``(model) -> None``, optional
+        Called under ``torch.no_grad()`` after every optimizer step, e.g. to put weights back
+        onto a constraint (:func:`unitprobe.model.masked.train_masked` keeps masked weights at
+        zero).
 
     Returns
     -------
@@ -226,6 +237,7 @@ def train(
     ------
     TrainingError
         The loss became NaN or infinite (with the epoch and a smaller learning rate to try).
+        ``model`` does not fit the data and ``config``.
     UnitprobeError
         An unknown ``device``, or ``cuda`` where torch sees no CUDA device.
     """
@@ -254,9 +266,11 @@ def train(
         x_train, y_train = x_all, y_all
         x_val, y_val = _tensors(validation, x_all.shape[2], y_all.shape[2])
     model_config = ModelConfig(x_all.shape[2], config.n_units, y_all.shape[2], config.n_layers)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        model = UnitLSTM(model_config)  # initialized on the CPU: the same on every device
+    if model is None:
+        model = init_model(model_config, config.seed)
+    elif not isinstance(model, UnitLSTM) or model.config != model_config:
+        found = model.config if isinstance(model, UnitLSTM) else type(model).__name__
+        raise TrainingError(f"model is {found}, the data and config need {model_config}")
     model.to(device)
     generator = torch.Generator().manual_seed(config.seed)  # CPU: the same order everywhere
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -264,7 +278,7 @@ def train(
     show = progress if progress is not None else stderr_is_tty()
     data = [t.to(device) for t in (x_train, y_train, x_val, y_val)]
     with torch_threads(1):
-        best, history = _fit(model, optimizer, *data, config, generator, show, on_epoch)
+        best, history = _fit(model, optimizer, *data, config, generator, show, on_epoch, constrain)
     model.load_state_dict(best[2])
     model.to("cpu").eval()  # checkpoints and the analysis are CPU-side
     metrics = _metrics(model, train_part, val_part, x_train, x_val, y_val)
@@ -274,7 +288,20 @@ def train(
     return TrainResult(model=model, history=history, metrics=metrics)
 
 
-def _fit(model, optimizer, x_train, y_train, x_val, y_val, config, generator, show, on_epoch):
+def init_model(config: ModelConfig, seed: int) -> UnitLSTM:
+    """A freshly initialized :class:`UnitLSTM`, as :func:`train` starts from.
+
+    Drawn on the CPU from torch seed ``seed``, so every device starts from the same weights; the
+    global random state is left as it was.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return UnitLSTM(config)
+
+
+def _fit(
+    model, optimizer, x_train, y_train, x_val, y_val, config, generator, show, on_epoch, constrain
+):
     """The epoch loop; returns ((best val loss, best epoch, best state), history)."""
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "lr": []}
     best = (math.inf, 0, _copy_state(model))
@@ -283,7 +310,7 @@ def _fit(model, optimizer, x_train, y_train, x_val, y_val, config, generator, sh
         range(1, config.epochs + 1), desc="train", unit="epoch", disable=not show, leave=False
     )
     for epoch in bar:
-        train_loss = _epoch(model, optimizer, x_train, y_train, config, generator)
+        train_loss = _epoch(model, optimizer, x_train, y_train, config, generator, constrain)
         val_loss = _mse(model, x_val, y_val)
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             bar.close()
@@ -322,6 +349,7 @@ def _epoch(
     y: torch.Tensor,
     config: TrainConfig,
     generator: torch.Generator,
+    constrain: Callable[[UnitLSTM], None] | None = None,
 ) -> float:
     model.train()
     order = torch.randperm(x.shape[0], generator=generator)  # on the generator's CPU
@@ -333,6 +361,9 @@ def _epoch(
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), config.clip)
         optimizer.step()
+        if constrain is not None:
+            with torch.no_grad():
+                constrain(model)
         total += loss.item() * len(batch)
         count += len(batch)
     return total / count
