@@ -56,7 +56,7 @@ def test_every_planted_role_is_named_and_decided_by_interchange(order_seed, n_de
     terms = result.tables["terms"].set_index("term")
     for tap in filter(None, taps):
         assert terms.loc[NAMES[tap], "verdict"] == "unit"
-    assert result.summary["nulls"]["thresholds"]["field_cosine"] < 1.0
+    assert result.summary["nulls"]["thresholds"]["0"]["field_cosine"] < 1.0
     assert {"interchange", "nulls", "terms", "directions"} <= set(result.tables)
 
 
@@ -111,7 +111,7 @@ def test_several_runs_match_units_and_count_roles(tmp_path):
 
 @pytest.mark.parametrize(("null_sequences", "expected"), [(None, 64), (500, 128)])
 def test_null_fields_use_their_own_sequence_budget(monkeypatch, null_sequences, expected):
-    import unitprobe.pipeline.analyze as pipeline
+    import unitprobe.pipeline.verdicts as pipeline
 
     seen = []
 

@@ -11,7 +11,13 @@ from unitprobe.config import RoleConfig
 from unitprobe.errors import DataError
 from unitprobe.methods.attribution import receptive_fields
 from unitprobe.methods.roles import assign_causal_roles
-from unitprobe.methods.roles.causal import field_match_cosines, field_matches, term_cell
+from unitprobe.methods.roles.causal import (
+    FieldNull,
+    field_match_cosines,
+    field_matches,
+    term_cell,
+    upper_quantile,
+)
 from unitprobe.model.lstm import UnitLSTM
 from unitprobe.model.planted import planted_lstm
 from unitprobe.pipeline.nulls import (
@@ -35,12 +41,11 @@ def seed_data():
 
 @pytest.fixture(scope="module")
 def nulls(seed_data):
-    """Null statistics of 50 untrained 6-unit networks with least-squares readouts."""
+    """The receptive-field null the pipeline draws: untrained networks of ``null_units``
+    units (least-squares readouts), every unit."""
     model = UnitLSTM(planted_lstm(2, LIVE + [None, None], n_outputs=2).config)
-    nets = null_networks(model, seed_data, RoleConfig.n_null, seed=4242)
-    table = null_statistics(
-        nets, seed_data, terms=TERMS, max_lag=4, ablation_sequences=32, n_costly=1
-    )
+    nets = null_networks(model, seed_data, 256, seed=4242, width=RoleConfig.null_units)
+    table = null_statistics(nets, seed_data, terms=TERMS, max_lag=4, n_costly=0)
     return {name: null_values(table, name) for name in ("field_cosine", "formula_cosine")}
 
 
@@ -81,9 +86,11 @@ def test_a_lag_two_unit_fed_by_a_chain_is_named(seed_data, nulls):
     assert _roles(model, seed_data, nulls)["role"].tolist() == ["X[t-2]", "X[t]", "X[t-1]"]
 
 
-def test_untrained_networks_rarely_beat_every_null_unit(seed_data, nulls):
-    """A role needs a match above all 300 null units: a unit of another untrained network does
-    so with probability 1/301, so 20 networks of 6 units should give about 0.4 roles."""
+def test_untrained_networks_rarely_beat_the_null(seed_data, nulls):
+    """A unit of an untrained network beats the per-unit threshold with probability at most
+    the level (0.01) when it is drawn like the null units; 6-unit networks read their inputs
+    less purely than the 4-unit null, so 120 of their units should give about one role from
+    the mechanism alone, and no more than a few."""
     n_roles = 0
     for k in range(20):
         with torch.random.fork_rng(devices=[]):
@@ -94,10 +101,16 @@ def test_untrained_networks_rarely_beat_every_null_unit(seed_data, nulls):
     assert n_roles <= 3
 
 
-def _interchange(transfers: dict[tuple[int, str], float]) -> pd.DataFrame:
-    rows = [
-        {"layer": 0, "units": str(u), "term": t, "transfer": v} for (u, t), v in transfers.items()
-    ]
+def _interchange(transfers: dict[tuple[int, str], float | tuple]) -> pd.DataFrame:
+    """Single-unit rows; a value is a transfer, or (transfer, lo, hi, effect)."""
+    rows = []
+    for (u, t), v in transfers.items():
+        row = {"layer": 0, "units": str(u), "term": t}
+        if isinstance(v, tuple):
+            row.update(zip(("transfer", "transfer_lo", "transfer_hi", "effect"), v, strict=True))
+        else:
+            row["transfer"] = v
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -114,26 +127,49 @@ def test_interchange_confirms_or_vetoes_the_mechanism(seed_data, nulls):
         "interchange",
     ]
     assert roles.loc[1, "transfer"] == pytest.approx(0.97)
-    assert "patching it transfers 97% of K[t-1]; next 1% of K[t]" in roles.loc[1, "evidence"]
-    assert "the output does not use it for X[t-1]" in roles.loc[3, "evidence"]
+    assert (
+        "patching it transfers 97% of K[t-1], more than any other term; next 1% of K[t]"
+        in (roles.loc[1, "evidence"])
+    )
+    assert "the output uses it for K[t], not for X[t-1]" in roles.loc[3, "evidence"]
     assert roles.loc[3, "runner_up"] == "X[t-1]"
 
 
-def test_a_tie_with_another_term_leaves_the_mechanism_to_decide(seed_data, nulls):
-    # a unit that is the whole state transfers every term alike: float rounding must not
-    # decide between them, and the interchange cannot single the role out
+def test_transfers_compare_by_their_intervals_among_material_terms(seed_data, nulls):
     model = fit_readout(planted_lstm(2, LIVE, n_outputs=2), seed_data)
-    ties = {(1, "K[t-1]"): 1.0, (1, "X[t]"): 1.0 + 1e-7, (2, "X[t]"): 0.9995, (2, "K[t]"): 1.0}
-    clear = {(3, "X[t-1]"): 0.998, (3, "K[t]"): 1.0}  # 0.2 % apart: the rival wins
-    roles = _roles(model, seed_data, nulls, _interchange({**ties, **clear}))
+    table = _interchange({
+        # a rival whose effect is float rounding (a leaking forget gate) is no rival
+        (0, "K[t]"): (0.40, 0.35, 0.45, 0.05), (0, "K[t-2]"): (1.0, 0.99, 1.01, 2e-6),
+        # overlapping intervals: the interchange cannot single out the role
+        (1, "K[t-1]"): (0.30, 0.20, 0.40, 0.03), (1, "X[t]"): (0.35, 0.25, 0.45, 0.04),
+        # a transfer indistinguishable from 0 decides nothing
+        (2, "X[t]"): (0.01, -0.02, 0.04, 0.04),
+        # a rival clearly above the role vetoes it
+        (3, "X[t-1]"): (0.10, 0.05, 0.15, 0.02), (3, "K[t]"): (0.60, 0.50, 0.70, 0.05),
+    })  # fmt: skip
+    roles = _roles(model, seed_data, nulls, table)
     assert roles["role"].tolist() == ["K[t]", "K[t-1]", "X[t]", "none"]
-    assert roles["decided_by"].tolist()[1:] == ["receptive_field"] * 2 + ["interchange"]
+    assert roles["decided_by"].tolist() == [
+        "interchange", "receptive_field", "receptive_field", "interchange",
+    ]  # fmt: skip
+    assert "next" not in roles.loc[0, "evidence"]  # K[t-2] was not compared
     assert roles.loc[1, "confidence"] == pytest.approx(0.5 * roles.loc[1, "null_percentile"])
     assert roles.loc[1, "evidence"].endswith(
-        "; patching it transfers 100% of K[t-1] and as much of X[t] (100%): the interchange "
-        "cannot single out K[t-1]"
+        "patching it transfers 30% of K[t-1] [20%, 40%] and about as much of X[t] (35% of X[t] "
+        "[25%, 45%]; the intervals overlap): the interchange cannot single out K[t-1]"
     )
-    assert "the output does not use it for X[t-1]" in roles.loc[3, "evidence"]
+    assert "no measurable share of the output's change" in roles.loc[2, "evidence"]
+    assert "clearly less than 60% of K[t] [50%, 70%]" in roles.loc[3, "evidence"]
+
+
+def test_a_rival_vetoes_a_role_only_where_its_effect_is_material(seed_data, nulls):
+    # the same rival at 2e-6 of effect vetoes nothing; raised to a material effect it does
+    model = fit_readout(planted_lstm(2, LIVE, n_outputs=2), seed_data)
+    base = {(1, "K[t-1]"): (0.5, 0.45, 0.55, 0.03)}
+    for effect, expected in ((2e-6, "K[t-1]"), (0.03, "none")):
+        rival = {(1, "K[t-2]"): (1.0, 0.99, 1.01, effect)}
+        roles = _roles(model, seed_data, nulls, _interchange({**base, **rival}))
+        assert roles.loc[1, "role"] == expected
 
 
 def test_field_matches_and_formula_text():
@@ -173,13 +209,39 @@ def test_a_thin_null_is_refused(seed_data):
         assign_causal_roles(fields, nulls={"formula_cosine": [0.5]}, terms=TERMS)
 
 
-def test_null_thresholds_are_the_largest_null_values(seed_data):
+def test_null_thresholds_are_a_per_unit_level_of_the_null(seed_data):
     model = planted_lstm(2, LIVE, n_outputs=2)
-    nets = null_networks(model, seed_data, 2, seed=1)
-    table = null_statistics(nets, seed_data, terms=TERMS, max_lag=3, ablation_sequences=16)
-    assert set(table["network"]) == {0, 1} and set(table["unit"]) == set(range(4))
-    thresholds = null_thresholds(table)
-    assert thresholds["field_cosine"] == table.query("statistic == 'field_cosine'")["value"].max()
+    nets = null_networks(model, seed_data, 40, seed=1, width=4)
+    table = null_statistics(nets, seed_data, terms=TERMS, max_lag=3, n_costly=0)
+    assert set(table["network"]) == set(range(40)) and set(table["unit"]) == set(range(4))
+    thresholds = null_thresholds(table, level=0.05)["0"]
+    single = np.sort(table.query("statistic == 'field_cosine'")["value"].dropna().to_numpy())
+    k = int(np.ceil(0.95 * (single.size + 1)))  # the conformal order statistic
+    assert thresholds["field_cosine"] == single[k - 1] < single[-1]
+    assert thresholds["n_units"] == single.size
     assert 0 < thresholds["field_cosine"] <= thresholds["formula_cosine"] <= 1
-    again = null_statistics(nets, seed_data, terms=TERMS, max_lag=3, ablation_sequences=16)
+    again = null_statistics(nets, seed_data, terms=TERMS, max_lag=3, n_costly=0)
     pd.testing.assert_frame_equal(table, again)
+
+
+def test_the_conformal_threshold_bounds_the_false_positive_rate():
+    rng = np.random.default_rng(0)
+    assert upper_quantile([3.0, 1.0, 2.0, np.nan], 0.25) == 3.0  # k = ceil(0.75 * 4) = 3
+    assert upper_quantile([3.0, 1.0, 2.0], 0.2) == np.inf  # k = 4 > n: nothing beats it
+    exceed = []
+    for _ in range(400):  # fresh draws from the null's own distribution
+        null = rng.normal(size=199)
+        exceed.append(rng.normal() > upper_quantile(null, 0.05))
+    assert np.mean(exceed) <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / 400)
+    # a per-unit level: pooling more null units does not move the threshold upwards
+    wide = [upper_quantile(rng.normal(size=n), 0.01) for n in (1000, 10000, 100000)]
+    assert max(wide) - min(wide) < 0.3 and all(2.0 < t < 2.7 for t in wide)
+
+
+def test_the_same_unit_gets_the_same_threshold_whatever_the_layer_width(seed_data):
+    # the pipeline draws the null at min(width, null_units) units: 6, 8, 16 and 64 share it
+    single = FieldNull.from_values([0.5, 0.9, 0.95], [0.9, 0.99, 0.995], 0.5)
+    assert single.matched_terms([0.96, 0.99]) == 1 and single.matched_terms([0.9, 0.999]) == 2
+    assert single.matched_terms([0.5, 0.6]) == 0
+    config = RoleConfig()
+    assert {min(w, config.null_units) for w in (6, 8, 16, 64)} == {config.null_units}

@@ -76,12 +76,16 @@ def test_the_fit_is_deterministic_and_reported_in_the_table(rotated_kx):
     assert other.losses[0] != a.losses[0]  # another seeded start ...
     h, h_other = (v.basis[:4, 0] / np.linalg.norm(v.basis[:4, 0]) for v in (a, other))
     assert abs(float(h @ h_other)) > 0.99  # ... the same direction over the h of the units
-    table, _ = direction_table(model, ds, ["K[t-1]", "X[t-1]"], **kw)
+    table, loadings = direction_table(model, ds, ["K[t-1]", "X[t-1]"], **kw)
     again, _ = direction_table(model, ds, ["K[t-1]", "X[t-1]"], **kw)
     assert table.attrs["fits"] == again.attrs["fits"]
+    # searched beside X[t-1] (one batched run), K[t-1]'s search follows the same path up to
+    # the float rounding of the larger batch
     fit = table.attrs["fits"][0]
-    assert (fit["term"], fit["evaluations"], fit["stopped"]) == ("K[t-1]", a.evaluations, a.stopped)
-    assert fit["loss"] == a.losses[-1]
+    assert (fit["term"], fit["stopped"]) == ("K[t-1]", a.stopped)
+    assert fit["loss"] == pytest.approx(a.losses[-1], rel=1e-3, abs=1e-6)
+    basis = loadings[loadings["term"] == "K[t-1]"]["loading"].to_numpy()
+    assert abs(float(basis @ a.basis[:, 0])) > 0.999
 
 
 def test_a_term_the_output_ignores_fits_nothing(rotated_kx):

@@ -19,6 +19,8 @@ Example
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -206,20 +208,30 @@ class RoleConfig:
     Parameters
     ----------
     n_null : int
-        Untrained networks (least-squares readout) whose units give the receptive-field nulls
-        (cheap: one forward-mode pass each). A unit's match must beat every null unit, so
-        more null networks make a role harder to get by chance.
+        Untrained networks whose units give the receptive-field null (cheap: one
+        forward-mode pass each, at ``null_units`` units).
+    null_units : int
+        Width of those null networks (the analyzed width where it is smaller). A fixed width
+        keeps the thresholds, and so every unit's verdict, the same in a layer of 6 units or
+        64: untrained units of wider layers read their inputs less purely (PyTorch's
+        initialization scales with the width), so the narrow null is the conservative one.
+    unit_level : float
+        Per-unit false-positive level of the receptive-field match: a unit of an untrained
+        network beats the single-term (or formula) threshold with probability at most this
+        (the conformal ``1 - unit_level`` quantile of the ``n_null * null_units`` null units).
     null_field_sequences : int
         Sequences of each null network's receptive field (at most the network's own,
         ``AttributionConfig.max_sequences``). A null unit's field is a mean over sequences and
-        steps; 64 instead of 128 moved no null unit's best cosine by more than 0.003 (20
-        networks of 64 units, 10 of 256) and left the null maxima the same to 1e-3, at half
-        the cost of the largest null statistic. Fewer sequences make the null fields noisier
-        than the network's own (128) and raise the null maxima: with 32, the single-term
-        maximum of a 32-unit ``ar2`` network rose by 3.4e-4 and one of its units, at cosine
-        0.99488, lost its role.
+        steps; fewer sequences make the null fields noisier than the network's own and the
+        thresholds higher.
+    material_effect : float
+        A term is a rival in the interchange only where its output effect (RMS of the
+        model's own output change) is at least this share of the layer's largest term effect;
+        a smaller effect (the leak of a shut forget gate) gives a transfer that is a ratio of
+        float rounding.
     n_null_interventions : int
-        Null networks for the costly nulls (interchange, directions, probes, ablation usage).
+        Null networks (at the analyzed width) for the reported nulls of interchange
+        transfers, probes and ablation usage.
     n_pairs : int
         Counterfactual (base, source) pairs per term for the interchange interventions.
     exact_interchange : {"screen", "all"}
@@ -232,10 +244,24 @@ class RoleConfig:
         Units per term and layer with the largest estimated transfer that are patched exactly.
     directions : bool
         Learn a direction per term that no unit holds (distributed alignment search) and
-        report it in the ``terms`` table.
+        decide whether it is held there (the ``terms`` table).
     n_null_directions : int
-        Null networks on which the same direction search runs (the guard against finding
-        a direction that any network has).
+        Most null networks (untrained, at the analyzed width, least-squares readout) on which
+        the same direction search runs. They are drawn one batch at a time until one of them
+        scores as well as the network (a sequential Monte Carlo test), so a term that no null
+        network matches costs all of them and the others far fewer.
+    direction_specificity : float
+        Smallest specificity of a direction that holds its term: ``1 - leak / transfer``
+        (the largest share of another material term's effect it carries, per share of its
+        own), at the lower end of its 95 % bootstrap interval. 0.5: the direction carries its
+        term at least twice as much as any other term. Only such directions are tested
+        against null networks.
+    direction_level : float
+        Largest p-value of a ``distributed`` verdict; it needs ``n_null_directions >=
+        1 / direction_level - 1`` (the smallest p-value is ``1 / (n_null_directions + 1)``).
+    direction_restarts : int
+        Seeded random starts of each direction search; the best training loss is kept and the
+        starts' agreement (subspace overlap) is reported.
     direction_epochs : int
         Most evaluations of the training loss (patched runs of the training pairs) in each
         direction search; the L-BFGS fit stops earlier once the loss stops falling
@@ -254,14 +280,20 @@ class RoleConfig:
         Relative MSE increase on ablation that counts as "used by the output".
     """
 
-    n_null: int = 50
+    n_null: int = 512
+    null_units: int = 4
+    unit_level: float = 0.01
     null_field_sequences: int = 64
+    material_effect: float = 0.01
     n_null_interventions: int = 3
     n_pairs: int = 256
     exact_interchange: str = "screen"
     interchange_top_k: int = 16
     directions: bool = True
-    n_null_directions: int = 1
+    n_null_directions: int = 39
+    direction_specificity: float = 0.5
+    direction_level: float = 0.025
+    direction_restarts: int = 2
     direction_epochs: int = 80
     alpha: float = 0.05
     min_selectivity: float = 0.1
@@ -272,12 +304,24 @@ class RoleConfig:
 
     def __post_init__(self) -> None:
         check_int(self.n_null, "n_null", minimum=1)
+        check_int(self.null_units, "null_units", minimum=1)
+        check_float(
+            self.unit_level, "unit_level", minimum=0, maximum=1, strict_minimum=True,
+            strict_maximum=True,
+        )  # fmt: skip
+        check_float(self.material_effect, "material_effect", minimum=0, maximum=1)
         check_int(self.null_field_sequences, "null_field_sequences", minimum=2)
         check_int(self.n_null_interventions, "n_null_interventions", minimum=0)
         check_int(self.n_pairs, "n_pairs", minimum=2)
         check_choice(self.exact_interchange, "exact_interchange", ("screen", "all"))
         check_int(self.interchange_top_k, "interchange_top_k", minimum=1)
         check_int(self.n_null_directions, "n_null_directions", minimum=0)
+        check_float(self.direction_specificity, "direction_specificity", minimum=0, maximum=1)
+        check_float(
+            self.direction_level, "direction_level", minimum=0, maximum=1,
+            strict_minimum=True, strict_maximum=True,
+        )  # fmt: skip
+        check_int(self.direction_restarts, "direction_restarts", minimum=1)
         check_int(self.direction_epochs, "direction_epochs", minimum=1)
         if not isinstance(self.directions, bool):
             raise UnitprobeError(f"directions == {self.directions!r}, must be True or False")
@@ -286,6 +330,23 @@ class RoleConfig:
         for name in ("min_r2", "min_partial_r2", "min_field_similarity"):
             check_float(getattr(self, name), name, minimum=0, maximum=1)
         check_float(self.min_usage, "min_usage", minimum=0)
+
+
+def material_terms(
+    effects: Mapping[str, float], share: float = RoleConfig.material_effect
+) -> set[str]:
+    """The terms whose output effect is at least ``share`` times the largest one's.
+
+    The rule behind ``RoleConfig.material_effect``: a term whose effect is far smaller (a
+    forget gate that leaks ``sigmoid(-10)`` of an old input) has a transfer that is a ratio of
+    float rounding, so it is no rival and no evidence. ``effects`` maps term -> RMS output
+    change (NaN or 0 where the output ignores it).
+    """
+    finite = {t: e for t, e in effects.items() if math.isfinite(e) and e > 0}
+    if not finite:
+        return set()
+    largest = max(finite.values())
+    return {t for t, e in finite.items() if e >= share * largest}
 
 
 @dataclass(frozen=True)

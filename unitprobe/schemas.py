@@ -192,7 +192,8 @@ SCHEMAS: dict[str, Schema] = {
             "directions", "layer x term: a learned k-dimensional direction and how much of the "
             "term it transfers",
             layer=_I, term=_S, k=_I, transfer_train=_F, transfer_test=_F, best_unit_transfer=_F,
-            n_pairs=_I, note=_S,
+            layer_transfer=_F, leak=_F, leak_term=_S, score=_F, specificity=_F, specificity_lo=_F,
+            restart_overlap=_F, restart_agreement=_F, n_pairs=_I, note=_S,
         ),
         _schema(
             "direction_loadings", "layer x term x component x unit x state: the learned basis",
@@ -201,8 +202,10 @@ SCHEMAS: dict[str, Schema] = {
         _schema(
             "terms", "layer x term: where the term lives (a unit, several, a direction, nowhere)",
             layer=_I, term=_S, verdict=_S, units=_S, in_formula=_S, best_unit=_I,
-            best_unit_transfer=_F, effect=_F, direction_transfer=_F, direction_null=_F,
-            evidence=_S,
+            best_unit_transfer=_F, effect=_F, direction_transfer=_F, layer_transfer=_F,
+            direction_leak=_F, direction_specificity=_F, direction_score=_F, direction_null=_F,
+            direction_p=_F,
+            n_null_directions="Int64", evidence=_S,
         ),
         _schema(
             "nulls", "null network x layer x unit x statistic (x term): evidence in a network "

@@ -47,21 +47,20 @@ from unitprobe.errors import DataError, UnitprobeError
 from unitprobe.methods.ablation import ablation_table
 from unitprobe.methods.attribution import attribution_tables
 from unitprobe.methods.baselines import baseline_table
-from unitprobe.methods.interventions import default_terms, direction_table, interchange_table
+from unitprobe.methods.interventions import default_terms
 from unitprobe.methods.probes import identifiability, vif_table
 from unitprobe.methods.roles import assign_causal_roles, field_candidates, term_table
 from unitprobe.methods.targets import default_targets, make_targets
 from unitprobe.model.lstm import run
 from unitprobe.pipeline.fields import target_field_table, trace_table
-from unitprobe.pipeline.nulls import (
-    NULLS,
-    null_networks,
-    null_rows,
-    null_statistics,
-    null_thresholds,
-    null_values,
-)
 from unitprobe.pipeline.probing import probe_model
+from unitprobe.pipeline.verdicts import (
+    analysis_nulls,
+    null_summary,
+    null_transfers,
+    term_directions,
+    unit_interchange,
+)
 from unitprobe.schemas import SCHEMAS
 from unitprobe.seeds import stream_seeds
 from unitprobe.tables import Tables
@@ -239,43 +238,43 @@ def compute_analysis(
                 progress=bool(progress),
             )
     terms = default_terms(spec, data.input_names)
+    names = [str(t) for t in terms]
     with torch_threads(config.jobs):
         with timer("nulls"):
-            nets = null_networks(model, data, config.roles.n_null, seeds["controls"])
-            nulls = _nulls(nets, data, terms, targets, attribution, config, seeds)
-        field_nulls = {s: null_values(nulls, s) for s in ("field_cosine", "formula_cosine")}
+            nulls = analysis_nulls(model, data, terms, targets, attribution, config, seeds)
         with timer("interventions"):
             candidates = field_candidates(
-                attribution["receptive_fields"], field_nulls, [str(t) for t in terms],
-                state=config.states[0],
+                attribution["receptive_fields"], nulls, names, state=config.states[0],
+                level=config.roles.unit_level,
             )  # fmt: skip
-            interchange = _interchange(
+            interchange = unit_interchange(
                 model, data, terms, config, seeds["interventions"], candidates
             )
         with timer("nulls"):
-            nulls = _null_interchange(nets, data, terms, config, seeds, nulls)
+            nulls = null_transfers(model, data, terms, config, seeds, nulls)
     with timer("roles"):
         roles = assign_causal_roles(
             attribution["receptive_fields"],
             interchange,
-            nulls=field_nulls,
-            terms=[str(t) for t in terms],
+            nulls=nulls,
+            terms=names,
             probes=probes,
             ablation=ablation,
             identifiability=pairs,
             state=config.states[0],
+            level=config.roles.unit_level,
+            material=config.roles.material_effect,
         )
     with torch_threads(config.jobs), timer("directions"):
-        directions, loadings, nulls = _directions(
-            model, nets, data, terms, roles, config, seeds, nulls
+        directions, loadings, tests, nulls = term_directions(
+            model, data, terms, roles, interchange, config, seeds, nulls, progress
         )
     with timer("terms"):
-        direction_null = {}
-        for term in map(str, terms):
-            values = null_values(nulls, "direction_transfer", term)
-            if values.size:
-                direction_null[term] = float(values.max())
-        term_verdicts = term_table(roles, interchange, directions, direction_null=direction_null)
+        term_verdicts = term_table(
+            roles, interchange, directions, tests=tests, level=config.roles.direction_level,
+            material=config.roles.material_effect,
+            specificity=config.roles.direction_specificity,
+        )  # fmt: skip
         target_fields = target_field_table(data, list(targets.values.columns))
         traces = trace_table(roles, trace, targets)
     tables = Tables(
@@ -378,113 +377,6 @@ def _baselines(outputs: np.ndarray, data: Any, seed: int) -> pd.DataFrame:
     return baseline_table(fit, evaluate, outputs[half:], seed=seed)
 
 
-def _interchange(
-    model: Any,
-    data: Any,
-    terms: list[Any],
-    config: AnalyzeConfig,
-    seed: int,
-    candidates: dict[int, list[int]],
-) -> pd.DataFrame:
-    """Single-unit interchange of every term: the model's own change (which roles read), and
-    the change the task's relations predict where they give one, from the same patched runs.
-    Under the screen, ``candidates`` (the units a role may read) are patched exactly."""
-    table = interchange_table(
-        model, data, terms, reference=("model", "auto"), **_screen(config), exact_units=candidates,
-        n_pairs=config.roles.n_pairs, seed=seed,
-    )  # fmt: skip
-    own = table[table["reference"] == "model"].drop_duplicates(["layer", "units", "term"])
-    out = pd.concat([own, table[table["reference"] != "model"]], ignore_index=True)
-    out.attrs = dict(table.attrs)
-    return out
-
-
-def _screen(config: AnalyzeConfig) -> dict[str, Any]:
-    """The interchange screen's arguments for the analysis settings."""
-    top_k = config.roles.interchange_top_k
-    return {"screen": top_k if config.roles.exact_interchange == "screen" else None}
-
-
-def _nulls(
-    nets: list[Any],
-    data: Any,
-    terms: list[Any],
-    targets: Any,
-    attribution: dict[str, pd.DataFrame],
-    config: AnalyzeConfig,
-    seeds: dict[str, int],
-) -> pd.DataFrame:
-    """Null statistics before any intervention: receptive-field matches on all null networks;
-    probes and usage on the first ``n_null_interventions``."""
-    fields = attribution["receptive_fields"]
-    costly = config.roles.n_null_interventions
-    table = null_statistics(
-        nets, data, terms=[str(t) for t in terms], targets=targets,
-        max_lag=int(fields["lag"].max()) if len(fields) else None,
-        max_sequences=_null_field_sequences(config),
-        ablation_sequences=config.ablation.max_sequences, n_splits=config.probes.n_splits,
-        alpha=config.probes.alpha, n_costly=costly, seed=seeds["controls"],
-        exact_ablation=config.ablation.exact,
-    )  # fmt: skip
-    return table
-
-
-def _null_field_sequences(config: AnalyzeConfig) -> int:
-    """Sequences of each null network's receptive field: never more than the network's own."""
-    return min(config.attribution.max_sequences, config.roles.null_field_sequences)
-
-
-def _null_interchange(
-    nets: list[Any],
-    data: Any,
-    terms: list[Any],
-    config: AnalyzeConfig,
-    seeds: dict[str, int],
-    nulls: pd.DataFrame,
-) -> pd.DataFrame:
-    """``nulls`` with the interchange transfers of the first ``n_null_interventions`` null
-    networks (screened as the network's own, without role candidates)."""
-    rows = [nulls]
-    for k, net in enumerate(nets[: config.roles.n_null_interventions]):
-        inter = interchange_table(
-            net, data, terms, reference="model", n_pairs=config.roles.n_pairs,
-            seed=seeds["interventions"], **_screen(config),
-        )  # fmt: skip
-        rows.append(null_rows(k, inter, "transfer", "transfer"))
-    return NULLS.coerce(pd.concat(rows, ignore_index=True))
-
-
-def _directions(
-    model: Any,
-    nets: list[Any],
-    data: Any,
-    terms: list[Any],
-    roles: pd.DataFrame,
-    config: AnalyzeConfig,
-    seeds: dict[str, int],
-    nulls: pd.DataFrame,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Directions for the terms no unit holds, on the network and on the null networks.
-
-    Returns the ``directions`` and ``direction_loadings`` tables, and ``nulls`` with the null
-    networks' held-out direction transfers added (statistic ``direction_transfer``).
-    """
-    held = set(roles.loc[roles["kind"] == "term", "role"])
-    pending = [t for t in terms if str(t) not in held]
-    if not config.roles.directions or not pending:
-        return SCHEMAS["directions"].empty(), SCHEMAS["direction_loadings"].empty(), nulls
-    kw = {
-        "reference": "auto", "n_pairs": config.roles.n_pairs, "seed": seeds["interventions"],
-        "epochs": config.roles.direction_epochs, **_screen(config),
-    }  # fmt: skip
-    directions, loadings = direction_table(model, data, pending, **kw)
-    rows = [nulls]
-    for k, net in enumerate(nets[: config.roles.n_null_directions]):
-        null_directions, _ = direction_table(net, data, pending, **kw)
-        rows.append(null_rows(k, null_directions, "direction_transfer", "transfer_test"))
-    return directions, loadings, NULLS.coerce(pd.concat(rows, ignore_index=True))
-
-
 class _Timer:
     """Times named stages (a stage entered twice adds up, and its second report says it is
     the total); reports each to ``echo``."""
@@ -574,14 +466,7 @@ def _summary(
         "analysis": config.to_dict(),
         "training_metrics": checkpoint.metrics,
         "metrics": base,
-        "nulls": {
-            "networks": config.roles.n_null,
-            "networks_for_interventions": config.roles.n_null_interventions,
-            "field_sequences": _null_field_sequences(config),
-            "thresholds": null_thresholds(nulls),
-            "rule": "a role's receptive-field match must exceed every null unit's "
-            "(threshold = the largest null value)",
-        },
+        "nulls": null_summary(checkpoint.model, config, nulls),
         "warnings": _warnings(base, tables["baselines"])
         + (
             [

@@ -2,10 +2,11 @@
 
 A statistic means something only beside its value in networks that hold no term by
 training. :func:`null_networks` builds them: untrained networks of the analyzed network's
-shape (seeded from the ``controls`` stream), each with a **least-squares readout** fitted to
-the same data (so, like the trained network, their output does predict the targets as well as
-their random units allow). :func:`null_statistics` then measures, on the same sequences and
-over *all* their units (unit indices mean nothing across networks):
+shape (seeded from the ``controls`` stream; optionally at another width), each with a
+**least-squares readout** fitted to the same data (so, like the trained network, their output
+does predict the targets as well as their random units allow). :func:`null_statistics` then
+measures, on the same sequences and over *all* their units (unit indices mean nothing across
+networks):
 
 ==================  ==========================================================================
 statistic           per null unit (or per layer x term)
@@ -16,21 +17,21 @@ statistic           per null unit (or per layer x term)
 ``usage``           largest relative MSE increase under mean / resample ablation
 ==================  ==========================================================================
 
-Interchange transfers and direction transfers of null networks are added by the pipeline
-(:mod:`unitprobe.pipeline.analyze`) from the intervention methods. Thresholds are the
-largest null value of a statistic (:func:`null_thresholds`): a unit's role must beat every
-null unit, and the percentile of its statistic among the null values is reported.
+Interchange transfers and direction scores of null networks are added by the pipeline
+(:mod:`unitprobe.pipeline.analyze`) from the intervention methods. The receptive-field
+thresholds are per-unit levels of the null (:func:`null_thresholds`, from
+:func:`unitprobe.methods.roles.causal.upper_quantile`), per layer, and the percentile of a
+unit's statistic among the null values is reported.
 
 Example
 -------
->>> nets = null_networks(model, dataset, n=3, seed=stream_seed(0, "controls"))
->>> nulls = null_statistics(nets, dataset, terms=["K[t]", "X[t-1]"], max_lag=5)
->>> null_thresholds(nulls)["field_cosine"]
+>>> nets = null_networks(model, dataset, n=512, seed=stream_seed(0, "controls"), width=4)
+>>> nulls = null_statistics(nets, dataset, terms=["K[t]", "X[t-1]"], max_lag=5, n_costly=0)
+>>> null_thresholds(nulls, level=0.01)
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,10 +46,11 @@ from unitprobe.methods.probes import unit_probes
 from unitprobe.methods.roles.causal import (
     FORMULA_TERMS,
     field_match_cosines,
+    field_nulls,
     term_cell,
     usage_from_ablation,
 )
-from unitprobe.model.lstm import UnitLSTM, as_tensor, run
+from unitprobe.model.lstm import ModelConfig, UnitLSTM, as_tensor, run
 from unitprobe.schemas import SCHEMAS
 from unitprobe.validation import check_int
 
@@ -87,22 +89,30 @@ def fit_readout(model: UnitLSTM, dataset: Any) -> UnitLSTM:
     return model.eval()
 
 
-def untrained_network(model: UnitLSTM, seed: int) -> UnitLSTM:
-    """A freshly initialized network of ``model``'s shape, dtype and device (torch seed
-    ``seed``, drawn on the CPU so every device gets the same weights), in eval mode; the global
-    random state is left as it was."""
+def untrained_network(model: UnitLSTM, seed: int, width: int | None = None) -> UnitLSTM:
+    """A freshly initialized network of ``model``'s shape (``width`` units per layer where
+    given), dtype and device (torch seed ``seed``, drawn on the CPU so every device gets the
+    same weights), in eval mode; the global random state is left as it was."""
+    config = model.config
+    if width is not None:
+        width = check_int(width, "width", minimum=1)
+        config = ModelConfig(config.n_inputs, width, config.n_outputs, config.n_layers)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = UnitLSTM(model.config)
+        net = UnitLSTM(config)
     param = next(model.parameters())
     return net.to(device=param.device, dtype=param.dtype).eval()
 
 
-def null_networks(model: UnitLSTM, dataset: Any, n: int, seed: int) -> list[UnitLSTM]:
-    """``n`` untrained networks of ``model``'s shape, torch seeds ``seed .. seed + n - 1``,
-    each with a least-squares readout on ``dataset`` (:func:`fit_readout`)."""
+def null_networks(
+    model: UnitLSTM, dataset: Any, n: int, seed: int, *, width: int | None = None
+) -> list[UnitLSTM]:
+    """``n`` untrained networks of ``model``'s shape (``width`` units per layer where given),
+    torch seeds ``seed .. seed + n - 1``, each with a least-squares readout on ``dataset``
+    (:func:`fit_readout`)."""
     check_int(n, "n_null", minimum=1)
-    return [fit_readout(untrained_network(model, seed + k), dataset) for k in range(n)]
+    nets = (untrained_network(model, seed + k, width) for k in range(n))
+    return [fit_readout(net, dataset) for net in nets]
 
 
 def null_rows(network: int, table: pd.DataFrame, statistic: str, value: str) -> pd.DataFrame:
@@ -132,6 +142,7 @@ def null_statistics(
     n_costly: int | None = None,
     seed: int = 0,
     exact_ablation: str = AblationConfig.exact,
+    fields: bool = True,
 ) -> pd.DataFrame:
     """Every statistic of the module table, on every unit of every null network.
 
@@ -160,6 +171,8 @@ def null_statistics(
     exact_ablation : {"screen", "all"}
         The ``usage`` ablations: screened as the analyzed network's (exact where the screen
         cannot tell whether ``usage > 0``, and for the largest effects), or every unit exactly.
+    fields : bool, default True
+        Measure the receptive-field statistics (False: only the costly ones).
 
     Returns
     -------
@@ -170,7 +183,7 @@ def null_statistics(
     rows: list[tuple] = []
     inputs = np.asarray(dataset.inputs)
     for k, net in enumerate(networks):
-        for layer in range(net.config.n_layers):
+        for layer in range(net.config.n_layers if fields else 0):
             fields = receptive_field_arrays(
                 net, inputs, dataset.input_names, layer=layer, max_lag=max_lag,
                 max_sequences=max_sequences, seed=seed, with_absolute=False,
@@ -215,14 +228,23 @@ def _probe_rows(
     return rows
 
 
-def null_thresholds(nulls: pd.DataFrame) -> dict[str, float]:
-    """The largest null value of each statistic (NaN values ignored; NaN if none)."""
-    out = {}
-    for statistic, group in nulls.groupby("statistic", sort=True):
-        values = group["value"].to_numpy(dtype=float)
-        values = values[np.isfinite(values)]
-        out[str(statistic)] = float(values.max()) if values.size else math.nan
-    return out
+def null_thresholds(nulls: pd.DataFrame, level: float) -> dict[str, Any]:
+    """The receptive-field thresholds of each layer at the per-unit ``level`` (plain data).
+
+    Returns ``{layer: {"field_cosine": threshold, "formula_cosine": threshold, "n_units":
+    null units}}`` with string layer keys, as ``summary.json`` stores them; empty without
+    receptive-field rows.
+    """
+    if not nulls["statistic"].isin(("field_cosine", "formula_cosine")).any():
+        return {}
+    return {
+        str(layer): {
+            "field_cosine": null.single_threshold,
+            "formula_cosine": null.formula_threshold,
+            "n_units": int(null.single.size),
+        }
+        for layer, null in field_nulls(nulls, level).items()
+    }
 
 
 def null_values(nulls: pd.DataFrame, statistic: str, term: str | None = None) -> np.ndarray:

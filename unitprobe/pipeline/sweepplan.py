@@ -122,8 +122,9 @@ def sweep_analysis_config(**overrides: Any) -> AnalyzeConfig:
 
     Defaults: 256 sequences, analysis seed :data:`ANALYSIS_SEED`, 1 untrained control, 999
     permutations (the smallest p-value is 1/1000 before the Benjamini-Hochberg correction over
-    units x targets), ablation modes zero and mean, integrated gradients on 64 sequences, one
-    torch thread. Everything else is the library default (:mod:`unitprobe.config`).
+    units x targets), ablation modes zero and mean, integrated gradients on 64 sequences, no
+    learned directions (a sweep collects unit roles, not term verdicts), one torch thread.
+    Everything else is the library default (:mod:`unitprobe.config`).
 
     Parameters
     ----------
@@ -138,6 +139,7 @@ def sweep_analysis_config(**overrides: Any) -> AnalyzeConfig:
         ablation_modes=("zero", "mean"),
         attribution_methods=("integrated_gradients",),
         max_attribution_sequences=64,
+        directions=False,
         jobs=1,
     )
     return AnalyzeConfig().replace(**{**base, **overrides})

@@ -96,7 +96,8 @@ def plot_interchange(interchange: pd.DataFrame, *, reference: str | None = None)
 
 
 def plot_directions(directions: pd.DataFrame, direction_loadings: pd.DataFrame) -> Figure:
-    """Learned directions: held-out transfer beside the best single unit, and their loadings.
+    """Learned directions: held-out transfer beside the best single unit and the direction's
+    leak into another term, and their loadings.
 
     Parameters
     ----------
@@ -110,10 +111,12 @@ def plot_directions(directions: pd.DataFrame, direction_loadings: pd.DataFrame) 
     Returns
     -------
     Figure
-        Left: grouped bars per (layer, term) of the direction's held-out transfer and the best
-        single unit's (terms without a learned direction are left out). Right: heatmap of
-        the loadings, one row per (layer, term, component),
-        one column per state and unit, diverging around 0.
+        Left: grouped bars per (layer, term) of the direction's held-out transfer, the best
+        single unit's, and, where the table has ``leak``, the largest share of another
+        term's effect the direction carries, with its ``score`` (transfer bounded by the
+        layer, less the leak) as a marker (terms without a learned direction are left out).
+        Right: heatmap of the loadings, one row per (layer, term, component), one column per
+        state and unit, diverging around 0.
     """
     _draw.require(directions, _DIRECTION_COLUMNS, "directions")
     _draw.require(direction_loadings, _LOADING_COLUMNS, "direction_loadings")
@@ -159,17 +162,34 @@ def plot_directions(directions: pd.DataFrame, direction_loadings: pd.DataFrame) 
             1, 2, width_ratios=[max(1.0, 0.45 * len(names)), max(1.5, map_w)]
         )
         pos = np.arange(len(names))
-        colors = _style.categorical(2)
-        ax_bar.bar(pos - 0.2, directions["transfer_test"], 0.4, color=colors[0],
-                   label="direction (held out)")  # fmt: skip
-        ax_bar.bar(pos + 0.2, directions["best_unit_transfer"], 0.4, color=colors[1],
-                   label="best single unit")  # fmt: skip
+        leaks = "leak" in directions.columns
+        bars = [("transfer_test", "direction (held out)"), ("best_unit_transfer", "best unit")]
+        if leaks:
+            bars.append(("leak", "its leak into another term"))
+        colors = _style.categorical(len(bars))
+        bar_w = 0.8 / len(bars)
+        for j, (column, label) in enumerate(bars):
+            offset = (j - (len(bars) - 1) / 2) * bar_w
+            ax_bar.bar(pos + offset, pd.to_numeric(directions[column], errors="coerce"), bar_w,
+                       color=colors[j], label=label)  # fmt: skip
+        if leaks and "score" in directions.columns:
+            ax_bar.scatter(
+                pos,
+                pd.to_numeric(directions["score"], errors="coerce"),
+                marker="D",
+                color="0.1",
+                zorder=3,
+                s=18,
+                label="score (bounded, less leak)",
+            )
         ax_bar.axhline(1.0, color="0.4", linewidth=0.8, linestyle="--")
         ax_bar.set_xticks(pos, names)
         _draw.rotate_xticks(ax_bar, names)
         ax_bar.set_ylabel("transfer")
         ax_bar.set_title("transfer of the learned direction")
-        values = directions[["transfer_test", "best_unit_transfer"]].to_numpy(float)
+        shown = [c for c in ("transfer_test", "best_unit_transfer", "leak", "score")
+                 if c in directions.columns]  # fmt: skip
+        values = directions[shown].apply(pd.to_numeric, errors="coerce").to_numpy(float)
         ax_bar.set_ylim(min(0.0, float(np.nanmin(values, initial=0.0))), None)
         ax_bar.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)
         if rows and cols:

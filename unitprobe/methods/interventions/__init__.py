@@ -55,8 +55,10 @@ from unitprobe.methods.interventions.directions import (
     DIRECTION_LOADINGS,
     DIRECTIONS,
     Direction,
+    direction_search,
     direction_table,
     direction_transfer,
+    directions_frames,
     learn_direction,
 )
 from unitprobe.methods.interventions.interchange import (
@@ -90,8 +92,10 @@ __all__ = [
     "Term",
     "counterfactual_pairs",
     "default_terms",
+    "direction_search",
     "direction_table",
     "direction_transfer",
+    "directions_frames",
     "interchange_table",
     "learn_direction",
     "output_fields",

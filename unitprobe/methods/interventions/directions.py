@@ -10,29 +10,37 @@ matrix (differentiable QR), fitted on a training share of the pairs (loss:
 the best single unit's transfer on the same pairs. Gradients flow to the basis only
 (:func:`torch.autograd.grad`), so the model is left untouched.
 
-The fit (:func:`learn_direction`) is full-batch L-BFGS from a seeded random basis: each
-*evaluation* of the loss is one patched run of the training pairs (from each pair's step on,
-:func:`~unitprobe.model.lstm.suffix_outputs`), and an accepted step adds one backward pass.
-It stops when the loss stops falling: after :data:`DAS_PATIENCE` successive steps that each
-lower it by no more than :data:`DAS_RTOL` of its value (or :data:`DAS_ATOL`, whichever is
-larger), when no step along the search direction lowers it, or after ``epochs``
-evaluations (then the row's note says so). Where Adam took its whole budget (80 steps on a
-256-unit network, the loss still falling), L-BFGS reaches a lower training loss in 15 to 45
-evaluations on trained networks (untrained ones, worse conditioned, may take the budget).
-Two shortcuts were measured and left out: a start from the top singular vectors of the
-state changes ``z_source - z_base`` halves the evaluations on the seed task but, on
-``seed-restart``, starts on a plateau and ends in a far worse minimum; fitting on half the
-training pairs costs held-out transfer on small networks.
+The fit is full-batch L-BFGS from seeded random bases (``restarts`` of them; the lowest
+training loss is kept and the starts' agreement, :attr:`Direction.overlap`, is reported):
+each *evaluation* of the loss is one patched run of the training pairs (from each pair's step
+on, :func:`~unitprobe.model.lstm.suffix_outputs`) and one backward pass. A search stops when
+the loss stops falling: after :data:`DAS_PATIENCE` successive steps that each lower it by no
+more than :data:`DAS_RTOL` of its value (or :data:`DAS_ATOL`, whichever is larger), when no
+step along the search direction lowers it, or after ``epochs`` evaluations (then the row's
+note says so). :func:`direction_search` runs the searches of many terms (and restarts) at
+once: every search keeps its own L-BFGS state and stopping rule, and each round of
+evaluations is one batched patched run, so a batch gives each search the result it would
+get alone (up to float rounding).
 
-The illusion guard: ``counterfactual_term=`` scores the direction learned for one term on the
-pairs of another (a direction that also transfers a term it was not trained on reads more
-than the term); the pipeline also runs it on untrained networks.
+What a direction proves. A scalar input change moves any LSTM's state along about one
+direction, so a 1-d direction that transfers most of a term's effect is found in untrained
+networks too. A direction is evidence that the layer holds the term only where it is
+**bounded** and **specific** (the ``score``):
+
+* bounded: patching the whole layer (every unit's ``h`` and ``c``) on the same held-out
+  pairs transfers :attr:`Direction.layer_transfer`, and no share claimed for a direction can
+  exceed it (a 1-d patch can overshoot where the rest of the state change cancels);
+* specific: the direction learned for one term is scored on the held-out pairs of every
+  other term (:attr:`Direction.cross`); the largest share it carries of a material other
+  term's effect is its ``leak``. ``score = min(transfer_test, layer_transfer) - leak``.
+
+The pipeline compares the score with the same search on null networks.
 
 Example
 -------
 >>> d = learn_direction(model, dataset, "X[t-1]", k=1)
->>> d.transfer_test, d.best_unit_transfer
-(0.99, 0.5)
+>>> d.transfer_test, d.best_unit_transfer, d.leak, d.score
+(0.99, 0.5, ('K[t-1]', 0.01), 0.98)
 >>> directions, loadings = direction_table(model, dataset, ["X[t-1]", "K[t-1]"])
 """
 
@@ -49,66 +57,54 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from unitprobe.config import RoleConfig, material_terms
 from unitprobe.errors import UnitprobeError
+from unitprobe.methods.interventions.das import (
+    DAS_ATOL,
+    DAS_LR,
+    DAS_MEMORY,
+    DAS_PATIENCE,
+    DAS_RTOL,
+    Batch,
+    Fit,
+    Networks,
+    PairSums,
+    fit_searches,
+    make_batch,
+    patched_changes,
+    score_jobs,
+)
 from unitprobe.methods.interventions.interchange import (
-    MIN_EFFECT,
+    N_BOOTSTRAP,
     _quiet,
     check_layers,
     check_states,
-    pair_runs,
-    patched_outputs,
     resolve_terms,
     term_transfers,
-    transfer,
 )
-from unitprobe.methods.interventions.pairs import (
-    REFERENCES,
-    Pairs,
-    ReferenceChange,
-    counterfactual_pairs,
-    reference_change,
-    term_rng,
-)
+from unitprobe.methods.interventions.pairs import REFERENCES, counterfactual_pairs, term_rng
 from unitprobe.methods.interventions.terms import Term, output_fields, parse_term
-from unitprobe.model.lstm import UnitLSTM, as_tensor
+from unitprobe.model.lstm import UnitLSTM
 from unitprobe.schemas import SCHEMAS, STATES
 from unitprobe.validation import check_choice, check_float, check_int
 
 __all__ = [
     "DAS_ATOL",
-    "DAS_EPOCHS",
     "DAS_LR",
     "DAS_MEMORY",
-    "DAS_PAIRS",
     "DAS_PATIENCE",
     "DAS_RTOL",
     "DIRECTIONS",
     "DIRECTION_LOADINGS",
     "TEST_FRACTION",
     "Direction",
+    "direction_search",
     "direction_table",
     "direction_transfer",
+    "directions_frames",
     "learn_direction",
 ]
 
-#: Most evaluations of the training loss in one fit (it usually stops far earlier).
-DAS_EPOCHS = 150
-#: Length of the first step (steepest descent), relative to the free matrix's norm.
-DAS_LR = 0.1
-#: A step that lowers the loss by no more than this share of it has stalled ...
-DAS_RTOL = 1e-3
-#: ... or by no more than this (the loss is relative to ``Σ Δ_ref²``), whichever is larger.
-DAS_ATOL = 1e-4
-#: Successive stalled steps that end the fit.
-DAS_PATIENCE = 3
-#: Curvature pairs L-BFGS keeps.
-DAS_MEMORY = 10
-#: Armijo's sufficient-decrease share, and the halvings of a step before it is given up.
-_ARMIJO, _HALVINGS = 1e-4, 10
-#: Longest step of the unit-norm free matrix (1: a 45 degree turn of a 1-d basis).
-_MAX_STEP = 1.0
-#: Counterfactual pairs per direction (train + test).
-DAS_PAIRS = 512
 #: Share of the pairs held out to score the direction.
 TEST_FRACTION = 0.25
 
@@ -133,7 +129,7 @@ class Direction:
     transfer_train, transfer_test : float
         Transfer on the training pairs and on the held-out pairs (of ``counterfactual_term``).
     best_unit_transfer : float
-        The best single unit's transfer on the same held-out pairs.
+        The best single unit's transfer on the same held-out pairs (NaN where not measured).
     n_pairs : int
         Pairs used (train + test).
     reference : str
@@ -142,14 +138,35 @@ class Direction:
         The term whose pairs scored ``transfer_test``.
     note : str
     losses : list of float
-        Training loss of the starting basis and after each accepted step.
+        Training loss of the starting basis and after each accepted step (of the kept start).
     evaluations : int
-        Evaluations of the training loss spent (at most ``epochs``).
+        Evaluations of the training loss spent by the kept start (at most ``epochs``).
     stopped : str
-        Why the fit ended: ``converged`` (the loss stopped falling), ``stalled`` (no step
-        along the search direction lowered it), ``budget`` (``epochs`` evaluations spent),
-        ``stationary`` (zero gradient), ``not finite`` (the loss or its gradient), or ``""``
-        where nothing was fitted. The note names ``budget`` and ``not finite``.
+        Why the kept start's fit ended: ``converged`` (the loss stopped falling), ``stalled``
+        (no step along the search direction lowered it), ``budget`` (``epochs`` evaluations
+        spent), ``stationary`` (zero gradient), ``not finite`` (the loss or its gradient), or
+        ``""`` where nothing was fitted. The note names ``budget`` and ``not finite``.
+    layer_transfer : float
+        Transfer of patching the whole layer on the held-out pairs: the bound of any share.
+    cross : dict of str to float
+        Transfer of this direction on the held-out pairs of each other scored term.
+    material : tuple of str
+        The scored terms (this one included) whose output effect is material
+        (:func:`unitprobe.config.material_terms`); only they count as leaks.
+    overlap : float
+        Subspace overlap of the restarts: mean over pairs of starts of ``||R_aᵀ R_b||²_F / k``
+        (1: the same subspace; about ``k / d`` for unrelated ones); NaN with one start. State
+        dimensions the output never reads (the ``c`` of a unit whose forget gate is shut) are
+        free in the fit and lower it.
+    agreement : float
+        Functional agreement of the restarts: mean over pairs of starts of the cosine between
+        their patched output changes on the held-out pairs (1: the starts' directions act
+        alike, whatever the free dimensions); NaN with one start.
+    restarts : int
+        Starts of the search.
+    specificity_lo : float
+        Lower end of the 95 % bootstrap interval of :attr:`specificity` (the held-out pairs
+        of every term resampled).
     """
 
     term: Term
@@ -166,14 +183,49 @@ class Direction:
     losses: list[float] = field(default_factory=list, repr=False)
     evaluations: int = 0
     stopped: str = ""
+    layer_transfer: float = math.nan
+    cross: dict[str, float] = field(default_factory=dict, repr=False)
+    material: tuple[str, ...] = ()
+    overlap: float = math.nan
+    agreement: float = math.nan
+    restarts: int = 1
+    specificity_lo: float = math.nan
 
     @property
     def k(self) -> int:
         """Dimension of the subspace."""
         return int(self.basis.shape[1])
 
+    @property
+    def leak(self) -> tuple[str, float]:
+        """The material other term whose effect this direction carries most, and that share
+        (``|transfer|``); ``("", 0.0)`` where no other term is material."""
+        others = [(t, abs(v)) for t, v in self.cross.items()
+                  if t in self.material and math.isfinite(v)]  # fmt: skip
+        return max(others, key=lambda kv: kv[1], default=("", 0.0))
+
+    @property
+    def score(self) -> float:
+        """``min(transfer_test, layer_transfer) - leak``: the bounded, term-specific share
+        (NaN where the direction was not scored on its own term)."""
+        return self._bounded - self.leak[1]
+
+    @property
+    def specificity(self) -> float:
+        """``1 - leak / min(transfer_test, layer_transfer)``: 1 for a direction that carries
+        no other material term, 0 for one that carries another as much as its own (NaN where
+        its own transfer is not positive)."""
+        bounded = self._bounded
+        return 1.0 - self.leak[1] / bounded if bounded > 0 else math.nan
+
+    @property
+    def _bounded(self) -> float:
+        bound = self.layer_transfer if math.isfinite(self.layer_transfer) else math.inf
+        return min(self.transfer_test, bound)
+
     def row(self) -> dict[str, Any]:
         """This direction as a row of :data:`DIRECTIONS`."""
+        leak_term, leak = self.leak
         return {
             "layer": self.layer,
             "term": str(self.term),
@@ -181,6 +233,14 @@ class Direction:
             "transfer_train": self.transfer_train,
             "transfer_test": self.transfer_test,
             "best_unit_transfer": self.best_unit_transfer,
+            "layer_transfer": self.layer_transfer,
+            "leak": leak if math.isfinite(self.transfer_test) else math.nan,
+            "leak_term": leak_term,
+            "score": self.score,
+            "specificity": self.specificity,
+            "specificity_lo": self.specificity_lo,
+            "restart_overlap": self.overlap,
+            "restart_agreement": self.agreement,
             "n_pairs": self.n_pairs,
             "note": self.note,
         }
@@ -199,190 +259,267 @@ class Direction:
         )
 
 
-def _stack(states: dict[str, Tensor], names: tuple[str, ...], layer: int) -> Tensor:
-    """``z`` of shape (n_pairs, n_units * len(names)): the named states of one layer."""
-    return torch.cat([states[s][layer] for s in names], dim=1)
+def _start(seed: int, term: Term, restart: int, d: int, k: int, like: Tensor) -> Tensor:
+    """The seeded random start of one restart: drawn on the CPU (the generator's device) so
+    every device starts from the same basis; norm 1."""
+    purpose = 3 if restart == 0 else 1000 + restart
+    generator = torch.Generator().manual_seed(int(term_rng(seed, term, purpose).integers(2**31)))
+    free = torch.randn(d, k, generator=generator, dtype=like.dtype, device="cpu").to(like.device)
+    return free / free.norm()
 
 
-@dataclass
-class _Batch:
-    """What training or scoring a basis on some pairs needs."""
+def _agreement(
+    nets: Networks,
+    test: dict[Term, Batch],
+    jobs: Sequence[tuple[Term, int]],
+    fits: Sequence[Sequence[Fit]],
+) -> dict[Term, list[float]]:
+    """Per term and network: the mean cosine between the restarts' patched output changes
+    on the term's held-out pairs (counted outputs only)."""
+    bases = [torch.stack([f.basis for f in fits[j]]) for j in range(len(jobs))]
+    changes = patched_changes(nets, [(test[t], b) for (t, _), b in zip(jobs, bases, strict=True)])
+    out: dict[Term, list[float]] = {}
+    for t in dict.fromkeys(u for u, _ in jobs):
+        mine = [c for (u, _), c in zip(jobs, changes, strict=True) if u == t]
+        values = []
+        for i, ref in enumerate(test[t].refs):
+            flat = [np.where(ref.mask, c[i], 0.0).ravel() for c in mine]
+            pairs = [
+                float(a @ b / np.sqrt((a @ a) * (b @ b))) if (a @ a) * (b @ b) > 0 else math.nan
+                for k, a in enumerate(flat)
+                for b in flat[k + 1 :]
+            ]
+            values.append(float(np.mean(pairs)) if pairs else math.nan)
+        out[t] = values
+    return out
 
-    base: Tensor  # (n, T, F)
-    steps: Tensor  # (n,)
-    z_base: Tensor  # (n, d)
-    z_delta: Tensor  # (n, d)
-    y_base: Tensor  # (n, T, O)
-    ref: ReferenceChange
-    ref_delta: Tensor  # (n, T, O), 0 outside the mask
-    weight: Tensor  # (n, T, O), the mask as 0/1
+
+def _overlap(bases: Sequence[Tensor]) -> float:
+    """Mean over pairs of ``||R_aᵀ R_b||²_F / k`` (NaN for fewer than two bases)."""
+    values = [
+        float((a.T @ b).pow(2).sum()) / a.shape[1]
+        for i, a in enumerate(bases)
+        for b in bases[i + 1 :]
+    ]
+    return float(np.mean(values)) if values else math.nan
 
 
-def _batch(
-    model: UnitLSTM,
+def direction_search(
+    models: Sequence[UnitLSTM],
     dataset: Any,
-    pairs: Pairs,
-    layer: int,
-    states: tuple[str, ...],
-    reference: str,
-    horizon: int | None,
-    fields: dict,
-) -> _Batch:
-    n_steps = pairs.base.shape[1]
-    if horizon is not None:
-        n_steps = min(n_steps, int(pairs.step.max()) + horizon + 1)
-    runs = pair_runs(model, pairs, n_steps)
-    ref = reference_change(pairs, dataset, reference, horizon, runs.y_base, runs.y_source, fields)
-    z_base = _stack(runs.states_base, states, layer)  # on the model's device
-    dtype, device = z_base.dtype, z_base.device
-    return _Batch(
-        base=as_tensor(pairs.base[:, :n_steps], model),
-        steps=torch.as_tensor(pairs.step, device=device),
-        z_base=z_base,
-        z_delta=_stack(runs.states_source, states, layer) - z_base,
-        y_base=torch.as_tensor(runs.y_base, dtype=dtype, device=device),
-        ref=ref,
-        ref_delta=torch.as_tensor(ref.delta, dtype=dtype, device=device),
-        weight=torch.as_tensor(ref.mask, dtype=dtype, device=device),
-    )
+    terms: Sequence[str | Term],
+    *,
+    layer: int = 0,
+    scored_terms: Sequence[str | Term] | None = None,
+    k: int = 1,
+    states: Sequence[str] = STATES,
+    n_pairs: int = RoleConfig.n_pairs,
+    test_fraction: float = TEST_FRACTION,
+    epochs: int = RoleConfig.direction_epochs,
+    lr: float = DAS_LR,
+    seed: int = 0,
+    reference: str = "auto",
+    horizon: int | None = None,
+    restarts: int = RoleConfig.direction_restarts,
+    best_unit: bool = True,
+    screen: int | None = None,
+    material: float = RoleConfig.material_effect,
+) -> list[list[Direction]]:
+    """Learn a direction of layer ``layer`` for each of ``terms`` in each of ``models``, all
+    searches at once.
 
+    Every direction is scored on its own held-out pairs, on the whole layer's patch of the
+    same pairs (``layer_transfer``), and on the held-out pairs of every term of
+    ``scored_terms`` (``cross``; the module doc's specificity). The pairs of a term, its
+    split, and each restart's start depend only on ``seed`` and the term, so a term's
+    direction is the same whichever other terms or networks are searched with it (up to the
+    float rounding of the batched runs), and every network sees the same pairs.
 
-def _patched(model: UnitLSTM, batch: _Batch, basis: Tensor, layer: int, states: tuple[str, ...]):
-    """``Δ_patch`` of shape (n, T, O) for the interchange along ``basis`` (d, k)."""
-    z = batch.z_base + (batch.z_delta @ basis) @ basis.T  # (n, d)
-    n_units = model.config.n_units
-    new = {(s, layer): z[:, i * n_units : (i + 1) * n_units] for i, s in enumerate(states)}
-    masks = {layer: torch.ones(z.shape[0], n_units, dtype=torch.bool, device=z.device)}
-    fast = {}
-    if layer == 0 and set(states) == {"h", "c"}:  # the suffix path needs both base states
-        base = {s: batch.z_base[:, i * n_units : (i + 1) * n_units] for i, s in enumerate(states)}
-        fast = {"base_states": base, "y_base": batch.y_base}
-    return patched_outputs(model, batch.base, batch.steps, new, masks, **fast) - batch.y_base
+    Parameters
+    ----------
+    models : sequence of UnitLSTM
+        Networks of one shape (e.g. null networks); one-layer ones run in one batched
+        recurrence (:func:`~unitprobe.model.stacked.stacked_suffix_outputs`).
+    dataset : Dataset
+        As for :func:`~unitprobe.methods.interventions.interchange_table`.
+    terms : sequence of str or Term
+        Terms to learn a direction for (``NAME[t-k]`` over the input features).
+    layer : int
+    scored_terms : sequence of str or Term, optional
+        Terms whose held-out pairs score every direction (``terms`` are always included).
+    k : int
+        Dimension of each subspace, ``1 <= k <= d``.
+    states : sequence of {"h", "c"}
+        States that span ``z`` (``d = n_units * len(states)``).
+    n_pairs : int
+        Counterfactual pairs per term, split into training and held-out pairs.
+    test_fraction : float
+        Share held out (at least one pair each side).
+    epochs : int
+        Most evaluations of the training loss per start (one patched run of the training
+        pairs each, batched over the searches). 0 keeps the random start.
+    lr : float
+        Length of the first step (steepest descent) relative to the free matrix's norm.
+    seed : int
+        Seeds the pairs, the split and the starts: the same seed gives the same result.
+    reference : {"auto", "model", "relations"}
+    horizon : int, optional
+        Output steps ``s .. s + horizon`` count (None: through the end).
+    restarts : int
+        Seeded starts per term; the lowest training loss is kept.
+    best_unit : bool
+        Also measure the best single unit's transfer on each term's held-out pairs.
+    screen : int, optional
+        Find the best single unit among the ``screen`` units with the largest first-order
+        transfer estimate (patched exactly; see ``interchange_table``); None: every unit.
+    material : float
+        Share of the largest scored effect below which a scored term is no leak.
 
-
-def _score(model: UnitLSTM, batch: _Batch, basis: Tensor, layer: int, states) -> float:
-    with torch.no_grad():
-        delta = _patched(model, batch, basis, layer, states).double().cpu().numpy()
-    return transfer(delta, batch.ref).transfer
-
-
-def _orthonormal(free: Tensor) -> Tensor:
-    q, r = torch.linalg.qr(free)
-    return q * torch.sign(torch.diagonal(r)).where(torch.diagonal(r) != 0, 1.0)
-
-
-@dataclass
-class _Fit:
-    """What :func:`_fit` found: the basis, the loss path and why it stopped."""
-
-    basis: Tensor  # (d, k)
-    losses: list[float]
-    evaluations: int
-    stopped: str
-
-
-def _fit(model, batch: _Batch, layer, states, k, epochs, lr, generator) -> _Fit:
-    """L-BFGS on a free (d, k) matrix whose Q factor is the basis (the module doc's rule).
-
-    The loss depends on ``free`` only through its Q factor, so it is the same at any scale of
-    ``free``: after every step ``free`` is scaled back to norm 1 (and the curvature pairs
-    with it), which keeps step lengths meaningful. The first step is steepest descent of
-    length ``lr``; later ones take L-BFGS's direction, at most :data:`_MAX_STEP` long, halved
-    (Armijo) until the loss falls, so the loss never rises.
+    Returns
+    -------
+    list (per network) of list (per term, in the order of ``terms``) of Direction
     """
-    norm = (batch.weight * batch.ref_delta**2).sum()
-
-    def loss_at(free: Tensor) -> Tensor:
-        delta = _patched(model, batch, _orthonormal(free), layer, states)
-        return (batch.weight * (delta - batch.ref_delta) ** 2).sum() / norm
-
-    d = batch.z_base.shape[1]
-    # drawn on the CPU (the generator's device) so every device starts from the same basis
-    free = torch.randn(d, k, generator=generator, dtype=batch.z_base.dtype, device="cpu")
-    free = free.to(batch.z_base.device)
-    free /= free.norm()
-    if epochs == 0:
-        return _Fit(_signed(_orthonormal(free)), [], 0, "")
-    value, grad = _value_and_grad(loss_at, free)
-    losses, evaluations, stalled, stopped = [value], 1, 0, "budget"
-    memory: list[tuple[Tensor, Tensor, float]] = []
-    while evaluations < epochs:
-        if not (math.isfinite(value) and torch.isfinite(grad).all()):
-            stopped = "not finite"
-            break
-        if not grad.any():
-            stopped = "stationary"
-            break
-        direction = _search_direction(grad, memory, lr)
-        direction *= min(1.0, _MAX_STEP / float(direction.norm()))
-        slope = float((grad * direction).sum())
-        step, trial, loss = 1.0, None, None
-        for _ in range(_HALVINGS):
-            if evaluations == epochs:
-                break
-            candidate = (free + step * direction).requires_grad_()
-            loss, evaluations = loss_at(candidate), evaluations + 1
-            if float(loss.detach()) <= value + _ARMIJO * step * slope:
-                trial = candidate
-                break
-            step /= 2
-        if trial is None:
-            if evaluations < epochs and memory:  # stale curvature: retry steepest descent
-                memory.clear()
-                continue
-            stopped = "budget" if evaluations == epochs else "stalled"
-            break
-        (new_grad,) = torch.autograd.grad(loss, [trial])
-        trial, new_value = trial.detach(), float(loss.detach())
-        _remember(memory, trial - free, new_grad - grad)
-        scale = float(trial.norm())  # back to norm 1: same loss, gradient x scale
-        memory[:] = [(s / scale, y * scale, rho) for s, y, rho in memory]
-        stalled = stalled + 1 if value - new_value <= max(DAS_RTOL * value, DAS_ATOL) else 0
-        free, value, grad = trial / scale, new_value, new_grad * scale
-        losses.append(value)
-        if stalled == DAS_PATIENCE:
-            stopped = "converged"
-            break
-    return _Fit(_signed(_orthonormal(free)), losses, evaluations, stopped)
-
-
-def _value_and_grad(loss_at, free: Tensor) -> tuple[float, Tensor]:
-    free = free.detach().requires_grad_()
-    loss = loss_at(free)
-    (grad,) = torch.autograd.grad(loss, [free])
-    return float(loss.detach()), grad
-
-
-def _search_direction(grad: Tensor, memory: list, first: float) -> Tensor:
-    """L-BFGS's two-loop recursion; without curvature pairs (or where it does not descend),
-    steepest descent of length ``first``."""
-    if memory:
-        q, alphas = grad.clone(), []
-        for s, y, rho in reversed(memory):
-            alphas.append(rho * float((s * q).sum()))
-            q -= alphas[-1] * y
-        s, y, _ = memory[-1]
-        q *= float((s * y).sum() / (y * y).sum())  # the initial Hessian's scale
-        for (s, y, rho), alpha in zip(memory, reversed(alphas), strict=True):
-            q += (alpha - rho * float((y * q).sum())) * s
-        if float((grad * q).sum()) > 0:
-            return -q
-        memory.clear()
-    return -grad * (first / float(grad.norm()))
+    check_choice(reference, "reference", REFERENCES)
+    models = list(models)
+    if not models:
+        raise UnitprobeError("models is empty: give at least one network")
+    nets = Networks(models, check_layers(layer, models[0])[0], check_states(states))
+    inputs = tuple(dataset.input_names)
+    fitted = list(dict.fromkeys(parse_term(t, inputs) for t in terms))
+    if not fitted:
+        return [[] for _ in models]
+    scored = list(dict.fromkeys([*fitted, *(parse_term(t, inputs) for t in scored_terms or ())]))
+    d = nets.n_units * len(nets.states)
+    k = check_int(k, "k", minimum=1, maximum=d)
+    n_pairs = check_int(n_pairs, "n_pairs", minimum=2)
+    test_fraction = check_float(
+        test_fraction, "test_fraction", minimum=0, maximum=1, strict_minimum=True,
+        strict_maximum=True,
+    )  # fmt: skip
+    epochs = check_int(epochs, "epochs", minimum=0)
+    restarts = check_int(restarts, "restarts", minimum=1)
+    lr = check_float(lr, "lr", minimum=0, strict_minimum=True)
+    horizon = check_int(horizon, "horizon", minimum=0, allow_none=True)
+    n_test = min(max(1, round(n_pairs * test_fraction)), n_pairs - 1)
+    fields = output_fields(dataset) if reference != "model" else {}
+    splits = {}
+    for term in scored:
+        pairs = counterfactual_pairs(dataset, term, n_pairs, seed=seed)
+        order = term_rng(seed, term, 2).permutation(n_pairs)
+        splits[term] = (pairs.subset(order[n_test:]), pairs.subset(order[:n_test]))
+    test = {t: make_batch(nets, dataset, splits[t][1], reference, horizon, fields) for t in scored}
+    train = {t: make_batch(nets, dataset, splits[t][0], reference, horizon, fields)
+             for t in fitted}  # fmt: skip
+    like = test[fitted[0]].z_base
+    jobs = [(t, r) for t in fitted for r in range(restarts)]
+    starts = [[_start(seed, t, r, d, k, like)] * len(models) for t, r in jobs]
+    fits = fit_searches(nets, [train[t] for t, _ in jobs], starts, epochs, lr)
+    kept: list[dict[Term, tuple[Fit, float, float]]] = [{} for _ in models]
+    agreement = _agreement(nets, test, jobs, fits) if restarts > 1 else {}
+    for i in range(len(models)):
+        for t in fitted:
+            mine = [fits[j][i] for j, (u, _) in enumerate(jobs) if u == t]
+            best = min(mine, key=lambda f: f.losses[-1] if f.losses else math.inf)
+            kept[i][t] = (
+                best if best.losses else mine[0],
+                _overlap([f.basis for f in mine]),
+                agreement.get(t, [math.nan] * len(models))[i],
+            )
+    score: list[tuple[Batch, Tensor | None]] = []
+    for t in fitted:
+        basis = torch.stack([kept[i][t][0].basis for i in range(len(models))])
+        score += [(train[t], basis), (test[t], None), *((test[u], basis) for u in scored)]
+    values = iter(score_jobs(nets, score))
+    effects = [{str(t): test[t].effects()[i] for t in scored} for i in range(len(models))]
+    draws = {str(u): term_rng(seed, u, 1).integers(0, test[u].n, size=(N_BOOTSTRAP, test[u].n))
+             for u in scored}  # fmt: skip
+    out: list[list[Direction]] = [[] for _ in models]
+    for t in fitted:
+        train_sums, layer_sums = next(values), next(values)
+        cross = {str(u): next(values) for u in scored}
+        for i, model in enumerate(models):
+            material_set = tuple(s for s in map(str, scored)
+                                 if s in material_terms(effects[i], material))  # fmt: skip
+            best_value = math.nan
+            if best_unit:
+                best_value = _best_unit(model, dataset, splits[t][1], test[t].has_effect()[i],
+                                        nets, reference, horizon, fields, seed, screen)  # fmt: skip
+            mine = {u: v[i] for u, v in cross.items()}
+            low = _specificity_lo(str(t), mine, layer_sums[i], material_set, draws)
+            out[i].append(_direction(
+                t, nets, kept[i][t], train[t], i, train_sums[i].transfer, layer_sums[i].transfer,
+                {u: v.transfer for u, v in mine.items()}, best_value, n_pairs, material_set,
+                restarts, epochs, low,
+            ))  # fmt: skip
+    return out
 
 
-def _remember(memory: list, s: Tensor, y: Tensor) -> None:
-    """Keep the curvature pair ``(s, y)`` where it is positive (the last :data:`DAS_MEMORY`)."""
-    sy = float((s * y).sum())
-    if sy > 1e-10 * float(s.norm() * y.norm()):
-        memory.append((s, y, 1.0 / sy))
-        del memory[:-DAS_MEMORY]
+def _direction(
+    term: Term, nets: Networks, kept: tuple[Fit, float, float], train: Batch, i: int,
+    train_score: float, layer_score: float, cross: dict[str, float], best_value: float,
+    n_pairs: int, material_set: tuple[str, ...], restarts: int, epochs: int,
+    specificity_lo: float,
+) -> Direction:  # fmt: skip
+    """The :class:`Direction` of network ``i`` from its kept search and its scores."""
+    fit, overlap, agreement = kept
+    ref = train.refs[i]
+    notes = [ref.note] if ref.note else []
+    if not train.has_effect()[i]:
+        notes.append("the reference predicts no output change for this term: nothing to learn")
+        d = nets.n_units * len(nets.states)
+        return Direction(
+            term, nets.layer, nets.states, np.zeros((d, fit.basis.shape[1])), math.nan,
+            math.nan, best_value, n_pairs, ref.used, term, "; ".join(notes),
+            material=material_set, restarts=restarts,
+        )  # fmt: skip
+    if fit.stopped == "budget":
+        notes.append(f"the fit spent all {epochs} loss evaluations with the loss still falling")
+    elif fit.stopped == "not finite":
+        notes.append("the fit stopped: the training loss or its gradient is not finite")
+    return Direction(
+        term=term, layer=nets.layer, states=nets.states,
+        basis=fit.basis.double().cpu().numpy(), transfer_train=train_score,
+        transfer_test=cross.pop(str(term)), best_unit_transfer=best_value, n_pairs=n_pairs,
+        reference=ref.used, counterfactual_term=term, note="; ".join(notes),
+        losses=fit.losses, evaluations=fit.evaluations, stopped=fit.stopped,
+        layer_transfer=layer_score, cross=cross, material=material_set, overlap=overlap,
+        agreement=agreement, restarts=restarts, specificity_lo=specificity_lo,
+    )  # fmt: skip
 
 
-def _signed(basis: Tensor) -> Tensor:
-    """``basis`` with each column's largest entry positive."""
-    signs = torch.sign(basis.gather(0, basis.abs().argmax(dim=0, keepdim=True)))
-    return basis * signs.where(signs != 0, 1.0)
+def _specificity_lo(
+    term: str,
+    cross: dict[str, PairSums],
+    layer: PairSums,
+    material_set: tuple[str, ...],
+    draws: dict[str, np.ndarray],
+) -> float:
+    """Lower end of the 95 % bootstrap interval of the specificity: each term's held-out
+    pairs resampled with the seeded draws of
+    :func:`~unitprobe.methods.interventions.interchange_table`'s intervals."""
+    own = draws[term]
+    bounded = np.minimum(cross[term].resampled(own), layer.resampled(own))
+    leaks = [np.abs(cross[u].resampled(draws[u])) for u in material_set if u != term]
+    leak = np.max(leaks, axis=0) if leaks else np.zeros_like(bounded)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        specificity = np.where(bounded > 0, 1.0 - leak / bounded, np.nan)
+    if not np.isfinite(specificity).all():
+        return math.nan  # a resample with no positive transfer: no specificity to claim
+    return float(np.percentile(specificity, 2.5))
+
+
+def _best_unit(
+    model, dataset, pairs, has_effect, nets, reference, horizon, fields, seed, screen
+) -> float:
+    """The best single unit's transfer on ``pairs`` (NaN where the reference has no effect)."""
+    if not has_effect:
+        return math.nan
+    (singles,), exact, _ = term_transfers(
+        model, dataset, pairs, [(nets.layer, (u,)) for u in range(nets.n_units)], nets.states,
+        [reference], horizon, fields, seed, screen,
+    )  # fmt: skip
+    measured = [s.transfer for s, e in zip(singles, exact, strict=True) if e]
+    return float(max((t for t in measured if not np.isnan(t)), default=np.nan))
 
 
 def learn_direction(
@@ -390,133 +527,66 @@ def learn_direction(
     dataset: Any,
     term: str | Term,
     *,
-    layer: int = 0,
-    k: int = 1,
-    states: Sequence[str] = STATES,
-    n_pairs: int = DAS_PAIRS,
-    test_fraction: float = TEST_FRACTION,
-    epochs: int = DAS_EPOCHS,
-    lr: float = DAS_LR,
-    seed: int = 0,
-    reference: str = "auto",
-    horizon: int | None = None,
     counterfactual_term: str | Term | None = None,
-    screen: int | None = None,
+    **options: Any,
 ) -> Direction:
-    """Learn a k-dimensional direction of layer ``layer`` that carries ``term`` (module doc).
+    """Learn a k-dimensional direction of one layer that carries ``term`` (module doc).
+
+    :func:`direction_search` for one network and one term; ``options`` are its keyword
+    parameters (``layer``, ``k``, ``states``, ``n_pairs``, ``epochs``, ``seed``,
+    ``reference``, ``restarts``, ...).
 
     Parameters
     ----------
     model : UnitLSTM
     dataset : Dataset
-        As for :func:`~unitprobe.methods.interventions.interchange_table`.
     term : str or Term
         ``NAME[t-k]`` over the input features.
-    layer : int
-    k : int
-        Dimension of the subspace, ``1 <= k <= d``.
-    states : sequence of {"h", "c"}
-        States that span ``z`` (``d = n_units * len(states)``).
-    n_pairs : int
-        Counterfactual pairs, split into training and held-out pairs.
-    test_fraction : float
-        Share held out (at least one pair each side).
-    epochs : int
-        Most evaluations of the training loss (one patched run of the training pairs each;
-        an accepted step adds a backward pass). The fit stops earlier once the loss stops
-        falling (module doc); ``Direction.evaluations`` and ``stopped`` say how it ended,
-        and the note says when the budget ran out first. 0 keeps the random start.
-    lr : float
-        Length of the first step (steepest descent) relative to the free matrix's norm;
-        later steps are L-BFGS's, halved until the loss falls.
-    seed : int
-        Seeds the pairs, the split and the starting basis: the same seed gives the same result.
-    reference : {"auto", "model", "relations"}
-    horizon : int, optional
-        Output steps ``s .. s + horizon`` count (None: through the end).
     counterfactual_term : str or Term, optional
-        Score ``transfer_test`` (and the best unit) on held-out pairs of this term instead.
-    screen : int, optional
-        Find the best single unit among the ``screen`` units with the largest first-order
-        transfer estimate (patched exactly; see ``interchange_table``); None: patch every unit.
+        Score ``transfer_test`` (and the best unit) on the held-out pairs of this term
+        instead (the illusion guard: a direction for ``X[t-1]`` should not transfer
+        ``K[t-1]``).
 
     Returns
     -------
     Direction
     """
-    check_choice(reference, "reference", REFERENCES)
-    states = check_states(states)
-    layer = check_layers(layer, model)[0]
-    term = parse_term(term, tuple(dataset.input_names))
-    scored = term if counterfactual_term is None else parse_term(
-        counterfactual_term, tuple(dataset.input_names)
+    scored = [*options.pop("scored_terms", ())]
+    if counterfactual_term is not None:
+        scored.append(counterfactual_term)
+    best_unit = options.pop("best_unit", True)
+    ((d,),) = direction_search(
+        [model], dataset, [term], scored_terms=scored,
+        best_unit=best_unit and counterfactual_term is None, **options,
     )  # fmt: skip
-    n_units = model.config.n_units
-    k = check_int(k, "k", minimum=1, maximum=n_units * len(states))
-    n_pairs = check_int(n_pairs, "n_pairs", minimum=2)
-    test_fraction = check_float(
-        test_fraction, "test_fraction", minimum=0, maximum=1, strict_minimum=True,
-        strict_maximum=True,
-    )  # fmt: skip
-    epochs = check_int(epochs, "epochs", minimum=0)
-    lr = check_float(lr, "lr", minimum=0, strict_minimum=True)
-    horizon = check_int(horizon, "horizon", minimum=0, allow_none=True)
+    if counterfactual_term is None:
+        return d
+    other = parse_term(counterfactual_term, tuple(dataset.input_names))
+    if other == d.term:
+        return d
+    d.counterfactual_term = other
+    d.transfer_test = d.cross.get(str(other), math.nan)
+    if best_unit:
+        d.best_unit_transfer = _counterfactual_best_unit(model, dataset, d, **options)
+    d.note = "; ".join(filter(None, [d.note, f"scored on counterfactuals of {other}"]))
+    return d
+
+
+def _counterfactual_best_unit(model: UnitLSTM, dataset: Any, d: Direction, **options) -> float:
+    """The best single unit on the held-out pairs of ``d.counterfactual_term``."""
+    n_pairs = options.get("n_pairs", RoleConfig.n_pairs)
+    test_fraction = options.get("test_fraction", TEST_FRACTION)
+    seed, reference = options.get("seed", 0), options.get("reference", "auto")
+    horizon = options.get("horizon")
     n_test = min(max(1, round(n_pairs * test_fraction)), n_pairs - 1)
-    fields = output_fields(dataset) if reference != "model" else {}
+    term = d.counterfactual_term
     pairs = counterfactual_pairs(dataset, term, n_pairs, seed=seed)
-    order = term_rng(seed, term, 2).permutation(n_pairs)
-    train = pairs.subset(order[n_test:])
-    if scored == term:
-        test = pairs.subset(order[:n_test])
-    else:
-        test = counterfactual_pairs(dataset, scored, n_test, seed=seed)
-    batch = _batch(model, dataset, train, layer, states, reference, horizon, fields)
-    test_batch = _batch(model, dataset, test, layer, states, reference, horizon, fields)
-    notes = [batch.ref.note] if batch.ref.note else []
-    if scored != term:
-        notes.append(f"scored on counterfactuals of {scored}")
-    best = np.nan  # every unit's transfer is undefined where the reference has no effect
-    if _has_effect(test_batch):
-        (singles,), exact, _ = term_transfers(
-            model, dataset, test, [(layer, (u,)) for u in range(n_units)], states, [reference],
-            horizon, fields, seed, screen,
-        )  # fmt: skip
-        measured = [s.transfer for s, e in zip(singles, exact, strict=True) if e]
-        best = max((t for t in measured if not np.isnan(t)), default=np.nan)
-    if not _has_effect(batch):
-        notes.append("the reference predicts no output change for this term: nothing to learn")
-        basis = np.zeros((n_units * len(states), k))
-        return Direction(
-            term, layer, states, basis, np.nan, np.nan, float(best), n_pairs, batch.ref.used,
-            scored, "; ".join(notes),
-        )  # fmt: skip
-    generator = torch.Generator().manual_seed(int(term_rng(seed, term, 3).integers(2**31)))
-    fit = _fit(model, batch, layer, states, k, epochs, lr, generator)
-    if fit.stopped == "budget":
-        notes.append(f"the fit spent all {epochs} loss evaluations with the loss still falling")
-    elif fit.stopped == "not finite":
-        notes.append("the fit stopped: the training loss or its gradient is not finite")
-    return Direction(
-        term=term,
-        layer=layer,
-        states=states,
-        basis=fit.basis.double().cpu().numpy(),
-        transfer_train=_score(model, batch, fit.basis, layer, states),
-        transfer_test=_score(model, test_batch, fit.basis, layer, states),
-        best_unit_transfer=float(best),
-        n_pairs=n_pairs,
-        reference=batch.ref.used,
-        counterfactual_term=scored,
-        note="; ".join(notes),
-        losses=fit.losses,
-        evaluations=fit.evaluations,
-        stopped=fit.stopped,
-    )
-
-
-def _has_effect(batch: _Batch) -> bool:
-    """Whether the reference predicts an output change on the batch's pairs."""
-    return transfer(np.zeros_like(batch.ref.delta), batch.ref).effect > MIN_EFFECT
+    test = pairs.subset(term_rng(seed, term, 2).permutation(n_pairs)[:n_test])
+    fields = output_fields(dataset) if reference != "model" else {}
+    nets = Networks([model], d.layer, d.states)
+    batch = make_batch(nets, dataset, test, reference, horizon, fields)
+    return _best_unit(model, dataset, test, batch.has_effect()[0], nets, reference, horizon,
+                      fields, seed, options.get("screen"))  # fmt: skip
 
 
 def direction_transfer(
@@ -525,7 +595,7 @@ def direction_transfer(
     direction: Direction,
     term: str | Term | None = None,
     *,
-    n_pairs: int = DAS_PAIRS,
+    n_pairs: int = RoleConfig.n_pairs,
     seed: int = 0,
     reference: str = "auto",
     horizon: int | None = None,
@@ -539,15 +609,17 @@ def direction_transfer(
     term = direction.term if term is None else parse_term(term, tuple(dataset.input_names))
     fields = output_fields(dataset) if reference != "model" else {}
     pairs = counterfactual_pairs(dataset, term, n_pairs, seed=seed)
-    batch = _batch(model, dataset, pairs, direction.layer, direction.states, reference,
-                   horizon, fields)  # fmt: skip
-    if batch.z_base.shape[1] != direction.basis.shape[0]:
+    nets = Networks([model], direction.layer, direction.states)
+    batch = make_batch(nets, dataset, pairs, reference, horizon, fields)
+    if batch.z_base.shape[2] != direction.basis.shape[0]:
         raise UnitprobeError(
             f"direction has {direction.basis.shape[0]} rows, the layer's states have "
-            f"{batch.z_base.shape[1]}"
+            f"{batch.z_base.shape[2]}"
         )
-    basis = torch.as_tensor(direction.basis, dtype=batch.z_base.dtype, device=batch.z_base.device)
-    return _score(model, batch, basis, direction.layer, direction.states)
+    like = batch.z_base
+    basis = torch.as_tensor(direction.basis, dtype=like.dtype, device=like.device)[None]
+    ((value,),) = score_jobs(nets, [(batch, basis)])
+    return value.transfer
 
 
 def direction_table(
@@ -556,19 +628,11 @@ def direction_table(
     terms: Any = None,
     *,
     layers: Sequence[int] | int | None = None,
-    k: int = 1,
-    states: Sequence[str] = STATES,
-    n_pairs: int = DAS_PAIRS,
-    test_fraction: float = TEST_FRACTION,
-    epochs: int = DAS_EPOCHS,
-    lr: float = DAS_LR,
-    seed: int = 0,
-    reference: str = "auto",
-    horizon: int | None = None,
     progress: bool | None = False,
-    screen: int | None = None,
+    **options: Any,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`learn_direction` for every layer x term (``screen``, ``epochs`` as there).
+    """:func:`direction_search` of one network for every layer (``terms`` default: every
+    term the task's relations read); ``options`` are its keyword parameters.
 
     Returns
     -------
@@ -579,25 +643,26 @@ def direction_table(
     direction_loadings : DataFrame with the columns of :data:`DIRECTION_LOADINGS`
     """
     term_list = resolve_terms(terms, dataset)
-    layer_ids = check_layers(layers, model)
-    jobs = [(layer, term) for layer in layer_ids for term in term_list]
-    rows, loadings, fits = [], [], []
-    for layer, term in tqdm(jobs, desc="directions", disable=_quiet(progress), leave=False):
-        d = learn_direction(
-            model, dataset, term, layer=layer, k=k, states=states, n_pairs=n_pairs,
-            test_fraction=test_fraction, epochs=epochs, lr=lr, seed=seed, reference=reference,
-            horizon=horizon, screen=screen,
-        )  # fmt: skip
-        rows.append(d.row())
-        loadings.append(d.loadings())
-        fits.append(
-            {
-                "layer": d.layer, "term": str(d.term), "evaluations": d.evaluations,
-                "stopped": d.stopped, "loss": d.losses[-1] if d.losses else np.nan,
-            }
-        )  # fmt: skip
-    table = DIRECTIONS.coerce(pd.DataFrame(rows, columns=list(DIRECTIONS.columns)))
-    table.attrs["fits"] = fits
-    frames = [f for f in loadings if len(f)]
+    found = []
+    for layer in tqdm(check_layers(layers, model), desc="directions", disable=_quiet(progress),
+                      leave=False):  # fmt: skip
+        (mine,) = direction_search([model], dataset, term_list, layer=layer, **options)
+        found += mine
+    return directions_frames(found)
+
+
+def directions_frames(found: Sequence[Direction]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``directions`` and ``direction_loadings`` tables of some directions (with
+    ``attrs["fits"]`` as in :func:`direction_table`)."""
+    table = DIRECTIONS.coerce(pd.DataFrame([d.row() for d in found],
+                                           columns=list(DIRECTIONS.columns)))  # fmt: skip
+    table.attrs["fits"] = [
+        {
+            "layer": d.layer, "term": str(d.term), "evaluations": d.evaluations,
+            "stopped": d.stopped, "loss": d.losses[-1] if d.losses else np.nan,
+        }
+        for d in found
+    ]  # fmt: skip
+    frames = [f for f in (d.loadings() for d in found) if len(f)]
     loads = pd.concat(frames, ignore_index=True) if frames else DIRECTION_LOADINGS.empty()
     return table, DIRECTION_LOADINGS.coerce(loads)
