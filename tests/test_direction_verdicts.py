@@ -15,7 +15,8 @@ from unitprobe.config import AnalyzeConfig, material_terms
 from unitprobe.methods.interventions import direction_search, learn_direction
 from unitprobe.methods.roles.terms import DirectionTest, term_table, unheld_terms
 from unitprobe.model.lstm import ModelConfig, UnitLSTM, states_at_steps, suffix_outputs
-from unitprobe.model.stacked import stacked_suffix_outputs, stacked_weights
+from unitprobe.model.lstm import run
+from unitprobe.model.stacked import block_diagonal, stacked_suffix_outputs, stacked_weights
 from unitprobe.pipeline import verdicts
 from unitprobe.pipeline.nulls import untrained_network
 
@@ -47,6 +48,18 @@ def test_the_stacked_recurrence_equals_each_networks_suffix_run():
         torch.testing.assert_close(stacked[i], alone, atol=1e-6, rtol=0)
         (grad_i,) = torch.autograd.grad(alone.pow(2).sum(), [hi])
         torch.testing.assert_close(grad[i], grad_i, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_joined_networks_run_each_unit_as_its_own(n_layers):
+    nets = [UnitLSTM(ModelConfig(2, w, 1, n_layers)) for w in (3, 4, 2)]
+    joined = block_diagonal(nets)
+    x = torch.randn(5, 7, 2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        alone = torch.cat([run(n, x).h for n in nets], dim=-1)  # (L, N, T, 9)
+        torch.testing.assert_close(run(joined, x).h, alone, atol=1e-6, rtol=0)
+    with pytest.raises(Exception, match="the same inputs and layers"):
+        block_diagonal([nets[0], UnitLSTM(ModelConfig(3, 2, 1, n_layers))])
 
 
 def test_stacking_refuses_networks_of_different_shapes():

@@ -1,5 +1,5 @@
-"""Several one-layer networks of one shape run as one: stacked weights and the batched
-recurrence after an edit.
+"""Several networks of one shape run as one: stacked weights and the batched recurrence
+after an edit, or one block-diagonal network.
 
 Null networks are many untrained networks of the analyzed network's shape, run on the same
 counterfactual pairs. :func:`stacked_weights` stacks their parameters along a first axis, and
@@ -7,6 +7,10 @@ counterfactual pairs. :func:`stacked_weights` stacks their parameters along a fi
 recurrence (:func:`~unitprobe.model.lstm.lstm_step` with a network axis), at the cost of the
 steps after each row's edit only: what :func:`~unitprobe.model.lstm.suffix_outputs` does for
 one network, equal to it to float rounding (tested).
+
+:func:`block_diagonal` joins networks into one wider network whose units are theirs (block
+diagonal weights: no unit reads a unit of another network), so anything computed per unit of
+the joined network, such as a receptive field, is each network's, in one pass.
 
 Example
 -------
@@ -22,9 +26,9 @@ import torch
 from torch import Tensor
 
 from unitprobe.errors import UnitprobeError
-from unitprobe.model.lstm import UnitLSTM, lstm_step
+from unitprobe.model.lstm import ModelConfig, UnitLSTM, lstm_step
 
-__all__ = ["stacked_suffix_outputs", "stacked_weights"]
+__all__ = ["block_diagonal", "stacked_suffix_outputs", "stacked_weights"]
 
 
 def stacked_weights(models: Sequence[UnitLSTM]) -> dict[str, Tensor]:
@@ -102,3 +106,47 @@ def stacked_suffix_outputs(
             outputs.append(prefix[:, :, t])
     y = torch.stack(outputs, 2)  # (N, n_rows, n_steps, O), rows in step order
     return y[:, torch.argsort(order)]
+
+
+def block_diagonal(models: Sequence[UnitLSTM]) -> UnitLSTM:
+    """One network whose units are the units of ``models``, in order, each reading only its
+    own network's units (block-diagonal weights, every gate and layer).
+
+    Parameters
+    ----------
+    models : sequence of UnitLSTM
+        Networks with the same inputs and layers (widths may differ).
+
+    Returns
+    -------
+    UnitLSTM
+        Of width ``sum(widths)``, on the first network's device and dtype, in eval mode; unit
+        ``offset_j + u`` of every layer is unit ``u`` of ``models[j]``, with the same states
+        at every step. Its readout is zero (it has the first network's outputs): the joined
+        network is for per-unit quantities, not for its output.
+    """
+    first = models[0].config
+    if any(m.config.n_inputs != first.n_inputs or m.config.n_layers != first.n_layers
+           for m in models):  # fmt: skip
+        raise UnitprobeError("joined networks must have the same inputs and layers")
+    widths = [m.config.n_units for m in models]
+    total = sum(widths)
+    joined = UnitLSTM(ModelConfig(first.n_inputs, total, first.n_outputs, first.n_layers))
+    param = next(models[0].parameters())
+    joined = joined.to(device=param.device, dtype=param.dtype)
+    starts = [sum(widths[:j]) for j in range(len(models))]
+    with torch.no_grad():
+        for name, target in joined.lstm.named_parameters():
+            target.zero_()
+            for model, start, width in zip(models, starts, widths, strict=True):
+                source = getattr(model.lstm, name).detach()
+                gates = source.reshape(4, width, *source.shape[1:])  # gate order i, f, g, o
+                rows = target.view(4, total, *target.shape[1:])[:, start : start + width]
+                if name.startswith("weight_hh") or (name.startswith("weight_ih") and
+                                                    not name.endswith("_l0")):  # fmt: skip
+                    rows[..., start : start + width] = gates  # reads its own units only
+                else:
+                    rows[...] = gates
+        joined.readout.weight.zero_()
+        joined.readout.bias.zero_()
+    return joined.eval()

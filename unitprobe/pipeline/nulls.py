@@ -51,6 +51,7 @@ from unitprobe.methods.roles.causal import (
     usage_from_ablation,
 )
 from unitprobe.model.lstm import ModelConfig, UnitLSTM, as_tensor, run
+from unitprobe.model.stacked import block_diagonal
 from unitprobe.schemas import SCHEMAS
 from unitprobe.validation import check_int
 
@@ -66,6 +67,9 @@ __all__ = [
 
 #: The ``nulls`` table: one row per null network x layer x unit x statistic (x term).
 NULLS = SCHEMAS["nulls"]
+#: Most units of null networks joined into one for their receptive fields (the joined
+#: network's dense weights cost its width squared: small blocks of many small networks).
+FIELD_BLOCK_UNITS = 64
 
 
 def fit_readout(model: UnitLSTM, dataset: Any) -> UnitLSTM:
@@ -105,14 +109,21 @@ def untrained_network(model: UnitLSTM, seed: int, width: int | None = None) -> U
 
 
 def null_networks(
-    model: UnitLSTM, dataset: Any, n: int, seed: int, *, width: int | None = None
+    model: UnitLSTM,
+    dataset: Any,
+    n: int,
+    seed: int,
+    *,
+    width: int | None = None,
+    readout: bool = True,
 ) -> list[UnitLSTM]:
     """``n`` untrained networks of ``model``'s shape (``width`` units per layer where given),
     torch seeds ``seed .. seed + n - 1``, each with a least-squares readout on ``dataset``
-    (:func:`fit_readout`)."""
+    (:func:`fit_readout`; ``readout=False`` keeps the initial one, for statistics that never
+    read the output, such as receptive fields)."""
     check_int(n, "n_null", minimum=1)
-    nets = (untrained_network(model, seed + k, width) for k in range(n))
-    return [fit_readout(net, dataset) for net in nets]
+    nets = [untrained_network(model, seed + k, width) for k in range(n)]
+    return [fit_readout(net, dataset) for net in nets] if readout else nets
 
 
 def null_rows(network: int, table: pd.DataFrame, statistic: str, value: str) -> pd.DataFrame:
@@ -179,28 +190,65 @@ def null_statistics(
     DataFrame
         The ``nulls`` table (:data:`NULLS`).
     """
-    cells = [term_cell(t) for t in terms]
     rows: list[tuple] = []
-    inputs = np.asarray(dataset.inputs)
+    if fields:
+        rows += _field_rows(networks, dataset, terms, max_lag, max_sequences, seed)
     for k, net in enumerate(networks):
-        for layer in range(net.config.n_layers if fields else 0):
-            fields = receptive_field_arrays(
-                net, inputs, dataset.input_names, layer=layer, max_lag=max_lag,
-                max_sequences=max_sequences, seed=seed, with_absolute=False,
-            )  # fmt: skip
-            cos_k = field_match_cosines(
-                fields.signed, fields.input_names, cells, max_terms=FORMULA_TERMS
-            )  # (n_units, FORMULA_TERMS): the best single term, the best formula
-            for unit, (best, formula) in enumerate(cos_k[:, [0, -1]].tolist()):
-                rows.append((k, layer, unit, "field_cosine", None, best))
-                rows.append((k, layer, unit, "formula_cosine", None, formula))
         if n_costly is not None and k >= n_costly:
-            continue
+            break
         rows += _usage_rows(k, net, dataset, ablation_sequences, seed, exact_ablation)
         if targets is not None:
             rows += _probe_rows(k, net, dataset, targets, n_splits, alpha)
     table = pd.DataFrame(rows, columns=list(NULLS.columns))
     return NULLS.coerce(table)
+
+
+def _field_rows(
+    networks: Sequence[UnitLSTM],
+    dataset: Any,
+    terms: Sequence[str],
+    max_lag: int | None,
+    max_sequences: int,
+    seed: int,
+) -> list[tuple]:
+    """Every null unit's best single-term and formula cosines. Networks are joined
+    block-diagonally (:func:`~unitprobe.model.stacked.block_diagonal`, at most
+    :data:`FIELD_BLOCK_UNITS` units) so that one forward-mode pass gives the fields of many."""
+    cells = [term_cell(t) for t in terms]
+    inputs = np.asarray(dataset.inputs)
+    rows = []
+    for block in _blocks(networks):
+        joined = block_diagonal([networks[k] for k in block])
+        for layer in range(joined.config.n_layers):
+            arrays = receptive_field_arrays(
+                joined, inputs, dataset.input_names, layer=layer, max_lag=max_lag,
+                max_sequences=max_sequences, seed=seed, with_absolute=False,
+            )  # fmt: skip
+            cos_k = field_match_cosines(
+                arrays.signed, arrays.input_names, cells, max_terms=FORMULA_TERMS
+            )  # (n_units, FORMULA_TERMS): the best single term, the best formula
+            first = 0
+            for k in block:
+                width = networks[k].config.n_units
+                for unit, (best, formula) in enumerate(cos_k[first : first + width, [0, -1]]):
+                    rows.append((k, layer, unit, "field_cosine", None, float(best)))
+                    rows.append((k, layer, unit, "formula_cosine", None, float(formula)))
+                first += width
+    return rows
+
+
+def _blocks(networks: Sequence[UnitLSTM]) -> list[list[int]]:
+    """Consecutive networks of at most :data:`FIELD_BLOCK_UNITS` units in all (one at least)."""
+    blocks: list[list[int]] = []
+    units = 0
+    for k, net in enumerate(networks):
+        width = net.config.n_units
+        if not blocks or units + width > FIELD_BLOCK_UNITS:
+            blocks.append([])
+            units = 0
+        blocks[-1].append(k)
+        units += width
+    return blocks
 
 
 def _usage_rows(k: int, net: UnitLSTM, dataset: Any, n: int, seed: int, exact: str) -> list[tuple]:

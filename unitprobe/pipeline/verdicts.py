@@ -96,7 +96,7 @@ def analysis_nulls(
         "terms": [str(t) for t in terms], "seed": seeds["controls"],
         "max_lag": int(fields["lag"].max()) if len(fields) else None,
     }  # fmt: skip
-    small = null_networks(model, data, roles.n_null, seeds["controls"], width=width)
+    small = null_networks(model, data, roles.n_null, seeds["controls"], width=width, readout=False)
     tables = [null_statistics(small, data, max_sequences=null_field_sequences(config),
                               n_costly=0, **kw)]  # fmt: skip
     if roles.n_null_interventions:
