@@ -11,22 +11,17 @@ from unitprobe.config import RoleConfig
 from unitprobe.errors import DataError
 from unitprobe.methods.attribution import receptive_fields
 from unitprobe.methods.roles import assign_causal_roles
-from unitprobe.methods.roles.causal import (
+from unitprobe.methods.roles.causal import field_matches, term_cell
+from unitprobe.methods.roles.fieldnull import (
     FieldNull,
-    field_match_cosines,
-    field_matches,
-    term_cell,
+    field_nulls,
+    field_test_names,
+    field_tests,
     upper_quantile,
 )
 from unitprobe.model.lstm import UnitLSTM
 from unitprobe.model.planted import planted_lstm
-from unitprobe.pipeline.nulls import (
-    fit_readout,
-    null_networks,
-    null_statistics,
-    null_thresholds,
-    null_values,
-)
+from unitprobe.pipeline.nulls import fit_readout, null_networks, null_statistics, null_thresholds
 from unitprobe.tasks import generate, get_preset
 
 TERMS = ["K[t]", "K[t-1]", "K[t-2]", "X[t]", "X[t-1]", "X[t-2]"]
@@ -45,8 +40,7 @@ def nulls(seed_data):
     units (least-squares readouts), every unit."""
     model = UnitLSTM(planted_lstm(2, LIVE + [None, None], n_outputs=2).config)
     nets = null_networks(model, seed_data, 256, seed=4242, width=RoleConfig.null_units)
-    table = null_statistics(nets, seed_data, terms=TERMS, max_lag=4, n_costly=0)
-    return {name: null_values(table, name) for name in ("field_cosine", "formula_cosine")}
+    return null_statistics(nets, seed_data, terms=TERMS, max_lag=4, n_costly=0)
 
 
 def _roles(model, data, nulls, interchange=None):
@@ -182,44 +176,68 @@ def test_field_matches_and_formula_text():
         term_cell("K[t] + X[t]")
 
 
-def test_field_match_cosines_equal_field_matches_unit_by_unit():
+def test_field_tests_equal_field_matches_unit_by_unit():
     rng = np.random.default_rng(4)
     names = ["K", "X"]
     signed = rng.normal(size=(4, 2, 7)) * np.array([1e-6, 1.0, 1e3, 1, 1, 1, 1])
     signed[:, :, 3] = 0.0  # a zero field: NaN
     signed[2, 1, 4] = np.nan  # NaN counts as 0
-    cells = [term_cell(t) for t in TERMS] + [("X", 9), ("Q", 0)]  # outside the field: 0
-    got = field_match_cosines(signed, names, cells, max_terms=2)
+    terms = [*TERMS, "X[t-9]"]  # outside the field: 0
+    cells = [term_cell(t) for t in terms]
+    got = field_tests(signed, names, cells)
+    tests = field_test_names(terms)
+    assert got.shape == (7, len(tests)) and tests[len(terms)] == "K[t] + K[t-1]"
     for unit in range(7):
+        if unit == 3:
+            continue
         field = {
             (name, lag): float(np.nan_to_num(signed[lag, f, unit]))
             for f, name in enumerate(names)
             for lag in range(4)
         }
-        np.testing.assert_array_equal(got[unit], field_matches(field, cells, max_terms=2)[1])
+        ranked, cos_k = field_matches(field, cells, max_terms=2)
+        coef = {c: abs(v) for c, v in ranked}
+        np.testing.assert_allclose(got[unit, : len(terms)], [coef[c] for c in cells], rtol=1e-12)
+        top = sorted(cells.index(c) for c, _ in ranked[:2])
+        pair = tests.index(f"{terms[top[0]]} + {terms[top[1]]}")
+        assert got[unit, pair] == pytest.approx(cos_k[1], rel=1e-12)
+        assert got[unit].max() == pytest.approx(cos_k[1], rel=1e-12)  # the best pair
     assert np.isnan(got[3]).all()
     with pytest.raises(DataError, match="needs at least one candidate cell"):
-        field_match_cosines(signed, names, [])
+        field_tests(signed, names, [])
 
 
-def test_a_thin_null_is_refused(seed_data):
+def test_an_empty_null_is_refused(seed_data):
     model = planted_lstm(2, LIVE, n_outputs=2)
     fields = receptive_fields(model, seed_data.inputs, seed_data.input_names, max_lag=2)
-    with pytest.raises(DataError, match="nulls\\['field_cosine'\\] is empty"):
-        assign_causal_roles(fields, nulls={"formula_cosine": [0.5]}, terms=TERMS)
+    with pytest.raises(DataError, match="the receptive-field null is empty"):
+        assign_causal_roles(fields, nulls={}, terms=TERMS)
+    with pytest.raises(DataError, match="every unit dead"):
+        assign_causal_roles(fields, nulls={"K[t]": [np.nan]}, terms=TERMS)
 
 
-def test_null_thresholds_are_a_per_unit_level_of_the_null(seed_data):
+def test_null_thresholds_are_a_per_unit_level_of_every_test(seed_data):
     model = planted_lstm(2, LIVE, n_outputs=2)
-    nets = null_networks(model, seed_data, 40, seed=1, width=4)
+    nets = null_networks(model, seed_data, 100, seed=1, width=4)
     table = null_statistics(nets, seed_data, terms=TERMS, max_lag=3, n_costly=0)
-    assert set(table["network"]) == set(range(40)) and set(table["unit"]) == set(range(4))
-    thresholds = null_thresholds(table, level=0.05)["0"]
-    single = np.sort(table.query("statistic == 'field_cosine'")["value"].dropna().to_numpy())
-    k = int(np.ceil(0.95 * (single.size + 1)))  # the conformal order statistic
-    assert thresholds["field_cosine"] == single[k - 1] < single[-1]
-    assert thresholds["n_units"] == single.size
-    assert 0 < thresholds["field_cosine"] <= thresholds["formula_cosine"] <= 1
+    assert set(table["network"]) == set(range(100)) and set(table["unit"]) == set(range(4))
+    assert set(table["term"]) == set(field_test_names(TERMS))
+    summary = null_thresholds(table, level=0.05)["0"]
+    (null,) = field_nulls(table, 0.05).values()
+    wide = table.pivot_table(index=["network", "unit"], columns="term", values="value")
+    wide = wide[field_test_names(TERMS)].dropna().to_numpy()
+    n = wide.shape[0]
+    assert summary["n_units"] == n == null.n_units
+    # each null unit's most extreme test, as a share of the null values below it
+    below = np.column_stack([(wide[:, [j]] > wide[:, j]).sum(axis=1) for j in range(wide.shape[1])])
+    assert summary["share"] == upper_quantile(below.max(axis=1) / n, 0.05)
+    exceed = (below / n > summary["share"]).any(axis=1).mean()
+    assert exceed <= 0.05  # the null's own units pass some test at most at the level
+    for j, name in enumerate(field_test_names(TERMS)):
+        t = summary["tests"][name]
+        assert ((wide[:, j] > t) == (below[:, j] / n > summary["share"])).all(), name
+    # the current input is read purely by chance far more often than an old lag
+    assert summary["tests"]["K[t]"] > summary["tests"]["K[t-2]"]
     again = null_statistics(nets, seed_data, terms=TERMS, max_lag=3, n_costly=0)
     pd.testing.assert_frame_equal(table, again)
 
@@ -238,10 +256,18 @@ def test_the_conformal_threshold_bounds_the_false_positive_rate():
     assert max(wide) - min(wide) < 0.3 and all(2.0 < t < 2.7 for t in wide)
 
 
-def test_the_same_unit_gets_the_same_threshold_whatever_the_layer_width(seed_data):
+def test_the_same_unit_gets_the_same_threshold_whatever_the_layer_width():
     # the pipeline draws the null at min(width, null_units) units: 6, 8, 16 and 64 share it
-    single = FieldNull.from_values([0.5, 0.9, 0.95], [0.9, 0.99, 0.995], 0.5)
-    assert single.matched_terms([0.96, 0.99]) == 1 and single.matched_terms([0.9, 0.999]) == 2
-    assert single.matched_terms([0.5, 0.6]) == 0
     config = RoleConfig()
     assert {min(w, config.null_units) for w in (6, 8, 16, 64)} == {config.null_units}
+    values = [[0.5, 0.1, 0.6], [0.9, 0.2, 0.95], [0.7, 0.3, 0.99], [0.8, 0.05, 0.9]]
+    null = FieldNull(values, ["A", "B", "A + B"], level=0.25)
+    # each null unit's largest share of a test's null values below it: 1/4, 3/4, 3/4, 2/4;
+    # their conformal 0.75 quantile is the ceil(0.75 * 5) = 4th smallest
+    assert null.share == 0.75
+    assert null.threshold("A") == 0.9 and null.threshold("B") == 0.3  # index floor(0.75 * 4)
+    assert null.passes(0.95, "A") and not null.passes(0.9, "A")
+    assert null.passes(0.35, "B")  # B is read purely far less often: a lower bar
+    assert null.percentile(0.8, "A") == pytest.approx(2 / 4)
+    with pytest.raises(DataError, match="the null has no test 'C'"):
+        null.threshold("C")

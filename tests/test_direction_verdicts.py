@@ -14,8 +14,7 @@ import torch
 from unitprobe.config import AnalyzeConfig, material_terms
 from unitprobe.methods.interventions import direction_search, learn_direction
 from unitprobe.methods.roles.terms import DirectionTest, term_table, unheld_terms
-from unitprobe.model.lstm import ModelConfig, UnitLSTM, states_at_steps, suffix_outputs
-from unitprobe.model.lstm import run
+from unitprobe.model.lstm import ModelConfig, UnitLSTM, run, states_at_steps, suffix_outputs
 from unitprobe.model.stacked import block_diagonal, stacked_suffix_outputs, stacked_weights
 from unitprobe.pipeline import verdicts
 from unitprobe.pipeline.nulls import untrained_network
@@ -196,7 +195,7 @@ def test_a_direction_with_no_unit_and_no_formula_is_generic_or_unresolved():
     roles = roles.assign(role=["K[t]", "none", "none"], kind=["term", "none", "none"])
     cases = [
         ({}, {(0, "X[t-1]"): DirectionTest(1 / 3, 3, 0.97)}, "generic", "score as well"),
-        ({"specificity_lo": 0.3}, {}, "generic", "at least 0.5 needed to single the term out"),
+        ({"specificity_lo": 0.3}, {}, "generic", "its 95 % lower bound 0.300 is below 0.5"),
         ({"transfer_test": 0.4}, {}, "unresolved", "no better than one unit"),
     ]
     for row, tests, expected, text in cases:

@@ -229,6 +229,12 @@ class RoleConfig:
         model's own output change) is at least this share of the layer's largest term effect;
         a smaller effect (the leak of a shut forget gate) gives a transfer that is a ratio of
         float rounding.
+    formula_share : float
+        Smallest weight of a unit's runner-up term in its receptive field, relative to its
+        best term's, that makes a formula of the two when the interchange shows the unit
+        carries the runner-up too: above what the leaks of gates shut by a bias of 4 or more
+        add up to along a lag chain (``sigmoid(-4) ≈ 0.018`` per step and gate; about 0.05
+        three steps down a chain).
     n_null_interventions : int
         Null networks (at the analyzed width) for the reported nulls of interchange
         transfers, probes and ablation usage.
@@ -285,6 +291,7 @@ class RoleConfig:
     unit_level: float = 0.01
     null_field_sequences: int = 64
     material_effect: float = 0.01
+    formula_share: float = 0.1
     n_null_interventions: int = 3
     n_pairs: int = 256
     exact_interchange: str = "screen"
@@ -310,6 +317,7 @@ class RoleConfig:
             strict_maximum=True,
         )  # fmt: skip
         check_float(self.material_effect, "material_effect", minimum=0, maximum=1)
+        check_float(self.formula_share, "formula_share", minimum=0, maximum=1)
         check_int(self.null_field_sequences, "null_field_sequences", minimum=2)
         check_int(self.n_null_interventions, "n_null_interventions", minimum=0)
         check_int(self.n_pairs, "n_pairs", minimum=2)

@@ -264,6 +264,7 @@ def compute_analysis(
             state=config.states[0],
             level=config.roles.unit_level,
             material=config.roles.material_effect,
+            formula_share=config.roles.formula_share,
         )
     with torch_threads(config.jobs), timer("directions"):
         directions, loadings, tests, nulls = term_directions(

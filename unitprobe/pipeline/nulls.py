@@ -11,8 +11,8 @@ networks):
 ==================  ==========================================================================
 statistic           per null unit (or per layer x term)
 ==================  ==========================================================================
-``field_cosine``    best ``|cosine|`` of its receptive field with one candidate term
-``formula_cosine``  best match of its receptive field with a formula over 2 candidate terms
+``field_cosine``    ``|cosine|`` of its receptive field with each candidate term
+``formula_cosine``  match of its receptive field with each pair of candidate terms
 ``probe_r2``        held-out probe R² of each target (one value per unit x target)
 ``usage``           largest relative MSE increase under mean / resample ablation
 ==================  ==========================================================================
@@ -20,7 +20,7 @@ statistic           per null unit (or per layer x term)
 Interchange transfers and direction scores of null networks are added by the pipeline
 (:mod:`unitprobe.pipeline.analyze`) from the intervention methods. The receptive-field
 thresholds are per-unit levels of the null (:func:`null_thresholds`, from
-:func:`unitprobe.methods.roles.causal.upper_quantile`), per layer, and the percentile of a
+:class:`unitprobe.methods.roles.fieldnull.FieldNull`), per layer, and the percentile of a
 unit's statistic among the null values is reported.
 
 Example
@@ -43,13 +43,8 @@ from unitprobe.config import AblationConfig, ProbeConfig
 from unitprobe.methods.ablation import ablation_table
 from unitprobe.methods.attribution.fields import receptive_field_arrays
 from unitprobe.methods.probes import unit_probes
-from unitprobe.methods.roles.causal import (
-    FORMULA_TERMS,
-    field_match_cosines,
-    field_nulls,
-    term_cell,
-    usage_from_ablation,
-)
+from unitprobe.methods.roles.causal import usage_from_ablation
+from unitprobe.methods.roles.fieldnull import field_nulls, field_test_names, field_tests, term_cell
 from unitprobe.model.lstm import ModelConfig, UnitLSTM, as_tensor, run
 from unitprobe.model.stacked import block_diagonal
 from unitprobe.schemas import SCHEMAS
@@ -211,10 +206,13 @@ def _field_rows(
     max_sequences: int,
     seed: int,
 ) -> list[tuple]:
-    """Every null unit's best single-term and formula cosines. Networks are joined
+    """Every null unit's cosine with each term (``field_cosine``) and each pair of terms
+    (``formula_cosine``; the term column holds the pair's test name). Networks are joined
     block-diagonally (:func:`~unitprobe.model.stacked.block_diagonal`, at most
     :data:`FIELD_BLOCK_UNITS` units) so that one forward-mode pass gives the fields of many."""
     cells = [term_cell(t) for t in terms]
+    names = field_test_names(terms)
+    kinds = ["field_cosine"] * len(cells) + ["formula_cosine"] * (len(names) - len(cells))
     inputs = np.asarray(dataset.inputs)
     rows = []
     for block in _blocks(networks):
@@ -224,15 +222,13 @@ def _field_rows(
                 joined, inputs, dataset.input_names, layer=layer, max_lag=max_lag,
                 max_sequences=max_sequences, seed=seed, with_absolute=False,
             )  # fmt: skip
-            cos_k = field_match_cosines(
-                arrays.signed, arrays.input_names, cells, max_terms=FORMULA_TERMS
-            )  # (n_units, FORMULA_TERMS): the best single term, the best formula
+            tests = field_tests(arrays.signed, arrays.input_names, cells)  # (units, tests)
             first = 0
             for k in block:
                 width = networks[k].config.n_units
-                for unit, (best, formula) in enumerate(cos_k[first : first + width, [0, -1]]):
-                    rows.append((k, layer, unit, "field_cosine", None, float(best)))
-                    rows.append((k, layer, unit, "formula_cosine", None, float(formula)))
+                for unit, values in enumerate(tests[first : first + width].tolist()):
+                    labelled = zip(kinds, names, values, strict=True)
+                    rows += [(k, layer, unit, kind, name, v) for kind, name, v in labelled]
                 first += width
     return rows
 
@@ -279,18 +275,14 @@ def _probe_rows(
 def null_thresholds(nulls: pd.DataFrame, level: float) -> dict[str, Any]:
     """The receptive-field thresholds of each layer at the per-unit ``level`` (plain data).
 
-    Returns ``{layer: {"field_cosine": threshold, "formula_cosine": threshold, "n_units":
-    null units}}`` with string layer keys, as ``summary.json`` stores them; empty without
-    receptive-field rows.
+    Returns ``{layer: {"n_units": null units, "share": the share of a test's null values a
+    cosine must exceed, "tests": {test name: cosine threshold}}}`` with string layer keys,
+    as ``summary.json`` stores them; empty without receptive-field rows.
     """
     if not nulls["statistic"].isin(("field_cosine", "formula_cosine")).any():
         return {}
     return {
-        str(layer): {
-            "field_cosine": null.single_threshold,
-            "formula_cosine": null.formula_threshold,
-            "n_units": int(null.single.size),
-        }
+        str(layer): {"n_units": null.n_units, "share": null.share, "tests": null.thresholds}
         for layer, null in field_nulls(nulls, level).items()
     }
 

@@ -260,10 +260,16 @@ def _direction_verdict(
         if d["leak_term"]
         else "carries no other material term's effect"
     )
-    score = f"specificity {d['specificity']:.2f}, at least {d['specificity_lo']:.2f}"
-    if not d["specificity_lo"] >= specificity:
-        bar = f"at least {specificity:.2g} needed to single the term out"
-        return "generic", f"{found}, but it {leak} ({score}; {bar})"
+    spec, low = d["specificity"], d["specificity_lo"]
+    score = f"specificity {spec:.3f}"
+    if not low >= specificity:
+        why = (
+            f"{score}, below the {specificity:.2g} a term's own direction needs"
+            if not spec >= specificity
+            else f"{score}, but its 95 % lower bound {low:.3f} is below {specificity:.2g}"
+        )
+        return "generic", f"{found}, but it {leak} ({why}): it does not single the term out"
+    score += f", lower bound {low:.3f}"
     if not math.isfinite(test.p_value):
         return "generic", f"{found} and {leak} ({score}), but it was not tested against null " \
             "networks"  # fmt: skip
