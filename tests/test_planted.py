@@ -115,16 +115,21 @@ def test_filler_units_leave_planted_units_exactly_unchanged():
     assert torch.equal(h_deep[1, :, :, :5], h_dead[1, :, :, :5])
 
 
-def test_filler_reads_every_live_unit_and_no_planted_unit_reads_filler():
+def test_filler_and_planted_units_never_read_each_other():
     model = planted_lstm(2, DEEP, seed=3)
-    w_hh0, w_ih1 = model.lstm.weight_hh_l0.detach(), model.lstm.weight_ih_l1.detach()
+    w_ih0, w_hh0 = model.lstm.weight_ih_l0.detach(), model.lstm.weight_hh_l0.detach()
+    w_ih1, w_hh1 = model.lstm.weight_ih_l1.detach(), model.lstm.weight_hh_l1.detach()
     rows = [u + 6 * gate for gate in range(4) for u in range(6)]  # every gate row, unit u
     planted0, planted1 = [r for r in rows if r % 6 < 3], [r for r in rows if r % 6 < 5]
+    filler0, filler1 = [3, 9, 15, 21], [5, 11, 17, 23]
     assert torch.equal(w_hh0[planted0][:, 3], torch.zeros(12))  # nobody reads filler 3
     assert torch.equal(w_ih1[planted1][:, 3], torch.zeros(20))  # nor does the layer above
-    assert (w_hh0[[3, 9, 15, 21]][:, :4] != 0).all()  # filler 3 reads units 0-3 ...
-    assert torch.equal(w_hh0[:, 4:], torch.zeros(24, 2))  # ... and no dead unit
-    assert (w_ih1[[5, 11, 17, 23]][:, :4] != 0).all()  # layer 1's filler reads layer 0
+    assert torch.equal(w_hh0[filler0][:, :3], torch.zeros(4, 3))  # filler reads no planted
+    assert (w_hh0[filler0][:, 3] != 0).all() and (w_ih0[filler0] != 0).all()  # but itself
+    assert torch.equal(w_hh0[:, 4:], torch.zeros(24, 2))  # and no dead unit
+    assert torch.equal(w_ih1[filler1][:, :3], torch.zeros(4, 3))  # nor the planted below
+    assert (w_ih1[filler1][:, 3] != 0).all()  # layer 1's filler reads layer 0's filler
+    assert torch.equal(w_hh1[filler1][:, :5], torch.zeros(4, 5))
     assert torch.equal(w_ih1[:, 4:], torch.zeros(24, 2))
 
 

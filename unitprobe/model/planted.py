@@ -20,8 +20,10 @@ the same tap (redundant units); a lag chain reads the first unit that holds its 
 
 A tap ``"random"`` makes an untrained *filler* unit: PyTorch's default LSTM initialisation for a
 layer of this width (uniform in ``±1 / sqrt(n_units)``), drawn from a generator seeded by
-``seed``. A filler unit reads every input and every unit's h; no planted unit reads it, so what
-the planted units hold does not change with filler (``None``, a dead unit, is read by no unit).
+``seed``. A filler unit reads every input and the other filler units' h, never a planted unit's,
+and no planted unit reads it: an untrained network beside the planted one, so that what the
+planted units hold does not change with filler and the filler holds nothing by construction
+(``None``, a dead unit, is read by no unit).
 
 Several layers: ``taps`` given as one list of taps per layer builds a stacked model. A tap
 ``(feature, lag)`` of a layer above the first holds ``feature[t - lag]`` too, by copying the unit
@@ -91,7 +93,7 @@ def planted_lstm(
         (it is copied) or, failing that, its own layer to hold ``(feature, lag - 1)`` (a lag
         chain). A mapping ``{(feature, lag): weight}`` makes a mixture unit (module docstring);
         each entry needs its source as a plain tap would. ``"random"`` makes an untrained
-        filler unit, which no planted unit reads.
+        filler unit, which reads and is read by no planted unit.
     n_outputs : int, default 1
     readout : ndarray of shape (n_outputs, n_units), optional
         Readout weights from the last layer (bias 0). Default zeros. Columns of dead units are
@@ -106,7 +108,7 @@ def planted_lstm(
         Seed of the filler units' weights, drawn from their own generator (torch's global
         random state is left as it was): the values ``nn.LSTM(n_inputs, n_units, n_layers)``
         draws after ``torch.manual_seed(seed)``, in the filler units' rows, except that no
-        unit reads a dead one.
+        unit reads a dead one and filler reads no planted unit.
 
     Returns
     -------
@@ -237,9 +239,19 @@ def _layer_params(
             else:
                 w_hh[g_rows][u, column] += weight
     w_hh[:, _dead(layer)] = 0.0  # a dead unit is read by no unit, filler included
+    filler = [r for u, unit in enumerate(layer) if unit == RANDOM
+              for r in (u, n_units + u, 2 * n_units + u, 3 * n_units + u)]  # fmt: skip
+    # filler reads no planted unit: an untrained network beside the planted one
+    w_hh[np.ix_(filler, _planted(layer))] = 0.0
     if below is not None:
         w_ih[:, _dead(below)] = 0.0
+        w_ih[np.ix_(filler, _planted(below))] = 0.0
     return [w_ih, w_hh, bias, bias_hh]
+
+
+def _planted(layer: list) -> list[int]:
+    """The units of a layer that hold a planted tap (neither dead nor filler)."""
+    return [u for u, unit in enumerate(layer) if unit is not None and unit != RANDOM]
 
 
 def _wiring(layers: list[list]) -> list[list[list[Source] | None]]:
