@@ -79,6 +79,28 @@ def test_mixture_is_a_formula_redundancy_is_shared_and_a_chain_is_named():
 
 
 @pytest.mark.slow
+def test_the_same_unit_gets_the_same_verdict_in_a_layer_of_6_8_16_or_64_units():
+    """Planted units among untrained filler (leaky gates, a fitted readout that reads the
+    filler too): the thresholds do not depend on the width, nor does any planted verdict."""
+    planted = [(0, 0), (0, 1), (1, 0), (1, 1), {(0, 0): 0.9, (1, 0): 0.1}]
+    spec = get_preset("seed-innov")
+    data = generate(spec, n_sequences=64, seed=5)
+    config = FAST.replace(directions=False)
+    seen = {}
+    for width in (6, 8, 16, 64):
+        taps = planted + ["random"] * (width - len(planted))
+        model = fit_readout(planted_lstm(2, taps, n_outputs=2, saturation=6.0, seed=width), data)
+        ckpt = Checkpoint(model=model, task=spec, path=Path(f"w{width}.pt"), source="state_dict")
+        result = compute_analysis(ckpt, config)
+        roles = result.tables["roles"].iloc[: len(planted)]
+        seen[width] = (roles["role"].tolist(), result.summary["nulls"]["thresholds"])
+    assert seen[6][0] == ["K[t]", "K[t-1]", "X[t]", "X[t-1]", seen[6][0][4]]
+    assert seen[6][0][4] in ("K[t]", "0.9·K[t] + 0.1·X[t]")  # a tenth of X: either reading
+    for width in (8, 16, 64):
+        assert seen[width] == seen[6], width
+
+
+@pytest.mark.slow
 def test_untrained_networks_get_no_role():
     spec = get_preset("seed")
     data = generate(spec, n_sequences=64, seed=5)

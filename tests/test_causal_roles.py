@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from unitprobe.config import RoleConfig
+from unitprobe.config import AnalyzeConfig, RoleConfig
 from unitprobe.errors import DataError
 from unitprobe.methods.attribution import receptive_fields
 from unitprobe.methods.roles import assign_causal_roles
@@ -19,9 +19,15 @@ from unitprobe.methods.roles.fieldnull import (
     field_tests,
     upper_quantile,
 )
-from unitprobe.model.lstm import UnitLSTM
+from unitprobe.model.lstm import ModelConfig, UnitLSTM
 from unitprobe.model.planted import planted_lstm
-from unitprobe.pipeline.nulls import fit_readout, null_networks, null_statistics, null_thresholds
+from unitprobe.pipeline.nulls import (
+    field_null_networks,
+    fit_readout,
+    null_networks,
+    null_statistics,
+    null_thresholds,
+)
 from unitprobe.tasks import generate, get_preset
 
 TERMS = ["K[t]", "K[t-1]", "K[t-2]", "X[t]", "X[t-1]", "X[t-2]"]
@@ -36,10 +42,11 @@ def seed_data():
 
 @pytest.fixture(scope="module")
 def nulls(seed_data):
-    """The receptive-field null the pipeline draws: untrained networks of ``null_units``
-    units (least-squares readouts), every unit."""
+    """The receptive-field null the pipeline draws: every unit of untrained networks of the
+    null widths."""
     model = UnitLSTM(planted_lstm(2, LIVE + [None, None], n_outputs=2).config)
-    nets = null_networks(model, seed_data, 256, seed=4242, width=RoleConfig.null_units)
+    config = RoleConfig()
+    nets = field_null_networks(model, config.null_widths, config.null_units, seed=4242)
     return null_statistics(nets, seed_data, terms=TERMS, max_lag=4, n_costly=0)
 
 
@@ -230,12 +237,13 @@ def test_null_thresholds_are_a_per_unit_level_of_every_test(seed_data):
     assert summary["n_units"] == n == null.n_units
     # each null unit's most extreme test, as a share of the null values below it
     below = np.column_stack([(wide[:, [j]] > wide[:, j]).sum(axis=1) for j in range(wide.shape[1])])
-    assert summary["share"] == upper_quantile(below.max(axis=1) / n, 0.05)
-    exceed = (below / n > summary["share"]).any(axis=1).mean()
+    share = summary["shares"]["4"]  # one width: one group
+    assert share == upper_quantile(below.max(axis=1) / n, 0.05)
+    exceed = (below / n > share).any(axis=1).mean()
     assert exceed <= 0.05  # the null's own units pass some test at most at the level
     for j, name in enumerate(field_test_names(TERMS)):
         t = summary["tests"][name]
-        assert ((wide[:, j] > t) == (below[:, j] / n > summary["share"])).all(), name
+        assert ((wide[:, j] > t) == (below[:, j] / n > share)).all(), name
     # the current input is read purely by chance far more often than an old lag
     assert summary["tests"]["K[t]"] > summary["tests"]["K[t-2]"]
     again = null_statistics(nets, seed_data, terms=TERMS, max_lag=3, n_costly=0)
@@ -256,18 +264,29 @@ def test_the_conformal_threshold_bounds_the_false_positive_rate():
     assert max(wide) - min(wide) < 0.3 and all(2.0 < t < 2.7 for t in wide)
 
 
-def test_the_same_unit_gets_the_same_threshold_whatever_the_layer_width():
-    # the pipeline draws the null at min(width, null_units) units: 6, 8, 16 and 64 share it
-    config = RoleConfig()
-    assert {min(w, config.null_units) for w in (6, 8, 16, 64)} == {config.null_units}
+def test_every_test_is_calibrated_per_width_and_takes_the_largest_threshold():
     values = [[0.5, 0.1, 0.6], [0.9, 0.2, 0.95], [0.7, 0.3, 0.99], [0.8, 0.05, 0.9]]
     null = FieldNull(values, ["A", "B", "A + B"], level=0.25)
     # each null unit's largest share of a test's null values below it: 1/4, 3/4, 3/4, 2/4;
     # their conformal 0.75 quantile is the ceil(0.75 * 5) = 4th smallest
-    assert null.share == 0.75
+    assert null.shares == {0: 0.75}
     assert null.threshold("A") == 0.9 and null.threshold("B") == 0.3  # index floor(0.75 * 4)
     assert null.passes(0.95, "A") and not null.passes(0.9, "A")
     assert null.passes(0.35, "B")  # B is read purely far less often: a lower bar
     assert null.percentile(0.8, "A") == pytest.approx(2 / 4)
     with pytest.raises(DataError, match="the null has no test 'C'"):
         null.threshold("C")
+    # a second group (another width) that reads B purely more often raises B's bar only
+    wider = [[0.6, 0.5, 0.8], [0.7, 0.6, 0.9], [0.65, 0.7, 0.95], [0.5, 0.8, 0.97]]
+    both = FieldNull(values + wider, ["A", "B", "A + B"], 0.25, groups=[4] * 4 + [16] * 4)
+    assert both.threshold("A") == 0.9 and both.threshold("B") == 0.8
+    assert set(both.shares) == {4, 16}
+
+
+def test_the_null_widths_are_the_same_whatever_the_layer_width():
+    from unitprobe.pipeline.verdicts import null_widths
+
+    config = AnalyzeConfig()
+    layers = {w: null_widths(UnitLSTM(ModelConfig(2, w, 2)), config) for w in (2, 6, 8, 16, 64)}
+    assert layers[6] == layers[8] == layers[16] == layers[64] == [4, 16, 64]
+    assert layers[2] == [2, 4, 16, 64]  # a narrower layer reads its inputs more purely

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from unitprobe.methods.interventions import direction_table, learn_direction
-from unitprobe.methods.interventions.directions import DAS_ATOL, DAS_PATIENCE, DAS_RTOL
+from unitprobe.methods.interventions.das import DAS_ATOL, DAS_PATIENCE, DAS_RTOL
 
 R = 1 / np.sqrt(2)
 

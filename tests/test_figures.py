@@ -31,6 +31,9 @@ ROWS = ["0", "1", "2", "population"]
 # ---------------------------------------------------------------------------------------------
 
 _DEFAULTS = {"float64": np.nan, "string": None, "bool": False, "int64": 0, "Int64": pd.NA}
+#: One ``directions`` row: X[t-1]'s direction, its transfers, leak, score and specificity.
+DIRECTION_ROW = (0, "X[t-1]", 1, 0.97, 0.95, 0.5, 1.0, 0.1, "K[t-1]", 0.87, 0.9, 0.85, 0.99, 1.0,
+                 128, "")  # fmt: skip
 
 
 def _table(name: str, rows) -> pd.DataFrame:
@@ -877,29 +880,7 @@ def test_large_unit_attribution_draws_every_bar_with_thinned_labels():
 
 
 def test_large_direction_loadings_thin_their_unit_labels():
-    directions = table_of(
-        "directions",
-        [
-            (
-                0,
-                "X[t-1]",
-                1,
-                0.97,
-                0.95,
-                0.5,
-                1.0,
-                0.1,
-                "K[t-1]",
-                0.87,
-                0.9,
-                0.85,
-                0.99,
-                1.0,
-                128,
-                "",
-            )
-        ],
-    )
+    directions = table_of("directions", [DIRECTION_ROW])
     states = [(s, u) for s in ("h", "c") for u in range(N_LARGE)]
     loadings = table_of(
         "direction_loadings",
@@ -968,29 +949,7 @@ def tables(
             for t, v in (("K[t]", 0.9 if u == "0" else 0.05), ("X[t-1]", 0.5))
         ],
     )  # fmt: skip
-    directions = table_of(
-        "directions",
-        [
-            (
-                0,
-                "X[t-1]",
-                1,
-                0.97,
-                0.95,
-                0.5,
-                1.0,
-                0.1,
-                "K[t-1]",
-                0.87,
-                0.9,
-                0.85,
-                0.99,
-                1.0,
-                128,
-                "",
-            )
-        ],
-    )
+    directions = table_of("directions", [DIRECTION_ROW])
     loadings = table_of(
         "direction_loadings",
         [(0, "X[t-1]", 0, u, s, 0.4) for u in range(3) for s in ("h", "c")],

@@ -5,8 +5,10 @@ import pytest
 import torch
 
 from unitprobe.errors import UnitprobeError
+from unitprobe.methods.roles.fieldnull import field_matches, term_name
 from unitprobe.model.lstm import Intervention, run
 from unitprobe.model.planted import planted_lstm, planted_term_sets, planted_terms
+from unitprobe.schemas import formula_text
 
 
 def squash(v):  # saturated gates: c = tanh(pre_g), h = tanh(c)
@@ -236,8 +238,6 @@ def test_bad_seed_is_a_clear_error():
 
 
 def test_planted_formulas_are_written_as_the_roles_write_them():
-    from unitprobe.methods.roles.causal import _formula_text, field_matches
-
     names = ["K", "X"]
     cells = [(name, lag) for name in names for lag in range(3)]
     for mixture in (
@@ -248,4 +248,5 @@ def test_planted_formulas_are_written_as_the_roles_write_them():
         field = {(names[f], lag): w for (f, lag), w in mixture.items()}
         ranked, _ = field_matches(field, cells, max_terms=2)
         taps = [(0, 0), (0, 1), (1, 0), (1, 1), mixture]
-        assert planted_terms(taps, names)[0][4] == _formula_text(ranked, 2)
+        expected = formula_text([(term_name(c), w) for c, w in ranked[:2]])
+        assert planted_terms(taps, names)[0][4] == expected

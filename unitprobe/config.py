@@ -207,34 +207,38 @@ class RoleConfig:
 
     Parameters
     ----------
-    n_null : int
-        Untrained networks whose units give the receptive-field null (cheap: one
-        forward-mode pass each, at ``null_units`` units).
+    null_widths : tuple of int
+        Widths of the untrained networks whose units give the receptive-field null (and the
+        analyzed width where it is narrower than all of them). Each width's null calibrates
+        every term and pair at ``unit_level``, and a test's threshold is the largest over
+        the widths: untrained units of narrow layers read the current inputs more purely
+        (PyTorch's initialization scales with the width), those of wide layers the old lags,
+        so one fixed set of widths keeps every unit's verdict the same in a layer of 6 units
+        or 64 and conservative at each.
     null_units : int
-        Width of those null networks (the analyzed width where it is smaller). A fixed width
-        keeps the thresholds, and so every unit's verdict, the same in a layer of 6 units or
-        64: untrained units of wider layers read their inputs less purely (PyTorch's
-        initialization scales with the width), so the narrow null is the conservative one.
+        Untrained units per null width (``ceil(null_units / width)`` networks each; cheap: the
+        networks are joined block-diagonally and one forward-mode pass gives their fields).
     unit_level : float
         Per-unit false-positive level of the receptive-field match: a unit of an untrained
-        network beats the single-term (or formula) threshold with probability at most this
-        (the conformal ``1 - unit_level`` quantile of the ``n_null * null_units`` null units).
+        network of a null width passes any term's or pair's test with probability at most
+        this (:class:`~unitprobe.methods.roles.fieldnull.FieldNull`).
     null_field_sequences : int
         Sequences of each null network's receptive field (at most the network's own,
         ``AttributionConfig.max_sequences``). A null unit's field is a mean over sequences and
         steps; fewer sequences make the null fields noisier than the network's own and the
         thresholds higher.
     material_effect : float
-        A term is a rival in the interchange only where its output effect (RMS of the
-        model's own output change) is at least this share of the layer's largest term effect;
-        a smaller effect (the leak of a shut forget gate) gives a transfer that is a ratio of
-        float rounding.
+        A term is a rival in the interchange (and a term a direction must not carry) only
+        where its output effect (RMS of the model's own output change) is at least this
+        share of the layer's largest term effect: a term whose only way to the output is the
+        leak of gates shut by a bias of 4 or more (``sigmoid(-4) ≈ 0.018`` of the cell per
+        step) has a smaller effect, and its transfer says nothing of what a unit holds.
     formula_share : float
         Smallest weight of a unit's runner-up term in its receptive field, relative to its
-        best term's, that makes a formula of the two when the interchange shows the unit
-        carries the runner-up too: above what the leaks of gates shut by a bias of 4 or more
-        add up to along a lag chain (``sigmoid(-4) ≈ 0.018`` per step and gate; about 0.05
-        three steps down a chain).
+        best term's, that makes its role the formula over both (where that beats its own
+        null): above what the leaks of gates shut by a bias of 4 or more add up to along a
+        lag chain (``sigmoid(-4) ≈ 0.018`` per step and gate; about 0.05 three steps down a
+        chain).
     n_null_interventions : int
         Null networks (at the analyzed width) for the reported nulls of interchange
         transfers, probes and ablation usage.
@@ -286,11 +290,11 @@ class RoleConfig:
         Relative MSE increase on ablation that counts as "used by the output".
     """
 
-    n_null: int = 512
-    null_units: int = 4
+    null_widths: tuple[int, ...] = (4, 16, 64)
+    null_units: int = 1024
     unit_level: float = 0.01
     null_field_sequences: int = 64
-    material_effect: float = 0.01
+    material_effect: float = 0.05
     formula_share: float = 0.1
     n_null_interventions: int = 3
     n_pairs: int = 256
@@ -310,7 +314,12 @@ class RoleConfig:
     min_usage: float = 0.05
 
     def __post_init__(self) -> None:
-        check_int(self.n_null, "n_null", minimum=1)
+        if not isinstance(self.null_widths, tuple) or not self.null_widths:
+            raise UnitprobeError(
+                f"null_widths == {self.null_widths!r}, must be a non-empty tuple of widths"
+            )
+        for width in self.null_widths:
+            check_int(width, "null width", minimum=1)
         check_int(self.null_units, "null_units", minimum=1)
         check_float(
             self.unit_level, "unit_level", minimum=0, maximum=1, strict_minimum=True,
@@ -409,7 +418,7 @@ class AnalyzeConfig:
         "attribution_methods": ("attribution", "methods"),
         "max_attribution_sequences": ("attribution", "max_sequences"),
         "attribution_baseline": ("attribution", "baseline"),
-        "n_null": ("roles", "n_null"),
+        "null_units": ("roles", "null_units"),
         "n_null_interventions": ("roles", "n_null_interventions"),
         "n_pairs": ("roles", "n_pairs"),
         "exact_interchange": ("roles", "exact_interchange"),

@@ -15,6 +15,7 @@ Words used in column names: ``target`` is a probe target (an expression over ser
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,7 @@ __all__ = [
     "STATE_CHOICES",
     "ALL_OUTPUTS",
     "NO_ROLE",
+    "formula_text",
 ]
 
 # ----------------------------------------------------------------------------- vocabularies
@@ -64,6 +66,17 @@ STATE_CHOICES = ("h", "c", "both")
 ALL_OUTPUTS = "all"
 #: ``roles.role`` of a unit that holds no term.
 NO_ROLE = "none"
+
+
+def formula_text(parts: Sequence[tuple[str, float]]) -> str:
+    """How a formula role is written: ``"0.7·K[t] - 0.3·X[t]"`` from ``[(term, weight)]``
+    in the order given (largest first, by convention), weights scaled to absolute sum 1."""
+    total = sum(abs(w) for _, w in parts)
+    out = []
+    for i, (term, w) in enumerate(parts):
+        text = f"{abs(w) / total:.2g}·{term}"
+        out.append(("-" if w < 0 else "") + text if i == 0 else ("- " if w < 0 else "+ ") + text)
+    return " ".join(out)
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ import torch
 
 from unitprobe.errors import UnitprobeError
 from unitprobe.model.lstm import ModelConfig, UnitLSTM, layer_params
+from unitprobe.schemas import formula_text
 from unitprobe.validation import check_int
 
 __all__ = ["planted_lstm", "planted_terms", "planted_term_sets"]
@@ -398,12 +399,7 @@ def _formula(unit: object, names: list[str]) -> str | None:
     ranked = _ranked(unit, names)
     if len(ranked) <= 1:
         return ranked[0][0] if ranked else None
-    total = sum(abs(w) for _, w in ranked)
-    parts = []
-    for i, (term, w) in enumerate(ranked):
-        text = f"{abs(w) / total:.2g}·{term}"
-        parts.append(("-" if w < 0 else "") + text if i == 0 else ("- " if w < 0 else "+ ") + text)
-    return " ".join(parts)
+    return formula_text(ranked)
 
 
 def _text(tap: object) -> str:

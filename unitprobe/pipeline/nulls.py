@@ -52,6 +52,8 @@ from unitprobe.validation import check_int
 
 __all__ = [
     "NULLS",
+    "WIDTH_SEED",
+    "field_null_networks",
     "fit_readout",
     "null_networks",
     "null_rows",
@@ -62,6 +64,9 @@ __all__ = [
 
 #: The ``nulls`` table: one row per null network x layer x unit x statistic (x term).
 NULLS = SCHEMAS["nulls"]
+#: Apart from one another, the seeds of each width of a receptive-field null
+#: (:func:`field_null_networks`).
+WIDTH_SEED = 100_000
 #: Most units of null networks joined into one for their receptive fields (the joined
 #: network's dense weights cost its width squared: small blocks of many small networks).
 FIELD_BLOCK_UNITS = 64
@@ -119,6 +124,21 @@ def null_networks(
     check_int(n, "n_null", minimum=1)
     nets = [untrained_network(model, seed + k, width) for k in range(n)]
     return [fit_readout(net, dataset) for net in nets] if readout else nets
+
+
+def field_null_networks(
+    model: UnitLSTM, widths: Sequence[int], n_units: int, seed: int
+) -> list[UnitLSTM]:
+    """The untrained networks of a receptive-field null: ``ceil(n_units / width)`` networks of
+    ``model``'s inputs and layers at each width (no readout fit: a field never reads it).
+    Width ``j`` (from 0) draws torch seeds ``seed + (j + 1) * WIDTH_SEED + k``, apart from the
+    full-width null networks (``seed + k``)."""
+    check_int(n_units, "null_units", minimum=1)
+    nets = []
+    for j, width in enumerate(widths):
+        first = seed + (j + 1) * WIDTH_SEED
+        nets += [untrained_network(model, first + k, width) for k in range(-(-n_units // width))]
+    return nets
 
 
 def null_rows(network: int, table: pd.DataFrame, statistic: str, value: str) -> pd.DataFrame:
@@ -275,14 +295,18 @@ def _probe_rows(
 def null_thresholds(nulls: pd.DataFrame, level: float) -> dict[str, Any]:
     """The receptive-field thresholds of each layer at the per-unit ``level`` (plain data).
 
-    Returns ``{layer: {"n_units": null units, "share": the share of a test's null values a
-    cosine must exceed, "tests": {test name: cosine threshold}}}`` with string layer keys,
+    Returns ``{layer: {"n_units": null units, "shares": {width: the share of a test's null
+    values a cosine must exceed}, "tests": {test name: cosine threshold}}}`` with string keys,
     as ``summary.json`` stores them; empty without receptive-field rows.
     """
     if not nulls["statistic"].isin(("field_cosine", "formula_cosine")).any():
         return {}
     return {
-        str(layer): {"n_units": null.n_units, "share": null.share, "tests": null.thresholds}
+        str(layer): {
+            "n_units": null.n_units,
+            "shares": {str(w): s for w, s in null.shares.items()},
+            "tests": null.thresholds,
+        }
         for layer, null in field_nulls(nulls, level).items()
     }
 

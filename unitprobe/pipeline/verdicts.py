@@ -22,6 +22,7 @@ from unitprobe.methods.interventions import direction_search, directions_frames,
 from unitprobe.methods.roles.terms import DirectionTest, unheld_terms
 from unitprobe.pipeline.nulls import (
     NULLS,
+    field_null_networks,
     fit_readout,
     null_networks,
     null_rows,
@@ -34,11 +35,13 @@ from unitprobe.schemas import SCHEMAS
 __all__ = [
     "NULL_BATCH_UNITS",
     "analysis_nulls",
+    "direction_options",
     "direction_tests",
     "null_batches",
     "null_field_sequences",
     "null_summary",
     "null_transfers",
+    "null_widths",
     "screen_options",
     "specific",
     "term_directions",
@@ -86,17 +89,20 @@ def analysis_nulls(
     config: AnalyzeConfig,
     seeds: dict[str, int],
 ) -> pd.DataFrame:
-    """Null statistics before any intervention: receptive-field matches of every unit of the
-    ``n_null`` networks at ``null_units`` units; probes and usage of the first
-    ``n_null_interventions`` networks at the analyzed width."""
+    """Null statistics before any intervention: receptive-field matches of every unit of
+    ``null_units`` untrained units at each of :func:`null_widths`
+    (:func:`~unitprobe.pipeline.nulls.field_null_networks`, numbered on from one width to
+    the next); probes and usage of the first ``n_null_interventions`` networks at the
+    analyzed width."""
     fields = attribution["receptive_fields"]
     roles = config.roles
-    width = min(model.config.n_units, roles.null_units)
     kw = {
         "terms": [str(t) for t in terms], "seed": seeds["controls"],
         "max_lag": int(fields["lag"].max()) if len(fields) else None,
     }  # fmt: skip
-    small = null_networks(model, data, roles.n_null, seeds["controls"], width=width, readout=False)
+    small = field_null_networks(
+        model, null_widths(model, config), roles.null_units, seeds["controls"]
+    )
     tables = [null_statistics(small, data, max_sequences=null_field_sequences(config),
                               n_costly=0, **kw)]  # fmt: skip
     if roles.n_null_interventions:
@@ -107,6 +113,15 @@ def analysis_nulls(
             exact_ablation=config.ablation.exact, fields=False, **kw,
         ))  # fmt: skip
     return NULLS.coerce(pd.concat(tables, ignore_index=True))
+
+
+def null_widths(model: Any, config: AnalyzeConfig) -> list[int]:
+    """The widths of the receptive-field null: ``RoleConfig.null_widths``, and the analyzed
+    width where it is narrower than all of them (a narrower layer's units read their inputs
+    more purely)."""
+    widths = sorted(set(config.roles.null_widths))
+    n_units = model.config.n_units
+    return [n_units, *widths] if n_units < widths[0] else widths
 
 
 def null_field_sequences(config: AnalyzeConfig) -> int:
@@ -157,11 +172,7 @@ def term_directions(
     empty = SCHEMAS["directions"].empty(), SCHEMAS["direction_loadings"].empty(), {}, nulls
     if not roles_cfg.directions:
         return empty
-    kw = {
-        "scored_terms": terms, "reference": "model", "n_pairs": roles_cfg.n_pairs,
-        "seed": seeds["interventions"], "epochs": roles_cfg.direction_epochs,
-        "restarts": roles_cfg.direction_restarts, "material": roles_cfg.material_effect,
-    }  # fmt: skip
+    kw = direction_options(config, seeds, terms)
     found, tests, rows = [], {}, [nulls]
     for layer in range(model.config.n_layers):
         pending = unheld_terms(roles, interchange, layer, roles_cfg.material_effect)
@@ -181,6 +192,19 @@ def term_directions(
         return empty
     table, loadings = directions_frames(found)
     return table, loadings, tests, NULLS.coerce(pd.concat(rows, ignore_index=True))
+
+
+def direction_options(
+    config: AnalyzeConfig, seeds: dict[str, int], terms: list[Any]
+) -> dict[str, Any]:
+    """The keyword arguments of every direction search of an analysis, the network's and the
+    null networks' alike (:func:`~unitprobe.methods.interventions.direction_search`)."""
+    roles = config.roles
+    return {
+        "scored_terms": terms, "reference": "model", "n_pairs": roles.n_pairs,
+        "seed": seeds["interventions"], "epochs": roles.direction_epochs,
+        "restarts": roles.direction_restarts, "material": roles.material_effect,
+    }  # fmt: skip
 
 
 def specific(d: Any, specificity: float) -> bool:
@@ -264,8 +288,8 @@ def null_summary(model: Any, config: AnalyzeConfig, nulls: pd.DataFrame) -> dict
     """What the verdicts were compared with, and at which levels (``summary.json``)."""
     roles = config.roles
     return {
-        "field_networks": roles.n_null,
-        "field_units": min(model.config.n_units, roles.null_units),
+        "field_widths": null_widths(model, config),
+        "field_units_per_width": roles.null_units,
         "field_sequences": null_field_sequences(config),
         "unit_level": roles.unit_level,
         "thresholds": null_thresholds(nulls, roles.unit_level),
@@ -277,9 +301,10 @@ def null_summary(model: Any, config: AnalyzeConfig, nulls: pd.DataFrame) -> dict
         "direction_restarts": roles.direction_restarts,
         "rule": (
             "a unit reads a term (or formula) when its receptive-field cosine exceeds the "
-            f"conformal {1 - roles.unit_level:.3g} quantile of the null units' "
-            f"(untrained networks of {min(model.config.n_units, roles.null_units)} units: a "
-            "per-unit false-positive level, the same whatever the layer's width); a term is "
+            f"conformal {1 - roles.unit_level:.3g} quantile of the null units' (untrained "
+            f"networks of {', '.join(map(str, null_widths(model, config)))} units: a "
+            "per-unit false-positive level at each width, the same whatever the layer's width); "
+            "a term is "
             "distributed when its learned direction beats the best unit, carries it at least "
             f"{1 / max(1e-12, 1 - roles.direction_specificity):.3g} times as much as any other "
             "material term (lower 95 % bound), and its score has a sequential Monte Carlo "

@@ -24,9 +24,20 @@ __all__ = ["write_report", "render_report"]
 
 #: Columns of the roles table shown in the report, in order.
 _ROLE_COLUMNS = (
-    "layer", "unit", "role", "decided_by", "confidence", "r2", "selectivity", "delta_mse",
+    "layer", "unit", "role", "kind", "decided_by", "confidence", "field_cosine", "transfer",
     "evidence",
 )  # fmt: skip
+#: Columns of the terms table shown in the report, in order.
+_TERM_COLUMNS = (
+    "layer", "term", "verdict", "units", "best_unit_transfer", "direction_transfer",
+    "direction_specificity", "direction_p", "evidence",
+)  # fmt: skip
+#: Verdicts that say a term is held somewhere, and what they say.
+_HELD = {
+    "unit": "held by one unit", "shared": "held by several units",
+    "distributed": "held along a learned direction over units", "formula": "held within units' "
+    "formulas",
+}  # fmt: skip
 
 #: Figure name -> caption, in drawing order.
 _CAPTIONS = {spec.name: spec.caption for spec in FIGURES}
@@ -101,6 +112,7 @@ def render_report(
         f"<p class='muted'>unitprobe {version}, checkpoint "
         f"<code>{_e(summary.get('checkpoint', ''))}</code>, seed {summary.get('seed', '')}</p>",
         _warnings_section(summary.get("warnings") or []),
+        _answer_section(tables.get("terms"), tables.get("roles"), summary.get("nulls", {})),
         _task_section(task, summary.get("model", {})),
         _performance_section(metrics, summary.get("training_metrics", {})),
         _roles_section(tables.get("roles")),
@@ -117,6 +129,49 @@ def _warnings_section(warnings: Sequence[Any]) -> str:
         return ""
     items = "".join(f"<li>{_e(str(w))}</li>" for w in warnings)
     return f"<div class='warning'><strong>Warning</strong><ul>{items}</ul></div>"
+
+
+def _answer_section(
+    terms: pd.DataFrame | None, roles: pd.DataFrame | None, nulls: dict[str, Any]
+) -> str:
+    """The answer before the evidence: where each term lives, in one paragraph and a table."""
+    if terms is None or terms.empty:
+        return ""
+    verdicts = terms["verdict"].astype(str)
+    held = [
+        f"<code>{_e(t)}</code> ({_HELD[v]})"
+        for t, v in zip(terms["term"], verdicts, strict=True)
+        if v in _HELD
+    ]
+    used = terms[verdicts != "unused"]
+    n_roles = 0 if roles is None else int((roles["role"].astype(str) != NO_ROLE).sum())
+    n_units = 0 if roles is None else len(roles)
+    if held:
+        answer = f"Of the {len(used)} terms the output uses, the network holds " + (
+            ", ".join(held) + "."
+        )
+    else:
+        answer = (
+            f"The output uses {len(used)} terms, and none of them is held by a unit, a formula "
+            "or a direction beyond what networks that learned nothing show."
+        )
+    level = nulls.get("unit_level")
+    rule = (
+        f"A unit holds a term when its receptive field matches it beyond a {level:g} per-unit "
+        "false-positive level of untrained networks and the interchange does not contradict it; "
+        f"a term is distributed when a learned direction carries it at least "
+        f"{1 / max(1e-12, 1 - nulls.get('direction_specificity', 0.5)):.3g} times as much as "
+        "any other term and its score beats the same search on null networks (sequential "
+        f"p-value at most {nulls.get('direction_level', 0.025):g})."
+        if level is not None
+        else ""
+    )
+    cols = [c for c in _TERM_COLUMNS if c in terms.columns]
+    return (
+        "<h2>Where each term lives</h2>"
+        f"<p><strong>{answer}</strong> {n_roles} of {n_units} units hold a term or a formula. "
+        f"{_e(rule)}</p>" + _html_table(terms[cols])
+    )
 
 
 def _task_section(task: dict[str, Any], model: dict[str, Any]) -> str:
@@ -165,10 +220,12 @@ def _roles_section(roles: pd.DataFrame | None) -> str:
         return ""
     cols = [c for c in _ROLE_COLUMNS if c in roles.columns]
     return (
-        "<h2>Unit → role</h2><p>Each unit's best-supported target, the evidence that decided it "
-        "(probe where targets are separable, the unit's receptive field where they are not, "
-        f"ablation where only usage is seen), and a confidence in [0, 1]. <code>{NO_ROLE}</code>: "
-        "no significant role.</p>" + _html_table(roles[cols])
+        "<h2>Unit → role</h2><p>Each unit's role: the term or formula its receptive field reads "
+        "beyond the null of untrained networks, confirmed by the interchange (patching the "
+        "unit moves the output for that term, measurably and more than for any other), or by "
+        "the receptive field alone where the interchange cannot tell, with a confidence in "
+        f"[0, 1]. <code>{NO_ROLE}</code>: no term or formula above the null, or one the "
+        "interchange contradicts.</p>" + _html_table(roles[cols])
     )
 
 

@@ -11,16 +11,17 @@ the best single unit's transfer on the same pairs. Gradients flow to the basis o
 (:func:`torch.autograd.grad`), so the model is left untouched.
 
 The fit is full-batch L-BFGS from seeded random bases (``restarts`` of them; the lowest
-training loss is kept and the starts' agreement, :attr:`Direction.overlap`, is reported):
-each *evaluation* of the loss is one patched run of the training pairs (from each pair's step
-on, :func:`~unitprobe.model.lstm.suffix_outputs`) and one backward pass. A search stops when
-the loss stops falling: after :data:`DAS_PATIENCE` successive steps that each lower it by no
-more than :data:`DAS_RTOL` of its value (or :data:`DAS_ATOL`, whichever is larger), when no
-step along the search direction lowers it, or after ``epochs`` evaluations (then the row's
-note says so). :func:`direction_search` runs the searches of many terms (and restarts) at
-once: every search keeps its own L-BFGS state and stopping rule, and each round of
-evaluations is one batched patched run, so a batch gives each search the result it would
-get alone (up to float rounding).
+training loss is kept and the starts' agreement, :attr:`Direction.agreement` and
+:attr:`Direction.overlap`, is reported): each *evaluation* of the loss is one patched run of
+the training pairs (from each pair's step on) and one backward pass. A search stops when the
+loss stops falling (:func:`~unitprobe.methods.interventions.das.lbfgs`: after
+``DAS_PATIENCE`` successive steps that each lower it by no more than ``DAS_RTOL`` of its
+value, or ``DAS_ATOL``), when no step along the search direction lowers it, or after
+``epochs`` evaluations (then the row's note says so). :func:`direction_search` runs the
+searches of many terms, restarts and networks at once: every search keeps its own L-BFGS
+state and stopping rule, and each round of evaluations is one batched patched run (one-layer
+networks of one shape through :func:`~unitprobe.model.stacked.stacked_suffix_outputs`), so a
+batch gives each search the result it would get alone (up to float rounding).
 
 What a direction proves. A scalar input change moves any LSTM's state along about one
 direction, so a 1-d direction that transfers most of a term's effect is found in untrained
@@ -60,11 +61,7 @@ from tqdm.auto import tqdm
 from unitprobe.config import RoleConfig, material_terms
 from unitprobe.errors import UnitprobeError
 from unitprobe.methods.interventions.das import (
-    DAS_ATOL,
     DAS_LR,
-    DAS_MEMORY,
-    DAS_PATIENCE,
-    DAS_RTOL,
     Batch,
     Fit,
     Networks,
@@ -89,11 +86,6 @@ from unitprobe.schemas import SCHEMAS, STATES
 from unitprobe.validation import check_choice, check_float, check_int
 
 __all__ = [
-    "DAS_ATOL",
-    "DAS_LR",
-    "DAS_MEMORY",
-    "DAS_PATIENCE",
-    "DAS_RTOL",
     "DIRECTIONS",
     "DIRECTION_LOADINGS",
     "TEST_FRACTION",

@@ -34,11 +34,11 @@ unit this module asks two things and names a role only when both answer:
      patch, a transfer indistinguishable from 0, or a rival whose interval overlaps (the
      interchange cannot single the role out, as for a unit that is the layer's whole state).
 
-   Where a unit that reads one term above the null also measurably carries its runner-up
-   term (a material one, whose transfer's interval excludes 0), the runner-up's weight in
-   the field is at least ``RoleConfig.formula_share`` of the best term's (more than shut
-   gates' leaks add up to) and the formula over both beats its own null, the formula is the
-   role, and the interchange is read again for it.
+   Where a unit reads one term above the null and its runner-up term weighs at least
+   ``RoleConfig.formula_share`` of it in the field (more than shut gates' leaks add up to),
+   the formula over both is the role if it beats its own null, and the interchange is read
+   for the formula. Intervals are widened by :data:`ROUNDING`, so float rounding never
+   decides between transfers.
 
 A role is then a single term (``kind = "term"``, e.g. ``X[t-1]``; the sign of the unit's
 reading is in ``sign``), a formula over two terms (``kind = "formula"``, e.g.
@@ -111,6 +111,10 @@ USAGE_MODES = schemas.USAGE_MODES
 #: Most terms in a formula role (a unit holding a fixed mixture of two terms).
 FORMULA_TERMS = 2
 INTERCHANGE_COLUMNS = ("layer", "units", "term", "transfer")
+#: Transfers closer than this are equal: a transfer whose pairs all give the same ratio has a
+#: zero-width interval, and the float32 rounding of the patched runs moves such a ratio by
+#: about 1e-6 (a unit that is the layer's whole state transfers every term as 1 +- 1e-6).
+ROUNDING = 1e-4
 
 
 def usage_from_ablation(ablation: pd.DataFrame | None) -> dict[UnitKey, tuple[float, str, float]]:
@@ -144,8 +148,10 @@ class Patch:
     hi: float
 
     def magnitude(self) -> tuple[float, float]:
-        """The interval of ``|transfer|`` (the point itself where no interval was measured)."""
+        """The interval of ``|transfer|`` (the point itself where no interval was measured),
+        widened by :data:`ROUNDING`."""
         lo, hi = (self.lo, self.hi) if math.isfinite(self.lo + self.hi) else (self.transfer,) * 2
+        lo, hi = lo - ROUNDING, hi + ROUNDING
         if lo > 0:
             return lo, hi
         if hi < 0:
@@ -198,18 +204,38 @@ def _layer_null(nulls: Mapping[int | None, FieldNull], layer: int) -> FieldNull:
 
 
 class _Mechanism:
-    """What a unit's receptive field names against the null: the candidate terms in order of
-    the field's weight on them, and how many of them the role takes (0, 1 or 2)."""
+    """What a unit's receptive field names against the null (the module's rules).
+
+    Attributes: ``ranked`` and ``cos_k`` (:func:`field_matches`); ``k``, the terms of the
+    role (0, 1 or 2); ``tested``, the test that decided (1: the best term's, 2: the best
+    pair's); ``why``, a clause for the evidence where the two differ.
+    """
 
     def __init__(self, field: Mapping[Cell, float], cells: Sequence[Cell], null: FieldNull,
-                 max_terms: int) -> None:  # fmt: skip
+                 max_terms: int, formula_share: float) -> None:  # fmt: skip
         self.ranked, self.cos_k = field_matches(field, cells, max_terms)
         self.null = null
-        self.k = 0
-        if self.ranked and null.passes(self.cos_k[0], self.test(1)):
-            self.k = 1
-        elif self.ranked and max_terms >= 2 and null.passes(self.cos_k[1], self.test(2)):
-            self.k = 2
+        self.k = self.tested = 0
+        self.why = ""
+        ranked = self.ranked
+        if not ranked:
+            return
+        two = max_terms >= 2 and len(ranked) > 1
+        pair = two and null.passes(self.cos_k[1], self.test(2))
+        ratio = abs(ranked[1][1] / ranked[0][1]) if two else 0.0
+        runner = term_name(ranked[1][0]) if two else ""
+        # a runner-up weighing formula_share of the best term is a real part of the field;
+        # a smaller one is the leak of shut gates
+        if null.passes(self.cos_k[0], self.test(1)):
+            self.k = self.tested = 1
+            if pair and ratio >= formula_share:
+                self.k = self.tested = 2
+                self.why = f"; {runner} weighs {ratio:.2f} of it in the field: a formula"
+        elif pair:
+            self.tested = 2
+            self.k = 2 if ratio >= formula_share else 1
+            if self.k == 1:
+                self.why = f"; the rest of its field is leakage ({runner} weighs {ratio:.2g} of it)"
 
     def names(self, k: int) -> list[str]:
         return [term_name(c) for c, _ in self.ranked[:k]]
@@ -218,9 +244,6 @@ class _Mechanism:
         """The null test of the best ``k`` terms (a term, or a pair)."""
         names = self.names(k)
         return names[0] if k == 1 else pair_name(*names)
-
-    def statistic(self, k: int) -> float:
-        return self.cos_k[k - 1]
 
 
 def field_candidates(
@@ -231,6 +254,7 @@ def field_candidates(
     field_method: str | None = None,
     max_terms: int = FORMULA_TERMS,
     level: float = RoleConfig.unit_level,
+    formula_share: float = RoleConfig.formula_share,
 ) -> dict[int, list[int]]:
     """Units whose receptive field matches a term or formula above the null, per layer.
 
@@ -245,19 +269,9 @@ def field_candidates(
     for (layer, unit), field in sorted(
         receptive_field_vectors(receptive_fields, state, field_method).items()
     ):
-        if _Mechanism(field, cells, _layer_null(by_layer, layer), max_terms).k:
+        if _Mechanism(field, cells, _layer_null(by_layer, layer), max_terms, formula_share).k:
             out.setdefault(layer, []).append(unit)
     return out
-
-
-def _formula_text(ranked: list[tuple[Cell, float]], k: int) -> str:
-    top = ranked[:k]
-    total = sum(abs(v) for _, v in top)
-    parts = []
-    for i, (cell, v) in enumerate(top):
-        text = f"{abs(v) / total:.2g}·{term_name(cell)}"
-        parts.append(("-" if v < 0 else "") + text if i == 0 else ("- " if v < 0 else "+ ") + text)
-    return " ".join(parts)
 
 
 def assign_causal_roles(
@@ -310,7 +324,7 @@ def assign_causal_roles(
         layer's largest term effect (:func:`unitprobe.config.material_terms`).
     formula_share : float, default ``RoleConfig.formula_share``
         Smallest weight of a runner-up term in the receptive field, relative to the best
-        term's, that joins a formula when the interchange shows the unit carries it too.
+        term's, that makes the role a formula over both.
 
     Returns
     -------
@@ -334,11 +348,12 @@ def assign_causal_roles(
     groups = confusable_groups(identifiability) if identifiability is not None else {}
     rows = []
     for key in sorted(fields):
-        mechanism = _Mechanism(fields[key], cells, _layer_null(by_layer, key[0]), max_terms)
+        layer_null = _layer_null(by_layer, key[0])
+        mechanism = _Mechanism(fields[key], cells, layer_null, max_terms, formula_share)
         mine = patches.get(key, {})
         # without effect sizes (a hand-made table), every measured term counts
         material_set = material_terms(effects[key[0]], material) if key[0] in effects else set(mine)
-        decision = _decide(mechanism, mine, material_set, max_terms, formula_share)
+        decision = _decide(mechanism, mine, material_set)
         decision.update(_reported(key, decision["role"], usage, probe_table, groups))
         decision["formula"] = (
             unit_formula(receptive_fields, *key, method=field_method, state=state)
@@ -382,21 +397,14 @@ def _outcome(named: list[str], patches: Mapping[str, Patch], material: set[str])
     return ("agree", strongest), measured
 
 
-def _decide(
-    mechanism: _Mechanism,
-    patches: Mapping[str, Patch],
-    material: set[str],
-    max_terms: int,
-    formula_share: float,
-) -> dict:
+def _decide(mechanism: _Mechanism, patches: Mapping[str, Patch], material: set[str]) -> dict:
     """Role, kind, deciding statistics and evidence of one unit (the module's rules)."""
     null, ranked, cos_k = mechanism.null, mechanism.ranked, mechanism.cos_k
     if not ranked:
         return _none("receptive_field", "dead: no input reaches it (receptive field 0)")
-    best = term_name(ranked[0][0])
-    k = mechanism.k
-    if k == 0:
-        pair = mechanism.test(2) if len(ranked) > 1 and max_terms > 1 else ""
+    if mechanism.k == 0:
+        best = term_name(ranked[0][0])
+        pair = mechanism.test(2) if len(ranked) > 1 and len(cos_k) > 1 else ""
         formula = (
             f", best 2-term formula {cos_k[1]:.3f} (threshold {null.threshold(pair):.3f})"
             if pair
@@ -411,35 +419,20 @@ def _decide(
             runner_up=best,
             null_percentile=null.percentile(cos_k[0], best),
         )
-    outcome, measured = _outcome(mechanism.names(k), patches, material)
-    refined = ""
-    if k == 1 and max_terms > 1 and len(ranked) > 1:
-        # the unit measurably carries its runner-up too: where the runner-up is a real part
-        # of the field (not a gate's leak) and the formula over both beats its own null, the
-        # formula describes the unit
-        (_, top), (runner, weight) = ranked[0], ranked[1]
-        name = term_name(runner)
-        patch = patches.get(name)
-        if (
-            name in material
-            and patch is not None
-            and math.isfinite(patch.transfer)
-            and patch.carried()
-            and abs(weight) >= formula_share * abs(top)
-            and null.passes(cos_k[1], mechanism.test(2))
-        ):
-            refined = f"; patching it carries {name} too, so the role is the formula"
-            k = 2
-            outcome, measured = _outcome(mechanism.names(2), patches, material)
-    return _verdict(mechanism, k, outcome, measured, patches, refined)
+    outcome, measured = _outcome(mechanism.names(mechanism.k), patches, material)
+    return _verdict(mechanism, outcome, measured, patches)
 
 
-def _verdict(mechanism: _Mechanism, k: int, outcome: tuple, measured: dict, patches: Mapping,
-             refined: str) -> dict:  # fmt: skip
-    """The row of a unit whose mechanism names ``k`` terms, given the interchange's outcome."""
-    null, ranked, cos_k = mechanism.null, mechanism.ranked, mechanism.cos_k
-    test, statistic = mechanism.test(k), mechanism.statistic(k)
-    role = mechanism.names(1)[0] if k == 1 else _formula_text(ranked, k)
+def _verdict(mechanism: _Mechanism, outcome: tuple, measured: dict, patches: Mapping) -> dict:
+    """The row of a unit whose mechanism names a role, given the interchange's outcome."""
+    null, ranked, cos_k, k = mechanism.null, mechanism.ranked, mechanism.cos_k, mechanism.k
+    test, statistic = mechanism.test(mechanism.tested), cos_k[mechanism.tested - 1]
+    refined = mechanism.why
+    role = (
+        mechanism.names(1)[0]
+        if k == 1
+        else schemas.formula_text([(term_name(c), v) for c, v in ranked[:k]])
+    )
     runner_cos = abs(ranked[1][1]) if len(ranked) > 1 else 0.0
     percentile = null.percentile(statistic, test)
     base = {
@@ -449,11 +442,12 @@ def _verdict(mechanism: _Mechanism, k: int, outcome: tuple, measured: dict, patc
         "runner_up": term_name(ranked[1][0]) if len(ranked) > 1 and k == 1 else "",
         "transfer": sum(p.transfer for p in measured.values()) if measured else math.nan,
     }  # fmt: skip
+    pair = schemas.formula_text([(term_name(c), v) for c, v in ranked[:2]])
     mech = (
         f"receptive field {statistic:.3f} cosine with {role}"
-        if k == 1
-        else f"receptive field is {role} (cosine {statistic:.3f})"
-    ) + f" (threshold {null.threshold(test):.3f}, {_level_text(null)})"
+        if mechanism.tested == 1
+        else f"receptive field is {pair} (cosine {statistic:.3f})"
+    ) + f" (threshold {null.threshold(test):.3f}, {_level_text(null)}){refined}"
     alone = {**base, "decided_by": "receptive_field", "confidence": 0.5 * percentile}
     kind = outcome[0]
     if kind == "unmeasured":
@@ -473,18 +467,18 @@ def _verdict(mechanism: _Mechanism, k: int, outcome: tuple, measured: dict, patc
     if kind == "silent":
         return {**alone, "evidence": f"{mech}; patching it transfers {patch}: no measurable "
                 "share of the output's change (the interval holds 0), so the mechanism decides "
-                f"alone{refined}"}  # fmt: skip
+                "alone"}  # fmt: skip
     if kind == "tie":
         rival = outcome[1]
         return {**alone, "evidence": f"{mech}; patching it transfers {patch} and about as much "
                 f"of {rival} ({patches[rival].text(rival)}; the intervals overlap): the "
-                f"interchange cannot single out {role}{refined}"}  # fmt: skip
+                f"interchange cannot single out {role}"}  # fmt: skip
     rival = outcome[1]
     rival_text = f"; next {patches[rival].text(rival)}" if rival is not None else ""
     return {
         **base, "decided_by": "interchange", "confidence": percentile,
         "evidence": f"patching it transfers {patch}, more than any other term{rival_text}; "
-        f"{mech}{refined}",
+        f"{mech}",
     }  # fmt: skip
 
 

@@ -9,10 +9,12 @@ networks. :class:`FieldNull` calibrates every test together at one per-unit leve
 (``RoleConfig.unit_level``): each null unit's most extreme test (the largest share of null
 values below its cosine, over all tests) summarizes it, and a test is passed where the
 share of null values below the cosine exceeds the conformal ``1 - α`` quantile of those
-summaries (:func:`upper_quantile`). A unit of an untrained network thus passes any test with
-probability at most ``α``, whatever the number of terms or of units beside it, and a lag
-that untrained units never read alone needs far less purity than the current input they
-often read.
+summaries (:func:`upper_quantile`). Null networks of several widths are calibrated apart and
+each test takes the largest threshold: narrow untrained layers read the current inputs more
+purely, wide ones the old lags. A unit of an untrained network of any of those widths thus
+passes any test with probability at most ``α``, whatever the number of terms or of units
+beside it, and a lag that untrained units rarely read alone needs less purity than the
+current input they often read.
 
 Example
 -------
@@ -190,17 +192,28 @@ class FieldNull:
         The tests (:func:`field_test_names`).
     level : float
         Per-unit false-positive level ``α`` in (0, 1).
+    groups : array-like of length n_null_units, optional
+        A group per null unit (the width of its network): each group is calibrated on its
+        own and a test's threshold is the largest over the groups, so a unit drawn like any
+        one group passes some test with probability at most ``α``. Default: one group.
 
     Attributes
     ----------
-    share : float
-        The share of a test's null values a cosine must exceed (strictly below it) to pass:
-        the conformal ``1 - α`` quantile of each null unit's largest share over the tests.
+    shares : dict of group to float
+        Per group, the share of a test's null values a cosine must exceed (strictly below
+        it) to pass: the conformal ``1 - α`` quantile of each of the group's null units'
+        largest share over the tests.
     thresholds : dict of str to float
         Per test, the cosine to exceed (``inf`` where no null value is that high).
     """
 
-    def __init__(self, values: ArrayLike, names: Sequence[str], level: float) -> None:
+    def __init__(
+        self,
+        values: ArrayLike,
+        names: Sequence[str],
+        level: float,
+        groups: ArrayLike | None = None,
+    ) -> None:
         check_float(level, "level", minimum=0, maximum=1, strict_minimum=True, strict_maximum=True)
         table = np.asarray(values, dtype=float)
         self.names = [str(n) for n in names]
@@ -208,30 +221,21 @@ class FieldNull:
             raise DataError(
                 f"null values have shape {table.shape}, expected (n_units, {len(self.names)})"
             )
-        table = table[np.isfinite(table).all(axis=1)]
+        groups = np.zeros(len(table), dtype=int) if groups is None else np.asarray(groups)
+        live = np.isfinite(table).all(axis=1)
+        table, groups = table[live], groups[live]
         if table.shape[0] == 0:
             raise DataError("the null networks gave no receptive-field values (every unit dead)")
         self.level = float(level)
         self.n_units = int(table.shape[0])
         self._sorted = {n: np.sort(table[:, j]) for j, n in enumerate(self.names)}
-        below = (
-            np.column_stack(
-                [
-                    np.searchsorted(self._sorted[n], table[:, j], side="left")
-                    for j, n in enumerate(self.names)
-                ]  # fmt: skip
-            )
-            / self.n_units
-        )  # (n_units, n_tests): share of null values strictly below
-        self.share = upper_quantile(below.max(axis=1), self.level)
-        self.thresholds = {n: self._value_at(n) for n in self.names}
-
-    def _value_at(self, name: str) -> float:
-        # passes iff share(x) > self.share iff #(null < x) > share * n iff x > the value at
-        # index floor(share * n) of the sorted null values
-        k = math.floor(self.share * self.n_units + 1e-9)
-        null = self._sorted[name]
-        return float(null[k]) if k < null.size else math.inf
+        self.shares: dict = {}
+        per_group = []
+        for group in np.unique(groups):
+            share, values_at = _calibrate(table[groups == group], self.level)
+            self.shares[group.item()] = share
+            per_group.append(values_at)
+        self.thresholds = {n: max(v[j] for v in per_group) for j, n in enumerate(self.names)}
 
     def threshold(self, name: str) -> float:
         """The cosine a unit must exceed to pass test ``name``."""
@@ -244,11 +248,29 @@ class FieldNull:
         return bool(math.isfinite(value) and value > self.threshold(name))
 
     def percentile(self, value: float, name: str) -> float:
-        """Share of null units whose cosine in test ``name`` is below ``value`` (NaN for NaN)."""
+        """Share of all null units whose cosine in test ``name`` is below ``value`` (NaN for
+        NaN)."""
         if not math.isfinite(value):
             return math.nan
         self.threshold(name)  # a clear error for an unknown test
         return float(np.searchsorted(self._sorted[name], value, side="left") / self.n_units)
+
+
+def _calibrate(table: np.ndarray, level: float) -> tuple[float, list[float]]:
+    """One group's share and, per test, the cosine to exceed (module doc)."""
+    n = table.shape[0]
+    columns = [np.sort(table[:, j]) for j in range(table.shape[1])]
+    below = (
+        np.column_stack(
+            [np.searchsorted(c, table[:, j], side="left") for j, c in enumerate(columns)]
+        )
+        / n
+    )  # (n_units, n_tests): share of the group's null values strictly below
+    share = upper_quantile(below.max(axis=1), level)
+    # passes iff share(x) > share iff #(null < x) > share * n iff x > the value at index
+    # floor(share * n) of the sorted null values
+    k = math.floor(share * n + 1e-9)
+    return share, [float(c[k]) if k < n else math.inf for c in columns]
 
 
 def field_nulls(
@@ -262,7 +284,8 @@ def field_nulls(
         A mapping ``{test name: values}`` (one value per null unit, the same units in every
         test; one null for every layer, key None), or a ``nulls`` table: rows of statistic
         ``field_cosine`` (term: the term) and ``formula_cosine`` (term: the pair's test name)
-        per null network x layer x unit; one null per layer.
+        per null network x layer x unit; one null per layer, each network's units a group
+        of its width.
     level : float
         The per-unit false-positive level.
     """
@@ -277,8 +300,20 @@ def field_nulls(
         raise DataError("the nulls table has no field_cosine or formula_cosine rows")
     out: dict[int | None, FieldNull] = {}
     for layer, group in rows.groupby("layer", sort=True):
-        wide = group.pivot_table(index=["network", "unit"], columns="term", values="value",
-                                 aggfunc="first", sort=False)  # fmt: skip
-        names = list(dict.fromkeys(group["term"].astype(str)))
-        out[int(layer)] = FieldNull(wide[names].to_numpy(dtype=float), names, level)
+        values, names, widths = _unit_by_test(group)
+        out[int(layer)] = FieldNull(values, names, level, widths)
     return out
+
+
+def _unit_by_test(rows: pd.DataFrame) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """One layer's null rows as (null unit x test values, test names, each unit's width)."""
+    names = list(dict.fromkeys(rows["term"].astype(str)))
+    column = pd.Categorical(rows["term"].astype(str), categories=names).codes
+    network = rows["network"].to_numpy(dtype=np.int64)
+    unit = rows["unit"].to_numpy(dtype=np.int64)
+    keys, row = np.unique(np.c_[network, unit], axis=0, return_inverse=True)
+    values = np.full((len(keys), len(names)), np.nan)
+    values[row.ravel(), column] = rows["value"].to_numpy(dtype=float)
+    nets, counts = np.unique(keys[:, 0], return_counts=True)
+    widths = counts[np.searchsorted(nets, keys[:, 0])]  # units of each unit's network
+    return values, names, widths

@@ -167,7 +167,7 @@ def term_table(
         is_material = term in material_terms(_effects(single, layer), material)
         verdict, evidence = _verdict(
             holders, formulas, is_material, best, float(transfer.max()), direction, test,
-            level, specificity,
+            level, specificity, material,
         )  # fmt: skip
         if direction["note"] and not math.isfinite(direction["transfer_test"]):
             evidence += f"; no direction learned: {direction['note']}"
@@ -225,13 +225,17 @@ def _verdict(
     test: DirectionTest,
     level: float,
     specificity: float,
+    material: float,
 ) -> tuple[str, str]:
     """The verdict and its evidence, in the module table's order of precedence."""
     if holders:
         who = f"unit {holders[0]}" if len(holders) == 1 else f"units {', '.join(map(str, holders))}"
         return ("unit" if len(holders) == 1 else "shared"), f"held by {who}"
     if not is_material:
-        return "unused", "the output's change when only this term changes is not material"
+        return "unused", (
+            f"the output's change when only this term changes is below {material:.0%} of the "
+            "largest term's: not material"
+        )
     verdict, evidence = _direction_verdict(best, best_transfer, d, test, level, specificity)
     if formulas and verdict != "distributed":
         who = ", ".join(map(str, formulas))
