@@ -25,8 +25,8 @@ unit this module asks two things and names a role only when both answer:
    errors. By
    ``|transfer|`` (a readout may use a unit with a negative share):
 
-   * a material rival whose interval lies wholly above a role term's: the output uses the
-     unit for something else, the role is ``none`` (``decided_by = "interchange"``);
+   * a material rival whose interval lies wholly above every role term's: the output uses
+     the unit for something else, the role is ``none`` (``decided_by = "interchange"``);
    * every role term's interval excludes 0 and lies above every rival's:
      ``decided_by = "interchange"``, confidence the null percentile;
    * otherwise the mechanism decides alone (``decided_by = "receptive_field"``, half the
@@ -384,17 +384,17 @@ def _outcome(named: list[str], patches: Mapping[str, Patch], material: set[str])
               and math.isfinite(p.transfer)}  # fmt: skip
     if not measured:
         return ("unmeasured",), measured
-    weakest = min(p.magnitude()[1] for p in measured.values())
-    above = [t for t, p in rivals.items() if p.magnitude()[0] > weakest]
-    if above:
+    strongest = max(p.magnitude()[1] for p in measured.values())
+    above = [t for t, p in rivals.items() if p.magnitude()[0] > strongest]
+    if above:  # the output uses the unit for a rival clearly more than for any role term
         return ("veto", max(above, key=lambda t: rivals[t].magnitude()[0])), measured
     if not all(p.carried() for p in measured.values()):
         return ("silent",), measured
-    strongest = max(rivals, key=lambda t: rivals[t].magnitude()[1], default=None)
+    rival = max(rivals, key=lambda t: rivals[t].magnitude()[1], default=None)
     least = min(p.magnitude()[0] for p in measured.values())
-    if strongest is not None and rivals[strongest].magnitude()[1] >= least:
-        return ("tie", strongest), measured
-    return ("agree", strongest), measured
+    if rival is not None and rivals[rival].magnitude()[1] >= least:
+        return ("tie", rival), measured
+    return ("agree", rival), measured
 
 
 def _decide(mechanism: _Mechanism, patches: Mapping[str, Patch], material: set[str]) -> dict:
