@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from unitprobe.config import AnalyzeConfig, RoleConfig
-from unitprobe.errors import DataError
+from unitprobe.errors import DataError, UnitprobeError
 from unitprobe.methods.attribution import receptive_fields
 from unitprobe.methods.roles import assign_causal_roles
 from unitprobe.methods.roles.causal import field_matches, term_cell
@@ -281,6 +281,15 @@ def test_every_test_is_calibrated_per_width_and_takes_the_largest_threshold():
     both = FieldNull(values + wider, ["A", "B", "A + B"], 0.25, groups=[4] * 4 + [16] * 4)
     assert both.threshold("A") == 0.9 and both.threshold("B") == 0.8
     assert set(both.shares) == {4, 16}
+    # a group too small for the level: nothing beats it, and the config refuses it up front
+    few = FieldNull(values, ["A", "B", "A + B"], level=0.1)  # ceil(0.9 * 5) = 5 > 4 units
+    assert few.threshold("A") == np.inf and not few.passes(1.0, "A")
+    message = (
+        "null_units == 64 is too few for unit_level 0.01: a unit can beat the null at that "
+        "level only with at least 99 null units"
+    )
+    with pytest.raises(UnitprobeError, match=f"^{message}$"):
+        RoleConfig(null_units=64)
 
 
 def test_the_null_widths_are_the_same_whatever_the_layer_width():

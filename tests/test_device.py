@@ -39,8 +39,9 @@ UNKNOWN = "must be one of cpu, cuda, auto (or cuda:N for GPU N)"
 TINY = TrainConfig(n_units=3, epochs=4, batch_size=8, seed=2)
 #: A light analysis: every stage runs, in about two seconds.
 LIGHT = AnalyzeConfig.from_options(
-    n_sequences=32, n_permutations=19, n_controls=1, n_null=3, n_null_interventions=1, n_pairs=32
-)
+    n_sequences=32, n_permutations=19, n_controls=1, null_units=128, n_null_interventions=1,
+    n_pairs=32,
+)  # fmt: skip
 #: K[t], X[t], X[t-1] and a dead unit: roles, shared nulls, and directions for K[t-1].
 TAPS = [(0, 0), (1, 0), (1, 1), None]
 ANALYSIS_COMMANDS = {  # command -> its arguments after MODEL.pt, and what --out names

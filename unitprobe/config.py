@@ -325,6 +325,13 @@ class RoleConfig:
             self.unit_level, "unit_level", minimum=0, maximum=1, strict_minimum=True,
             strict_maximum=True,
         )  # fmt: skip
+        fewest = math.ceil(1 / self.unit_level - 1 - 1e-9)
+        if self.null_units < fewest:
+            raise UnitprobeError(
+                f"null_units == {self.null_units} is too few for unit_level "
+                f"{self.unit_level:g}: a unit can beat the null at that level only with at "
+                f"least {fewest} null units"
+            )
         check_float(self.material_effect, "material_effect", minimum=0, maximum=1)
         check_float(self.formula_share, "formula_share", minimum=0, maximum=1)
         check_int(self.null_field_sequences, "null_field_sequences", minimum=2)

@@ -267,6 +267,8 @@ def _calibrate(table: np.ndarray, level: float) -> tuple[float, list[float]]:
         / n
     )  # (n_units, n_tests): share of the group's null values strictly below
     share = upper_quantile(below.max(axis=1), level)
+    if not math.isfinite(share):  # too few null units for the level: nothing beats them
+        return share, [math.inf] * len(columns)
     # passes iff share(x) > share iff #(null < x) > share * n iff x > the value at index
     # floor(share * n) of the sorted null values
     k = math.floor(share * n + 1e-9)
