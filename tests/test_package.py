@@ -1,8 +1,16 @@
+import ast
 import importlib
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import unitprobe
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 
 def test_every_public_name_resolves_to_its_module():
@@ -30,3 +38,20 @@ def test_short_import_paths_are_the_layered_modules():
         module = importlib.import_module(short)
         assert module is importlib.import_module(real), short
         assert module.__spec__.name == real  # the alias does not replace the real module's spec
+
+
+def test_every_imported_distribution_is_declared():
+    root = Path(unitprobe.__file__).parent
+    imported = set()
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"unitprobe"}
+    project = tomllib.loads((root.parent / "pyproject.toml").read_text())["project"]
+    extras = [d for group in project["optional-dependencies"].values() for d in group]
+    declared = {re.split(r"[<>=;\[ ]", d)[0].lower() for d in project["dependencies"] + extras}
+    distribution = {"sklearn": "scikit-learn", "distributed": "dask"}
+    assert {distribution.get(name, name) for name in third_party} <= declared
