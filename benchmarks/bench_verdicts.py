@@ -8,10 +8,12 @@ decide nothing), scores the roles and term verdicts against what each network ho
 prints recall, precision and false-positive rates with 95 % Clopper–Pearson intervals.
 
 Writes ``units.csv``, ``terms.csv``, ``networks.csv`` and ``rates.csv`` into ``--out``;
-``--write`` also writes the table into ``docs/verdict_rates.md``.
+``--write`` also writes the table into ``docs/verdict_rates.md``; ``--rescore`` recomputes
+the rates from the scored rows an earlier run (same ``--quick`` and ``--seed``) left in
+``--out``, without analyzing anything.
 Run: ``python benchmarks/bench_verdicts.py [--quick] [--jobs N] [--seed S] [--out DIR]
-[--write]`` (full: 220 networks with known contents and 100 that learned nothing; ``--quick``:
-22 small ones).
+[--write] [--rescore]`` (full: 220 networks with known contents and 100 that learned
+nothing, about 25 minutes with 2 jobs; ``--quick``: 22 small ones).
 """
 
 from __future__ import annotations
@@ -21,8 +23,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from unitprobe.pipeline.groundtruth import benchmark_config, benchmark_specs, run_benchmark
-from unitprobe.pipeline.verdict_rates import rates_markdown
+import pandas as pd
+
+from unitprobe.pipeline.groundtruth import (
+    BenchmarkResult,
+    benchmark_config,
+    benchmark_specs,
+    run_benchmark,
+)
+from unitprobe.pipeline.verdict_rates import rates_markdown, verdict_rates
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "verdict_rates.md"
@@ -35,6 +44,19 @@ def command(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
+def rescore(out: Path) -> BenchmarkResult:
+    """The rates of the scored rows an earlier run wrote into ``out``."""
+    tables = {}
+    for name in ("units", "terms", "networks"):
+        path = out / f"{name}.csv"
+        if not path.is_file():
+            raise SystemExit(f"Error: no {path}: run the benchmark once without --rescore")
+        tables[name] = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    networks = tables["networks"].astype({"error": object}).fillna({"error": ""})
+    rates = verdict_rates(tables["units"], tables["terms"])
+    return BenchmarkResult(tables["units"], tables["terms"], networks, rates, 0.0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="22 small networks")
@@ -44,13 +66,16 @@ def main() -> None:
         "--out", type=Path, default=ROOT / "benchmarks" / ".verdicts", help="CSV directory"
     )
     parser.add_argument("--write", action="store_true", help="write docs/verdict_rates.md")
+    parser.add_argument(
+        "--rescore", action="store_true", help="recompute the rates from the CSVs in --out"
+    )
     args = parser.parse_args()
     start = time.perf_counter()
     specs = benchmark_specs(quick=args.quick, seed=args.seed)
     config = benchmark_config(seed=args.seed)
     families = ", ".join(f"{n} {f}" for f, n in Counter(s.family for s in specs).items())
     print(f"{len(specs)} networks ({families}); {config.n_sequences} sequences, {args.jobs} jobs")
-    result = run_benchmark(specs, config, jobs=args.jobs)
+    result = rescore(args.out) if args.rescore else run_benchmark(specs, config, jobs=args.jobs)
     args.out.mkdir(parents=True, exist_ok=True)
     for name in ("units", "terms", "networks", "rates"):
         getattr(result, name).to_csv(args.out / f"{name}.csv", index=False)

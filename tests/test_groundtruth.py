@@ -142,6 +142,17 @@ def test_rates_count_exactly_with_clopper_pearson_intervals():
     untrained = _rate(rates, "any role", "false positives", "units of untrained")
     assert (untrained["n"], untrained["k"]) == (4, 1)
     assert (_rate(rates, "any role", "false positives", "every")[["n", "k"]] == [5, 2]).all()
+    # the pooled rows are the sums of the rows they pool
+    recall = rates[(rates["statistic"] == "recall") & rates["verdict"].isin(["term", "formula",
+                   "term or formula"])]  # fmt: skip
+    pooled = recall["measured_on"].str.startswith("every")
+    assert (
+        recall[pooled][["n", "k"]].to_numpy() == recall[~pooled][["n", "k"]].sum().to_numpy()
+    ).all()
+    nothing = rates[(rates["statistic"] == "false positives") & rates["measured_on"].isin(
+        [f"units of {f} networks" for f in LEARNED_NOTHING])]  # fmt: skip
+    learned = _rate(rates, "any role", "false positives", "units of networks that learned")
+    assert (learned[["n", "k"]].to_numpy() == nothing[["n", "k"]].sum().to_numpy()).all()
     # term verdicts of learned-nothing networks: the unused one is left out of the 4
     assert (_rate(rates, "distributed", "false positives", "term")[["n", "k"]] == [3, 1]).all()
     assert (

@@ -26,12 +26,14 @@ from scipy.stats import beta
 from unitprobe.schemas import NO_ROLE
 
 __all__ = [
-    "HELD", "LEARNED_NOTHING", "clopper_pearson", "rates_markdown", "role_terms",
+    "HELD", "KNOWN", "LEARNED_NOTHING", "clopper_pearson", "rates_markdown", "role_terms",
     "score_terms", "score_units", "verdict_rates",
 ]  # fmt: skip
 
 #: Families of networks that learned nothing: every role and held-term verdict is an error.
 LEARNED_NOTHING = ("untrained", "one-epoch", "shuffled")
+#: The families whose networks hold known contents.
+KNOWN = ("hand-wired", "rotated", "masked")
 #: Term verdicts that say a term is held (by units, a formula or a direction).
 HELD = ("unit", "shared", "formula", "distributed")
 _TERM = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\[t(?:-\d+)?\]")
@@ -113,7 +115,7 @@ def verdict_rates(units: pd.DataFrame, terms: pd.DataFrame) -> pd.DataFrame:
         .fillna(dict.fromkeys(text, ""))
         .astype(dict.fromkeys(text, str))
     )
-    known = u[u["family"].isin(["hand-wired", "rotated", "masked"])
+    known = u[u["family"].isin(KNOWN)
               & ~u["expected_kind"].isin(["unbounded", "unknown"])]  # fmt: skip
     exp, fam = u["expected_kind"], u["family"]
     named_term, named_formula = known[known["kind"] == "term"], known[known["kind"] == "formula"]
@@ -136,6 +138,8 @@ def verdict_rates(units: pd.DataFrame, terms: pd.DataFrame) -> pd.DataFrame:
          u[(exp == "formula") & (fam == "rotated")]["correct"]),
         ("term or formula", "recall", "masked units reading several terms (role within them)",
          u[exp == "subset"]["correct"]),
+        ("term or formula", "recall", "every single-term and formula unit (the five rows above)",
+         u[exp.isin(["term", "formula", "subset"]) & fam.isin(KNOWN)]["correct"]),
         ("formula", "precision", "units named a formula, networks with known contents",
          named_formula["correct"].eq(True) & named_formula["expected_kind"].isin(
              ["formula", "subset"])),
@@ -144,9 +148,11 @@ def verdict_rates(units: pd.DataFrame, terms: pd.DataFrame) -> pd.DataFrame:
          _rowwise(redundant, _shared_right)),
         *[("any role", "false positives", f"units of {f} networks",
            ~nothing[nothing["family"] == f]["correct"].astype(bool)) for f in LEARNED_NOTHING],
+        ("any role", "false positives", "units of networks that learned nothing (three rows up)",
+         ~nothing[nothing["family"].isin(LEARNED_NOTHING)]["correct"].astype(bool)),
         ("any role", "false positives", "first-layer filler units (hand-wired, rotated)",
          ~nothing[~nothing["family"].isin(LEARNED_NOTHING)]["correct"].astype(bool)),
-        ("any role", "false positives", "every learned-nothing unit (the four rows above)",
+        ("any role", "false positives", "every learned-nothing unit (networks and filler)",
          ~nothing["correct"].astype(bool)),
         ("distributed", "false positives", "term verdicts (not unused), learned-nothing networks",
          blank["verdict"] == "distributed"),
