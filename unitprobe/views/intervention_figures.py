@@ -190,7 +190,9 @@ def plot_directions(directions: pd.DataFrame, direction_loadings: pd.DataFrame) 
         shown = [c for c in ("transfer_test", "best_unit_transfer", "leak", "score")
                  if c in directions.columns]  # fmt: skip
         values = directions[shown].apply(pd.to_numeric, errors="coerce").to_numpy(float)
-        ax_bar.set_ylim(min(0.0, float(np.nanmin(values, initial=0.0))), None)
+        low = min(0.0, float(np.nanmin(values, initial=0.0)))
+        top = max(1.0, float(np.nanmax(values, initial=1.0)))
+        ax_bar.set_ylim(low - 0.05 * (top - low) if low < 0 else 0.0, None)  # markers whole
         ax_bar.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)
         if rows and cols:
             loads = loads.groupby(["_row", "_col"], as_index=False, sort=False)["loading"].first()
