@@ -35,6 +35,9 @@ from unitprobe.pipeline.verdict_rates import rates_markdown, verdict_rates
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "verdict_rates.md"
+#: Text columns of the scored rows (read back as text, never as numbers).
+TEXT = ("expected", "expected_terms", "redundant_with", "role", "shared_with", "evidence",
+        "expected_verdict", "verdict", "term", "error")  # fmt: skip
 
 
 def command(args: argparse.Namespace) -> str:
@@ -51,7 +54,8 @@ def rescore(out: Path) -> BenchmarkResult:
         path = out / f"{name}.csv"
         if not path.is_file():
             raise SystemExit(f"Error: no {path}: run the benchmark once without --rescore")
-        tables[name] = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        text = dict.fromkeys(TEXT, str)  # ids such as "3" stay text, as they were written
+        tables[name] = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=text)
     networks = tables["networks"].astype({"error": object}).fillna({"error": ""})
     rates = verdict_rates(tables["units"], tables["terms"])
     return BenchmarkResult(tables["units"], tables["terms"], networks, rates, 0.0)

@@ -290,6 +290,14 @@ def test_every_test_is_calibrated_per_width_and_takes_the_largest_threshold():
     )
     with pytest.raises(UnitprobeError, match=f"^{message}$"):
         RoleConfig(null_units=64)
+    message = (
+        "n_null_directions == 19 is too few for direction_level 0.025: a direction can beat "
+        "the null at that level only with at least 39 null networks"
+    )
+    with pytest.raises(UnitprobeError, match=f"^{message}$"):
+        RoleConfig(n_null_directions=19)
+    assert RoleConfig(n_null_directions=19, direction_level=0.05).n_null_directions == 19
+    assert RoleConfig(n_null_directions=0, directions=False).n_null_directions == 0
 
 
 def test_the_null_widths_are_the_same_whatever_the_layer_width():
@@ -298,4 +306,22 @@ def test_the_null_widths_are_the_same_whatever_the_layer_width():
     config = AnalyzeConfig()
     layers = {w: null_widths(UnitLSTM(ModelConfig(2, w, 2)), config) for w in (2, 6, 8, 16, 64)}
     assert layers[6] == layers[8] == layers[16] == layers[64] == [4, 16, 64]
-    assert layers[2] == [2, 4, 16, 64]  # a narrower layer reads its inputs more purely
+    assert layers[2] == [4, 16, 64, 2]  # a narrower layer reads its inputs more purely
+    # the fixed widths' null networks are the same whatever the analyzed width
+    from unitprobe.pipeline.nulls import field_null_networks
+
+    wide = field_null_networks(UnitLSTM(ModelConfig(2, 8, 2)), layers[8], 8, seed=3)
+    narrow = field_null_networks(UnitLSTM(ModelConfig(2, 2, 2)), layers[2], 8, seed=3)
+    assert [n.config.n_units for n in narrow] == [4, 4, 16, 64, 2, 2, 2, 2]
+    for a, b in zip(wide, narrow[:4], strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_a_field_outside_every_candidate_term_names_nothing():
+    from unitprobe.methods.roles.causal import _Mechanism
+
+    null = FieldNull(np.random.default_rng(0).uniform(size=(200, 3)),
+                     ["K[t]", "K[t-1]", "K[t] + K[t-1]"], 0.05)  # fmt: skip
+    mechanism = _Mechanism({("X", 0): 0.5, ("K", 0): 0.0, ("K", 1): 0.0},
+                           [("K", 0), ("K", 1)], null, 2, 0.1)  # fmt: skip
+    assert (mechanism.k, mechanism.tested, mechanism.cos_k) == (0, 0, [0.0, 0.0])

@@ -135,8 +135,8 @@ def test_the_sequential_test_stops_at_the_first_null_that_scores_as_well(monkeyp
     model = UnitLSTM(ModelConfig(2, 4, 2))
     config = AnalyzeConfig().replace(n_null_interventions=0)
     config = config.replace()  # the defaults
-    config = AnalyzeConfig.from_dict({**config.to_dict(), "roles": {
-        **config.to_dict()["roles"], "n_null_directions": 7}})  # fmt: skip
+    roles = {**config.to_dict()["roles"], "n_null_directions": 7, "direction_level": 0.125}
+    config = AnalyzeConfig.from_dict({**config.to_dict(), "roles": roles})
     tests, table = verdicts.direction_tests(
         model, None, 0, {"A": 0.5, "B": 0.5}, config, {"controls": 0}, {}, False
     )

@@ -349,6 +349,13 @@ class RoleConfig:
         check_int(self.direction_epochs, "direction_epochs", minimum=1)
         if not isinstance(self.directions, bool):
             raise UnitprobeError(f"directions == {self.directions!r}, must be True or False")
+        fewest = math.ceil(1 / self.direction_level - 1 - 1e-9)
+        if self.directions and self.n_null_directions < fewest:
+            raise UnitprobeError(
+                f"n_null_directions == {self.n_null_directions} is too few for direction_level "
+                f"{self.direction_level:g}: a direction can beat the null at that level only "
+                f"with at least {fewest} null networks"
+            )
         check_float(self.alpha, "alpha", minimum=0, maximum=1, strict_minimum=True)
         check_float(self.min_selectivity, "min_selectivity", minimum=-1, maximum=1)
         for name in ("min_r2", "min_partial_r2", "min_field_similarity"):

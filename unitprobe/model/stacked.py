@@ -131,7 +131,8 @@ def block_diagonal(models: Sequence[UnitLSTM]) -> UnitLSTM:
         raise UnitprobeError("joined networks must have the same inputs and layers")
     widths = [m.config.n_units for m in models]
     total = sum(widths)
-    joined = UnitLSTM(ModelConfig(first.n_inputs, total, first.n_outputs, first.n_layers))
+    with torch.random.fork_rng(devices=[]):  # its default init is overwritten below
+        joined = UnitLSTM(ModelConfig(first.n_inputs, total, first.n_outputs, first.n_layers))
     param = next(models[0].parameters())
     joined = joined.to(device=param.device, dtype=param.dtype)
     starts = [sum(widths[:j]) for j in range(len(models))]

@@ -496,6 +496,8 @@ def run_benchmark(
 ) -> BenchmarkResult:
     """Evaluate every network in ``jobs`` worker processes (one torch thread each), the
     costliest first; a network that raises is reported in ``networks.error``, not fatal."""
+    if not specs:
+        raise UnitprobeError("no networks to evaluate")
     start = time.perf_counter()
     order = sorted(specs, key=_cost, reverse=True)
     done: dict[str, Any] = {}

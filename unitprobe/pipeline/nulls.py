@@ -18,7 +18,7 @@ statistic           per null unit (or per layer x term)
 ==================  ==========================================================================
 
 Interchange transfers and direction scores of null networks are added by the pipeline
-(:mod:`unitprobe.pipeline.analyze`) from the intervention methods. The receptive-field
+(:mod:`unitprobe.pipeline.verdicts`) from the intervention methods. The receptive-field
 thresholds are per-unit levels of the null (:func:`null_thresholds`, from
 :class:`unitprobe.methods.roles.fieldnull.FieldNull`), per layer, and the percentile of a
 unit's statistic among the null values is reported.
@@ -121,7 +121,7 @@ def null_networks(
     torch seeds ``seed .. seed + n - 1``, each with a least-squares readout on ``dataset``
     (:func:`fit_readout`; ``readout=False`` keeps the initial one, for statistics that never
     read the output, such as receptive fields)."""
-    check_int(n, "n_null", minimum=1)
+    check_int(n, "n", minimum=1)
     nets = [untrained_network(model, seed + k, width) for k in range(n)]
     return [fit_readout(net, dataset) for net in nets] if readout else nets
 
@@ -131,8 +131,10 @@ def field_null_networks(
 ) -> list[UnitLSTM]:
     """The untrained networks of a receptive-field null: ``ceil(n_units / width)`` networks of
     ``model``'s inputs and layers at each width (no readout fit: a field never reads it).
-    Width ``j`` (from 0) draws torch seeds ``seed + (j + 1) * WIDTH_SEED + k``, apart from the
-    full-width null networks (``seed + k``)."""
+    The ``j``-th width (from 0) draws torch seeds ``seed + (j + 1) * WIDTH_SEED + k``, apart
+    from the full-width null networks (``seed + k``): give the widths in a fixed order (the
+    pipeline lists ``RoleConfig.null_widths`` first) so that a width's networks do not depend
+    on the others."""
     check_int(n_units, "null_units", minimum=1)
     nets = []
     for j, width in enumerate(widths):
@@ -309,12 +311,3 @@ def null_thresholds(nulls: pd.DataFrame, level: float) -> dict[str, Any]:
         }
         for layer, null in field_nulls(nulls, level).items()
     }
-
-
-def null_values(nulls: pd.DataFrame, statistic: str, term: str | None = None) -> np.ndarray:
-    """The finite null values of one statistic (of one term, when given)."""
-    rows = nulls[nulls["statistic"] == statistic]
-    if term is not None:
-        rows = rows[rows["term"] == term]
-    values = rows["value"].to_numpy(dtype=float)
-    return values[np.isfinite(values)]

@@ -116,12 +116,13 @@ def analysis_nulls(
 
 
 def null_widths(model: Any, config: AnalyzeConfig) -> list[int]:
-    """The widths of the receptive-field null: ``RoleConfig.null_widths``, and the analyzed
+    """The widths of the receptive-field null: ``RoleConfig.null_widths``, then the analyzed
     width where it is narrower than all of them (a narrower layer's units read their inputs
-    more purely)."""
+    more purely). Listed last, it leaves the other widths' null networks as they are in any
+    layer."""
     widths = sorted(set(config.roles.null_widths))
     n_units = model.config.n_units
-    return [n_units, *widths] if n_units < widths[0] else widths
+    return [*widths, n_units] if n_units < widths[0] else widths
 
 
 def null_field_sequences(config: AnalyzeConfig) -> int:
@@ -300,11 +301,12 @@ def null_summary(model: Any, config: AnalyzeConfig, nulls: pd.DataFrame) -> dict
         "direction_networks": roles.n_null_directions,
         "direction_restarts": roles.direction_restarts,
         "rule": (
-            "a unit reads a term (or formula) when its receptive-field cosine exceeds the "
-            f"conformal {1 - roles.unit_level:.3g} quantile of the null units' (untrained "
-            f"networks of {', '.join(map(str, null_widths(model, config)))} units: a "
-            "per-unit false-positive level at each width, the same whatever the layer's width); "
-            "a term is "
+            "a unit reads a term (or formula) when its receptive-field cosine exceeds that "
+            "term's (or pair's) threshold at every null width (untrained networks of "
+            f"{', '.join(map(str, null_widths(model, config)))} units), every term and pair "
+            f"calibrated together so that at most {roles.unit_level:g} of a width's null units "
+            "pass any test (the conformal quantile of each null unit's most extreme test), "
+            "the same whatever the layer's width; a term is "
             "distributed when its learned direction beats the best unit, carries it at least "
             f"{1 / max(1e-12, 1 - roles.direction_specificity):.3g} times as much as any other "
             "material term (lower 95 % bound), and its score has a sequential Monte Carlo "

@@ -12,10 +12,10 @@ unit this module asks two things and names a role only when both answer:
    :class:`~unitprobe.methods.roles.fieldnull.FieldNull`), every term and pair calibrated
    together at a per-unit false-positive level stated in advance (``RoleConfig.unit_level``).
    It is a level per unit, not a maximum over units, so a unit's verdict does not depend on
-   how many units share its layer; the pipeline draws the null networks at a fixed width
-   (``RoleConfig.null_units``) for the same reason. A term untrained units rarely read alone
-   (an old lag) needs less purity than one they often read (the current input). No fixed
-   constant decides.
+   how many units share its layer; the pipeline draws the null networks at fixed widths
+   (``RoleConfig.null_widths``, ``RoleConfig.null_units`` units at each) for the same
+   reason. A term untrained units rarely read alone (an old lag) needs less purity than one
+   they often read (the current input). No fixed constant decides.
 2. **Interchange**: patching the unit's state from a run where only the term differs into the
    base run (the ``interchange`` table, model reference) gives each term's transfer with a
    95 % bootstrap interval over pairs (:class:`Patch`). Only **material** terms are compared:
@@ -222,7 +222,8 @@ class _Mechanism:
             return
         two = max_terms >= 2 and len(ranked) > 1
         pair = two and null.passes(self.cos_k[1], self.test(2))
-        ratio = abs(ranked[1][1] / ranked[0][1]) if two else 0.0
+        best = abs(ranked[0][1])
+        ratio = abs(ranked[1][1]) / best if two and best > 0 else 0.0
         runner = term_name(ranked[1][0]) if two else ""
         # a runner-up weighing formula_share of the best term is a real part of the field;
         # a smaller one is the leak of shut gates
