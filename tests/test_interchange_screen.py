@@ -7,6 +7,7 @@ import types
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy.stats import spearmanr
@@ -197,3 +198,18 @@ def test_deeper_networks_are_screened_per_layer_on_the_stepwise_path():
     assert screened.groupby(["term", "layer"])["exact"].sum().tolist() == [2, 2, 2, 2]
     np.testing.assert_array_equal(screened["transfer"][kept], exact["transfer"][kept])
     np.testing.assert_allclose(screened["transfer"], exact["transfer"], atol=0.01)
+
+
+def test_screen_summary_of_constant_estimates_has_no_rank_correlation():
+    import warnings
+
+    from unitprobe.methods.interventions.interchange import screen_summary
+
+    table = pd.DataFrame({"exact": [True, True, True, False]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scipy warns on constant input: no warning leaks
+        out = screen_summary([(0.0, 0.1), (0.0, 0.2), (0.0, 0.4)], table, 2)
+    assert np.isnan(out["spearman"]) and out["max_abs_error"] == pytest.approx(0.4)
+    assert (out["n_exact_rows"], out["n_estimated_rows"], out["n_compared"]) == (3, 1, 3)
+    ranked = screen_summary([(0.1, 0.1), (0.2, 0.3), (0.3, 0.2)], table, 2)
+    assert ranked["spearman"] == pytest.approx(0.5)

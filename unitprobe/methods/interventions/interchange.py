@@ -15,6 +15,7 @@ Example
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -438,7 +439,8 @@ def screen_summary(
     }
     if len(pairs) >= 3:
         est, exact = np.array(pairs).T
-        out["spearman"] = float(spearmanr(est, exact).statistic)
+        constant = np.ptp(est) == 0 or np.ptp(exact) == 0  # no ranks to correlate
+        out["spearman"] = math.nan if constant else float(spearmanr(est, exact).statistic)
         out["median_abs_error"] = float(np.median(np.abs(est - exact)))
         out["max_abs_error"] = float(np.max(np.abs(est - exact)))
     return out
