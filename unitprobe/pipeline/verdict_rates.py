@@ -138,7 +138,8 @@ def verdict_rates(units: pd.DataFrame, terms: pd.DataFrame) -> pd.DataFrame:
          u[(exp == "formula") & (fam == "rotated")]["correct"]),
         ("term or formula", "recall", "masked units reading several terms (role within them)",
          u[exp == "subset"]["correct"]),
-        ("term or formula", "recall", "every single-term and formula unit (the five rows above)",
+        ("term or formula", "recall",
+         "every single-term and formula unit (the five recall rows above)",
          u[exp.isin(["term", "formula", "subset"]) & fam.isin(KNOWN)]["correct"]),
         ("formula", "precision", "units named a formula, networks with known contents",
          named_formula["correct"].eq(True) & named_formula["expected_kind"].isin(
