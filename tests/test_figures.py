@@ -1095,3 +1095,25 @@ def test_registry_entries():
         assert all(t in SCHEMAS for t in tables)
         assert caption[0].isupper() and caption.endswith(".")
         assert caption.count(". ") == 0  # one sentence
+
+
+def test_the_report_says_where_each_term_lives_first():
+    from unitprobe.views.report import _answer_section
+
+    terms = pd.DataFrame({"layer": [0, 0, 0], "term": ["K[t]", "X[t]", "X[t-2]"],
+                          "verdict": ["generic", "unit", "unused"],
+                          "evidence": ["", "", ""]})  # fmt: skip
+    roles = pd.DataFrame({"role": ["none", "X[t]", "none"]})
+    nulls = {"unit_level": 0.01, "direction_specificity": 0.5, "direction_level": 0.025}
+    text = _answer_section(terms, roles, nulls)
+    assert text.startswith("<h2>Where each term lives</h2>")
+    assert (
+        "Of the 2 terms the output uses, the network holds <code>X[t]</code> (held by one unit)."
+        in text
+    )
+    assert "1 of 3 units hold a term or a formula." in text
+    assert "at least 2 times as much as any other term" in text and "at most 0.025" in text
+    none = _answer_section(terms.assign(verdict=["generic", "generic", "unused"]), roles, nulls)
+    said = "The output uses 2 terms, and none of them is held by a unit, a formula or a direction"
+    assert f"{said} of its own" in none
+    assert _answer_section(None, roles, nulls) == ""

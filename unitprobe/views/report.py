@@ -153,7 +153,8 @@ def _answer_section(
     else:
         answer = (
             f"The output uses {len(used)} terms, and none of them is held by a unit, a formula "
-            "or a direction beyond what networks that learned nothing show."
+            "or a direction of its own (one that singles the term out and beats networks that "
+            "learned nothing)."
         )
     level = nulls.get("unit_level")
     rule = (
