@@ -160,3 +160,22 @@ def test_select_errors():
     assert isinstance(err.value, (UnitprobeError, ValueError))
     two = population_probe(X, Y, groups, n_splits=2, select="loo")  # loo needs no inner folds
     assert len(two.alpha_folds[0].split(";")) == 2
+
+
+def test_the_population_probe_fits_under_the_blas_thread_limit(monkeypatch):
+    import contextlib
+
+    from unitprobe.methods.probes import population_select
+
+    entered = []
+
+    @contextlib.contextmanager
+    def counting():
+        entered.append(True)
+        yield
+
+    monkeypatch.setattr(la, "blas_threads", counting)
+    X, Y, groups = _planted(0)
+    population_probe(X, Y, groups)
+    assert len(entered) == 1
+    assert population_select(5) == "folds" and len(entered) == 1  # a choice, no linear algebra

@@ -165,6 +165,9 @@ class AttributionConfig:
         (sequence, step) pairs sampled per attribution.
     batch_size : int
         Sequences per Captum call (memory grows with it; results do not, up to rounding).
+    field_batch_size : int
+        Sequences per forward-mode pass of the receptive fields (memory grows with it;
+        results do not, up to rounding).
     memory_budget_mb : float
         Memory one attribution batch may take; batches shrink to fit it.
     """
@@ -178,6 +181,7 @@ class AttributionConfig:
     max_sequences: int = 128
     max_examples: int = 512
     batch_size: int = 64
+    field_batch_size: int = 128
     memory_budget_mb: float = 256.0
 
     def __post_init__(self) -> None:
@@ -195,6 +199,7 @@ class AttributionConfig:
         check_int(self.max_sequences, "max_attribution_sequences", minimum=2)
         check_int(self.max_examples, "max_examples", minimum=1)
         check_int(self.batch_size, "batch_size", minimum=1)
+        check_int(self.field_batch_size, "field_batch_size", minimum=1)
         check_float(self.memory_budget_mb, "memory_budget_mb", minimum=0, strict_minimum=True)
 
 

@@ -135,10 +135,10 @@ def receptive_field_arrays(
     max_lag: int | None = None,
     method: str = AttributionConfig.field_methods[0],
     steps: int | Sequence[int] | None = None,
-    baseline: Baseline = "zero",
+    baseline: Baseline = AttributionConfig.baseline,
     n_steps_ig: int = AttributionConfig.field_n_steps_ig,
     max_sequences: int | None = AttributionConfig.max_sequences,
-    batch_size: int = 128,
+    batch_size: int = AttributionConfig.field_batch_size,
     seed: int = 0,
     with_absolute: bool = True,
 ) -> FieldArrays:
@@ -162,7 +162,7 @@ def receptive_field_arrays(
     x, in_names, _ = resolve_data(model, inputs, input_names, None)
     check_choice(method, "method", schemas.FIELD_METHODS)
     check_choice(site, "site", SITES)
-    check_int(n_steps_ig, "n_steps_ig", minimum=1)
+    check_int(n_steps_ig, "n_steps_ig", minimum=2)
     check_int(max_sequences, "max_sequences", minimum=1, allow_none=True)
     check_int(batch_size, "batch_size", minimum=1)
     layer = resolve_layer(layer, model.config.n_layers)
@@ -226,10 +226,10 @@ def receptive_fields(
     max_lag: int | None = None,
     method: str = AttributionConfig.field_methods[0],
     steps: int | Sequence[int] | None = None,
-    baseline: Baseline = "zero",
+    baseline: Baseline = AttributionConfig.baseline,
     n_steps_ig: int = AttributionConfig.field_n_steps_ig,
     max_sequences: int | None = AttributionConfig.max_sequences,
-    batch_size: int = 128,
+    batch_size: int = AttributionConfig.field_batch_size,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Each unit's receptive field: its activation <- every input at every lag.
@@ -260,14 +260,14 @@ def receptive_fields(
     method : {"gradient", "integrated_gradients"}
     steps : int or list of int, optional
         Target steps; default every step ``>= max_lag``.
-    baseline : {"zero", "mean"} or ndarray of shape (n_steps, n_inputs), default "zero"
-        Integrated gradients only: the path starts at 0 in normalized units (the dataset
-        mean of standardized data) unless told otherwise.
+    baseline : {"zero", "mean"} or ndarray of shape (n_steps, n_inputs), default "mean"
+        Integrated gradients only: where the path starts, the per-step mean of ``inputs``
+        (``AttributionConfig.baseline``), 0 in normalized units, or given.
     n_steps_ig : int, default 16
         Quadrature points of integrated gradients.
     max_sequences : int or None, default 128
         Sequences used (a random subset with ``seed``); None uses all.
-    batch_size : int, default 128
+    batch_size : int, default 128 (``AttributionConfig.field_batch_size``)
         Sequences per pass (memory: ``batch_size * n_steps_ig * (max_lag + 1) * n_inputs``
         tangents of ``n_units`` floats).
     seed : int, default 0

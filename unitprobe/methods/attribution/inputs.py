@@ -144,7 +144,7 @@ def input_lag_per_sequence(
     >>> np.nansum(attr, axis=(1, 2))  # == model(x)[:, 9, 0] - model(0)[:, 9, 0] (+ delta)
     """
     check_choice(method, "method", schemas.ATTRIBUTION_METHODS)
-    check_int(n_steps_ig, "n_steps_ig", minimum=1)
+    check_int(n_steps_ig, "n_steps_ig", minimum=2)
     check_int(batch_size, "batch_size", minimum=1)
     check_output(output, model.config.n_outputs)
     x = as_tensor(inputs, model)

@@ -125,6 +125,7 @@ def attribution_tables(
             baseline=config.baseline,
             n_steps_ig=config.field_n_steps_ig,
             max_sequences=config.max_sequences,
+            batch_size=config.field_batch_size,
             seed=seed,
         )
         for m in config.field_methods

@@ -107,7 +107,7 @@ def unit_attribution_per_sequence(
         Completeness error per sequence (integrated methods only).
     """
     check_choice(method, "method", schemas.UNIT_ATTRIBUTION_METHODS)
-    check_int(n_steps_ig, "n_steps_ig", minimum=1)
+    check_int(n_steps_ig, "n_steps_ig", minimum=2)
     check_int(batch_size, "batch_size", minimum=1)
     check_output(output, model.config.n_outputs)
     layer = resolve_layer(layer, model.config.n_layers)

@@ -28,6 +28,7 @@ from scipy.stats import spearmanr
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from unitprobe.config import RoleConfig
 from unitprobe.errors import UnitprobeError
 from unitprobe.methods.interventions.pairs import (
     REFERENCES,
@@ -72,8 +73,8 @@ __all__ = [
     "units_label",
 ]
 
-#: Pairs per term (library default).
-N_PAIRS = 256
+#: Pairs per term (the library default, ``RoleConfig.n_pairs``).
+N_PAIRS = RoleConfig.n_pairs
 #: Bootstrap resamples of the pairs for the transfer interval.
 N_BOOTSTRAP = 1000
 #: RMS reference change (normalized output units) below which the output ignores the term and

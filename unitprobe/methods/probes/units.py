@@ -119,7 +119,6 @@ def _alphas_array(alphas: ArrayLike) -> np.ndarray:
     return a
 
 
-@la.with_blas_threads
 def population_select(n_splits: int) -> str:
     """The penalty selection a pipeline uses with ``n_splits`` outer folds.
 
@@ -129,6 +128,7 @@ def population_select(n_splits: int) -> str:
     return "folds" if n_splits >= 3 else "loo"
 
 
+@la.with_blas_threads
 def population_probe(
     states: ArrayLike,
     targets: ArrayLike | pd.DataFrame,
