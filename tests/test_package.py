@@ -55,3 +55,18 @@ def test_every_imported_distribution_is_declared():
     declared = {re.split(r"[<>=;\[ ]", d)[0].lower() for d in project["dependencies"] + extras}
     distribution = {"sklearn": "scikit-learn", "distributed": "dask"}
     assert {distribution.get(name, name) for name in third_party} <= declared
+
+
+def test_a_short_module_path_never_shadows_the_function_of_its_name():
+    code = (
+        "import types, unitprobe.train, unitprobe.analyze\n"
+        "from unitprobe import analyze, train\n"
+        "from unitprobe.train import TrainConfig\n"
+        "import unitprobe.model.train as real\n"
+        "assert not isinstance(train, types.ModuleType) and train is real.train\n"
+        "assert analyze.__module__ == 'unitprobe.pipeline.analyze' and callable(analyze)\n"
+        "assert TrainConfig is real.TrainConfig\n"
+        "import unitprobe, unitprobe.probes\n"
+        "assert unitprobe.probes is unitprobe.methods.probes  # other aliases bind as before\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)

@@ -31,6 +31,8 @@ the command line start fast) or from its module. The package is layered (see
 from __future__ import annotations
 
 import importlib
+import sys
+from types import ModuleType
 from typing import Any
 
 from unitprobe import _compat
@@ -92,6 +94,24 @@ __all__ = [
     "UnitprobeError",
     *sorted(_WHERE),
 ]
+
+
+class _Package(ModuleType):
+    """The package: a submodule never shadows the public name it shares.
+
+    Importing the short path ``unitprobe.train`` (or ``unitprobe.analyze``) would bind the
+    module as the package attribute, so that ``from unitprobe import train`` returned the
+    module instead of the function. The function stays; the module is in ``sys.modules``
+    (``from unitprobe.train import TrainConfig`` works as before).
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _WHERE and isinstance(value, ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

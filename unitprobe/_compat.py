@@ -4,7 +4,10 @@
 functions, and code written against the flat layout of 0.1 keeps working. Each short name is an
 alias: importing it imports the real module (for example :mod:`unitprobe.methods.probes`) and
 binds the same module object, so ``unitprobe.probes is unitprobe.methods.probes``. Nothing is
-imported until a short path is used, so ``import unitprobe`` stays fast.
+imported until a short path is used, so ``import unitprobe`` stays fast. Two short paths share
+the name of a public function, ``unitprobe.train`` and ``unitprobe.analyze``: import from them
+(``from unitprobe.train import TrainConfig``); as attributes of the package they are always the
+functions, whatever was imported before.
 """
 
 from __future__ import annotations
