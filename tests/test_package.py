@@ -70,3 +70,12 @@ def test_a_short_module_path_never_shadows_the_function_of_its_name():
         "assert unitprobe.probes is unitprobe.methods.probes  # other aliases bind as before\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+
+
+def test_the_probe_functions_import_without_torch():
+    code = (
+        "import sys\n"
+        "from unitprobe.probes import identifiability, partial_r2, population_probe, unit_probes\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)

@@ -39,7 +39,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import threadpoolctl
-import torch
 
 from unitprobe.errors import UnitprobeError
 
@@ -571,6 +570,8 @@ def torch_threads(n: int) -> Iterator[None]:
     BLAS matters as much as torch: an unpinned least-squares fit of 5,120 x 257 took 2.6-10 s
     with 2 threads on a busy 2-core machine against 0.12 s with one.
     """
+    import torch  # here, so that the numpy-only modules importing this one load no torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
