@@ -224,7 +224,7 @@ def test_method_commands_pin_torch_threads(command, monkeypatch, tmp_path):
 def test_torch_threads_also_pins_numpy_blas():
     import threadpoolctl
 
-    from unitprobe._utils import torch_threads
+    from unitprobe.model.threads import torch_threads
 
     def blas_threads():
         return [

@@ -1,4 +1,4 @@
-"""Private helpers of every layer: safe output directories, file writing, torch threads.
+"""Private helpers of every layer: safe output directories, file writing, BLAS threads.
 
 Outputs never destroy what the user did not ask to replace:
 
@@ -57,7 +57,6 @@ __all__ = [
     "write_json",
     "to_plain",
     "blas_limit",
-    "torch_threads",
     "stderr_is_tty",
     "user_umask",
 ]
@@ -560,25 +559,6 @@ def blas_limit(n: int | None):
     if not _BLAS_CONTROLLER:
         _BLAS_CONTROLLER.append(threadpoolctl.ThreadpoolController())
     return _BLAS_CONTROLLER[0].limit(limits=n, user_api="blas")
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block with ``torch.set_num_threads(n)`` and numpy's BLAS capped at ``n``
-    threads, restoring both after.
-
-    BLAS matters as much as torch: an unpinned least-squares fit of 5,120 x 257 took 2.6-10 s
-    with 2 threads on a busy 2-core machine against 0.12 s with one.
-    """
-    import torch  # here, so that the numpy-only modules importing this one load no torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        with blas_limit(n):
-            yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def stderr_is_tty() -> bool:

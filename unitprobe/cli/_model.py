@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from unitprobe._utils import check_output_dir, check_output_file, torch_threads
+from unitprobe._utils import check_output_dir, check_output_file
 from unitprobe.cli._options import (
     data_options,
     jobs_option,
@@ -21,6 +21,7 @@ from unitprobe.config import AnalyzeConfig
 from unitprobe.devices import full_float32, resolve_device
 from unitprobe.errors import UnitprobeError
 from unitprobe.model.checkpoint import Checkpoint, load
+from unitprobe.model.threads import torch_threads
 from unitprobe.seeds import stream_seed
 from unitprobe.tasks import Dataset, DataSource, TaskSpec, dataset_for, scaling_norm
 

@@ -37,10 +37,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from unitprobe._utils import stderr_is_tty, torch_threads
+from unitprobe._utils import stderr_is_tty
 from unitprobe.devices import DEFAULT_DEVICE, resolve_device
 from unitprobe.errors import TrainingError
 from unitprobe.model.lstm import ModelConfig, UnitLSTM
+from unitprobe.model.threads import torch_threads
 from unitprobe.tasks import baseline_mse, generate
 from unitprobe.tasks.baselines import BASELINES, baseline_scores, ratios_to_baselines
 from unitprobe.validation import check_float, check_int

@@ -40,7 +40,7 @@ import sklearn
 import torch
 
 from unitprobe import __version__
-from unitprobe._utils import staged_output_dir, to_plain, torch_threads, write_json
+from unitprobe._utils import staged_output_dir, to_plain, write_json
 from unitprobe.config import AnalyzeConfig
 from unitprobe.devices import full_float32, on_device, resolve_device
 from unitprobe.errors import DataError, UnitprobeError
@@ -52,6 +52,7 @@ from unitprobe.methods.probes import identifiability, vif_table
 from unitprobe.methods.roles import assign_causal_roles, field_candidates, term_table
 from unitprobe.methods.targets import default_targets, make_targets
 from unitprobe.model.lstm import run
+from unitprobe.model.threads import torch_threads
 from unitprobe.pipeline.fields import target_field_table, trace_table
 from unitprobe.pipeline.probing import probe_model
 from unitprobe.pipeline.verdicts import (

@@ -50,7 +50,6 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from unitprobe._utils import torch_threads
 from unitprobe.config import AnalyzeConfig
 from unitprobe.errors import UnitprobeError
 from unitprobe.methods.interventions import default_terms
@@ -58,6 +57,7 @@ from unitprobe.model.checkpoint import Checkpoint
 from unitprobe.model.lstm import ModelConfig
 from unitprobe.model.masked import Connectivity, train_masked
 from unitprobe.model.planted import planted_lstm, planted_term_sets, planted_terms
+from unitprobe.model.threads import torch_threads
 from unitprobe.model.train import TrainConfig, init_model, train
 from unitprobe.pipeline.analyze import compute_analysis
 from unitprobe.pipeline.executors import one_line, run_local

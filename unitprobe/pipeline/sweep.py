@@ -105,7 +105,6 @@ from tqdm.auto import tqdm
 from unitprobe._utils import (
     atomic_write,
     stderr_is_tty,
-    torch_threads,
     write_csv_atomic,
     write_json,
 )
@@ -113,6 +112,7 @@ from unitprobe.config import AnalyzeConfig
 from unitprobe.devices import DEFAULT_DEVICE, check_device, resolve_device
 from unitprobe.errors import UnitprobeError
 from unitprobe.model.checkpoint import Checkpoint, save_trained
+from unitprobe.model.threads import torch_threads
 from unitprobe.model.train import train_task
 from unitprobe.pipeline.analyze import compute_analysis, write_results
 from unitprobe.pipeline.executors import dask_client, one_line, run_dask, run_local
