@@ -556,9 +556,11 @@ def blas_limit(n: int | None):
     """Context that caps numpy's BLAS threads at ``n`` (no-op for None)."""
     if n is None:
         return contextlib.nullcontext()
-    if not _BLAS_CONTROLLER:
-        _BLAS_CONTROLLER.append(threadpoolctl.ThreadpoolController())
-    return _BLAS_CONTROLLER[0].limit(limits=n, user_api="blas")
+    # the controller knows the libraries loaded when it was made: make it again after new
+    # imports (scipy, torch) may have loaded another BLAS
+    if not _BLAS_CONTROLLER or _BLAS_CONTROLLER[0][0] != len(sys.modules):
+        _BLAS_CONTROLLER[:] = [(len(sys.modules), threadpoolctl.ThreadpoolController())]
+    return _BLAS_CONTROLLER[0][1].limit(limits=n, user_api="blas")
 
 
 def stderr_is_tty() -> bool:
