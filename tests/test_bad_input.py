@@ -200,7 +200,7 @@ def workspace(tmp_path, monkeypatch, trained_state):
     (tmp_path / "truncated.pt").write_bytes(good[: len(good) // 2])
     (tmp_path / "notes.pt").write_text("these are not weights\n")
     broken = {
-        "missing_key.pt": {k: v for k, v in state.items() if k != "readout.bias"},
+        "missing_key.pt": {k: v for k, v in state.items() if k != "lstm.bias_hh_l0"},
         "extra_key.pt": {**state, "lstm.weight_hr_l0": torch.zeros(3)},
         "wrong_shape.pt": {**state, "lstm.weight_hh_l0": torch.zeros(12, 5)},
         "nan_weight.pt": {
@@ -259,10 +259,11 @@ CASES = {
         "probe foreign.pt --out p.csv", "plain state_dict with no task"
     ),
     "state_dict missing key": Case(
-        "probe missing_key.pt --task seed --out p.csv", "missing keys: readout.bias"
+        "probe missing_key.pt --task seed --out p.csv", "missing keys: lstm.bias_hh_l0"
     ),
     "state_dict extra key": Case(
-        "attribute extra_key.pt --task seed --out a.csv", "unexpected keys: lstm.weight_hr_l0"
+        "attribute extra_key.pt --task seed --out a.csv",
+        "'lstm.weight_hr_l0' shows an LSTM with proj_size",
     ),
     "state_dict wrong shape": Case(
         "probe wrong_shape.pt --task seed --out p.csv",

@@ -112,9 +112,9 @@ def test_unknown_format_version(tmp_path, model, seed_task):
 
 def test_missing_keys_are_listed(tmp_path, model, seed_task):
     state = model.state_dict()
-    del state["lstm.bias_hh_l0"], state["readout.bias"]
+    del state["lstm.bias_hh_l0"], state["readout.bias"]  # a readout may have no bias
     torch.save(state, tmp_path / "m.pt")
-    with pytest.raises(CheckpointError, match="missing keys: lstm.bias_hh_l0, readout.bias"):
+    with pytest.raises(CheckpointError, match="missing keys: lstm.bias_hh_l0$"):
         load(tmp_path / "m.pt", task=seed_task)
 
 
@@ -122,7 +122,7 @@ def test_extra_keys_are_listed(tmp_path, model, seed_task):
     state = model.state_dict()
     state["lstm.weight_hr_l0"] = torch.zeros(1)
     torch.save(state, tmp_path / "m.pt")
-    with pytest.raises(CheckpointError, match="unexpected keys: lstm.weight_hr_l0"):
+    with pytest.raises(CheckpointError, match="'lstm.weight_hr_l0' shows an LSTM with proj_size"):
         load(tmp_path / "m.pt", task=seed_task)
 
 

@@ -77,8 +77,8 @@ def _same_kind(other: Checkpoint, first: Checkpoint, norm: Any) -> Checkpoint:
 def model_options(
     out: str, also: Callable[[Path], list[Path]] | None = None, *, many: bool = False
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """MODEL argument, task override, --unsafe-load, --scaling, --data ..., --n-sequences,
-    --seed, --jobs, --device.
+    """MODEL argument, task override, --unsafe-load, --lstm, --readout, --scaling, --data ...,
+    --n-sequences, --seed, --jobs, --device.
 
     The command gets ``ckpt`` (the loaded checkpoint, its ``norm`` set to the scale the data
     were put on, its model on the CPU), ``dataset`` (the task's sequences, from ``--data`` or
@@ -107,6 +107,20 @@ def model_options(
             help="Allow a pickled nn.Module checkpoint (unpickling runs code: trusted files only).",
         )
         @click.option(
+            "--lstm",
+            "lstm_prefix",
+            metavar="KEY_PREFIX",
+            help="A foreign checkpoint's LSTM, where several fit: the prefix of its keys "
+            "(e.g. 'model.rnn.').",
+        )
+        @click.option(
+            "--readout",
+            "readout_prefix",
+            metavar="KEY_PREFIX",
+            help="A foreign checkpoint's linear readout, where several fit: the prefix of its "
+            "keys (e.g. 'head.').",
+        )
+        @click.option(
             "--scaling",
             metavar="none|standardize|FILE",
             help="How the model's inputs were scaled in training. unitprobe checkpoints store "
@@ -133,6 +147,8 @@ def model_options(
             model_path: Path | tuple[Path, ...],
             task: TaskSpec | None,
             unsafe_load: bool,
+            lstm_prefix: str | None,
+            readout_prefix: str | None,
             scaling: str | None,
             data_source: DataSource | None,
             n_sequences: int,
@@ -149,15 +165,16 @@ def model_options(
                 for path in [kwargs["out"], *(also(kwargs["out"]) if also else [])]:
                     check_output_file(path, kwargs["overwrite"])
             where = resolve_device(device)
+            parts = {"lstm": lstm_prefix, "readout": readout_prefix}
             with torch_threads(jobs), full_float32():
-                ckpt = load(model_path, task=task, unsafe=unsafe_load)
+                ckpt = load(model_path, task=task, unsafe=unsafe_load, **parts)
                 norm = scaling_norm(scaling, ckpt.task.series) if scaling else ckpt.norm
                 data_seed = stream_seed(seed, "data")  # as unitprobe.analyze generates its data
                 dataset = dataset_for(ckpt.task, data_source, n_sequences, data_seed, norm=norm)
                 notes = scale_warnings(ckpt, scaling, dataset)
                 ckpt.norm = dict(dataset.norm)
                 if many:
-                    kwargs["others"] = [_same_kind(load(p, task=task, unsafe=unsafe_load),
+                    kwargs["others"] = [_same_kind(load(p, task=task, unsafe=unsafe_load, **parts),
                                                    ckpt, norm) for p in paths[1:]]  # fmt: skip
                 result = func(
                     *args,

@@ -15,10 +15,12 @@ A checkpoint is ``torch.save`` of a plain dict, loadable with ``torch.load(weigh
 model reuse it (:attr:`Checkpoint.norm`). Files written before it existed lack it; their
 data are normalized with their own statistics, as before.
 
-:func:`load` also accepts a foreign plain state_dict with the keys ``lstm.weight_ih_l{k}``,
-``lstm.weight_hh_l{k}``, ``lstm.bias_ih_l{k}``, ``lstm.bias_hh_l{k}`` (PyTorch gate order i, f, g,
-o) and ``readout.weight``, ``readout.bias``, given together with the task it was trained on. A
-whole pickled module is refused unless ``unsafe=True``: unpickling can run arbitrary code.
+:func:`load` also accepts a foreign checkpoint holding one ``nn.LSTM`` (PyTorch gate order i,
+f, g, o) and one linear readout, given together with the task it was trained on: a plain
+state_dict with the keys ``lstm.weight_ih_l{k}``, ..., ``readout.weight``, ``readout.bias``,
+or any layout :mod:`unitprobe.model.layouts` recognizes (nested under ``state_dict`` or
+``model_state_dict``, any key prefixes). A whole pickled module is refused unless
+``unsafe=True``: unpickling can run arbitrary code.
 
 Reading is bounded before anything is allocated: only regular files are read (a FIFO or a
 device such as ``/dev/zero`` is refused), files above :data:`MAX_FILE_BYTES` are refused, and
@@ -43,6 +45,7 @@ from torch import Tensor, nn
 
 from unitprobe._utils import commit_file, relax_mode
 from unitprobe.errors import CheckpointError, UnitprobeError
+from unitprobe.model.layouts import canonical_state, find_lstms
 from unitprobe.model.lstm import ModelConfig, UnitLSTM
 from unitprobe.tasks import TaskSpec
 from unitprobe.validation import is_int
@@ -226,17 +229,27 @@ def save_trained(
     )
 
 
-def load(path: str | os.PathLike, *, task: Any = None, unsafe: bool = False) -> Checkpoint:
-    """Load a unitprobe checkpoint or a foreign state_dict safely.
+def load(
+    path: str | os.PathLike,
+    *,
+    task: Any = None,
+    unsafe: bool = False,
+    lstm: str | None = None,
+    readout: str | None = None,
+) -> Checkpoint:
+    """Load a unitprobe checkpoint or a foreign checkpoint safely.
 
     Parameters
     ----------
     path : path-like
     task : TaskSpec, optional
-        Required for a foreign state_dict; for a unitprobe checkpoint it replaces the stored
+        Required for a foreign checkpoint; for a unitprobe checkpoint it replaces the stored
         task (its input and output counts must match the model).
     unsafe : bool, default False
         Allow full unpickling (a saved ``nn.Module``). Unpickling runs code from the file.
+    lstm, readout : str, optional
+        Key prefixes of a foreign checkpoint's LSTM and linear readout, where more than one
+        reading fits (:func:`unitprobe.model.layouts.find_layout`).
 
     Returns
     -------
@@ -259,18 +272,19 @@ def load(path: str | os.PathLike, *, task: Any = None, unsafe: bool = False) -> 
         return _from_payload(path, obj, task)
     else:
         source = "state_dict"
-    if not isinstance(obj, dict) or not any(str(k).startswith("lstm.") for k in obj):
+    if not isinstance(obj, dict) or not find_lstms(obj):
         found = sorted(map(str, obj))[:6] if isinstance(obj, dict) else type(obj).__name__
         raise CheckpointError(
             f"{path} is neither a unitprobe checkpoint nor an LSTM state_dict "
             f"(expected keys 'lstm.weight_ih_l0', ..., 'readout.weight'; found {found})"
         )
+    state, _ = canonical_state(obj, str(path), lstm=lstm, readout=readout)
     if task is None:
         raise CheckpointError(
             f"{path} is a plain state_dict with no task; pass --task NAME or --task-file FILE"
         )
-    _check_dense(obj, path)
-    model = _build(path, config_from_state_dict(obj, path), obj)
+    _check_dense(state, path)
+    model = _build(path, config_from_state_dict(state, path), state)
     _check_task(path, model.config, task)
     return Checkpoint(model=model, task=task, path=path, source=source)
 
