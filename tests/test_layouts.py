@@ -167,3 +167,33 @@ def test_the_command_line_reads_a_lightning_checkpoint_as_the_plain_one(tmp_path
                                   "--out", str(tmp_path / "two.csv")])  # fmt: skip
     assert result.exit_code == 1 and "--readout KEY_PREFIX" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "two.csv").exists()
+
+
+def test_a_live_module_gives_the_tables_of_its_saved_file(tmp_path):
+    from unitprobe import Checkpoint, compute_analysis
+    from unitprobe.config import AnalyzeConfig
+
+    net = _trained()
+    live = Checkpoint.from_modules(net.rnn, net.fc, "seed")
+    torch.save(net.state_dict(), tmp_path / "net.pt")  # rnn.* / fc.*: found without flags
+    saved = load(tmp_path / "net.pt", task=get_preset("seed"))
+    assert all(torch.equal(v, saved.model.state_dict()[k])
+               for k, v in live.model.state_dict().items())  # fmt: skip
+    net.fc.weight.data.zero_()  # a copy: the user's module may change afterwards
+    assert live.model.readout.weight.abs().sum() > 0
+    light = AnalyzeConfig.from_options(
+        n_sequences=32, n_permutations=19, n_controls=1, null_units=128, n_null_interventions=1,
+        n_pairs=32,
+    )  # fmt: skip
+    a, b = compute_analysis(live, light).tables, compute_analysis(saved, light).tables
+    for name in ("roles", "terms", "probes"):
+        assert a[name].to_csv(index=False) == b[name].to_csv(index=False), name
+    weight, bias = torch.randn(2, 5), None
+    tupled = Checkpoint.from_modules(nn.LSTM(2, 5), (weight, bias), get_preset("seed"))
+    assert torch.equal(tupled.model.readout.weight, weight) and not tupled.model.readout.bias.any()
+    with pytest.raises(CheckpointError, match="^lstm is a GRU, expected an nn.LSTM$"):
+        Checkpoint.from_modules(nn.GRU(2, 5), net.fc, "seed")
+    with pytest.raises(CheckpointError, match="^readout is a ReLU, expected an nn.Linear or"):
+        Checkpoint.from_modules(net.rnn, nn.ReLU(), "seed")
+    with pytest.raises(CheckpointError, match="'lstm.weight_ih_l0_reverse' shows a bidirectional"):
+        Checkpoint.from_modules(nn.LSTM(2, 5, bidirectional=True), nn.Linear(10, 2), "seed")

@@ -47,7 +47,7 @@ from unitprobe._utils import commit_file, relax_mode
 from unitprobe.errors import CheckpointError, UnitprobeError
 from unitprobe.model.layouts import canonical_state, find_lstms
 from unitprobe.model.lstm import ModelConfig, UnitLSTM
-from unitprobe.tasks import TaskSpec
+from unitprobe.tasks import TaskSpec, get_preset
 from unitprobe.validation import is_int
 
 __all__ = [
@@ -107,6 +107,53 @@ class Checkpoint:
     def config(self) -> ModelConfig:
         """The model's architecture."""
         return self.model.config
+
+    @classmethod
+    def from_modules(
+        cls,
+        lstm: nn.Module,
+        readout: nn.Module | tuple[Tensor, Tensor | None],
+        task: Any,
+        *,
+        norm: dict[str, tuple[float, float]] | None = None,
+    ) -> Checkpoint:
+        """A network held in Python, analyzed without a file: checked and copied as
+        :func:`load` checks a foreign checkpoint.
+
+        Parameters
+        ----------
+        lstm : nn.LSTM
+            Unidirectional, ``proj_size=0``; any number of layers, with or without biases.
+        readout : nn.Linear or (weight, bias)
+            The linear layer from the last LSTM layer's units to the outputs; ``weight`` of
+            shape (n_outputs, n_units), ``bias`` of shape (n_outputs,) or None.
+        task : TaskSpec or str
+            The task the network was trained on (or a preset's name).
+        norm : dict of str to (shift, scale), optional
+            How its inputs were scaled in training, ``z = (x - shift) / scale`` per series;
+            without it the analyzed data are standardized on themselves.
+        """
+        where = Path(f"<{type(lstm).__name__} in memory>")
+        if not isinstance(lstm, nn.LSTM):
+            raise CheckpointError(f"lstm is a {type(lstm).__name__}, expected an nn.LSTM")
+        if isinstance(readout, nn.Linear):
+            head = dict(readout.state_dict())
+        elif isinstance(readout, tuple) and len(readout) == 2:
+            head = {"weight": readout[0]} | ({} if readout[1] is None else {"bias": readout[1]})
+        else:
+            raise CheckpointError(
+                f"readout is a {type(readout).__name__}, expected an nn.Linear or (weight, bias)"
+            )
+        parts = {f"lstm.{k}": v for k, v in lstm.state_dict().items()}
+        parts |= {f"readout.{k}": torch.as_tensor(v) for k, v in head.items()}
+        parts = {k: v.detach().to("cpu", copy=True) for k, v in parts.items()}
+        state, _ = canonical_state(parts, str(where))
+        _check_dense(state, where)
+        model = _build(where, config_from_state_dict(state, where), state)
+        task = get_preset(task) if isinstance(task, str) else task
+        _check_task(where, model.config, task)
+        norm = check_norm(norm) if norm is not None else None
+        return cls(model=model, task=task, path=where, source="module", norm=norm)
 
     @classmethod
     def from_training(
