@@ -145,7 +145,7 @@ class Checkpoint:
                 f"readout is a {type(readout).__name__}, expected an nn.Linear or (weight, bias)"
             )
         parts = {f"lstm.{k}": v for k, v in lstm.state_dict().items()}
-        parts |= {f"readout.{k}": torch.as_tensor(v) for k, v in head.items()}
+        parts |= {f"readout.{k}": torch.as_tensor(v, device="cpu") for k, v in head.items()}
         parts = {k: v.detach().to("cpu", copy=True) for k, v in parts.items()}
         state, _ = canonical_state(parts, str(where))
         _check_dense(state, where)

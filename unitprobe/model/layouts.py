@@ -241,11 +241,13 @@ def canonical_state(
         for part in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
             value = state.get(f"{layout.lstm}{part}_l{k}")
             if value is None and no_bias and part.startswith("bias"):
-                value = torch.zeros(w_hh.shape[0], dtype=w_hh.dtype)
+                value = torch.zeros(w_hh.shape[0], dtype=w_hh.dtype, device=w_hh.device)
             if value is not None:
                 out[f"lstm.{part}_l{k}"] = value
     weight = state[f"{layout.readout}weight"]
     bias = state.get(f"{layout.readout}bias")
     out["readout.weight"] = weight
-    out["readout.bias"] = torch.zeros(weight.shape[0], dtype=weight.dtype) if bias is None else bias
+    if bias is None:  # Linear(bias=False)
+        bias = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
+    out["readout.bias"] = bias
     return out, layout
