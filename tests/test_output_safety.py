@@ -93,6 +93,29 @@ def test_analyze_never_replaces_the_directory_holding_its_checkpoint(tmp_path, c
     assert (out / "model.pt").read_bytes() == checkpoint.read_bytes()
 
 
+def test_overwrite_never_replaces_the_commands_own_input(tmp_path, checkpoint):
+    model = tmp_path / "m.pt"
+    model.write_bytes(checkpoint.read_bytes())
+    (tmp_path / "link.pt").symlink_to(model)
+    data = tmp_path / "data.csv"
+    data.write_text("K,X\n" + "\n".join(f"{k},{k % 3}" for k in range(40)) + "\n")
+    before = model.read_bytes(), data.read_bytes()
+    for args in (
+        ["probe", model, "--out", model, "--overwrite", *FAST],
+        ["ablate", model, "--out", tmp_path / "link.pt", "--overwrite"],
+        ["probe", model, "--data", data, "--window", "10", "--out", data, "--overwrite", *FAST],
+        ["train", "--data", data, "--window", "10", "--epochs", "1", "--out", data,
+         "--overwrite"],
+    ):  # fmt: skip
+        result = invoke(*args)
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith("Error: ") and "is an input of this command" in (
+            result.output
+        )
+        assert "Traceback" not in result.output
+    assert (model.read_bytes(), data.read_bytes()) == before
+
+
 def test_overwrite_replaces_a_previous_result_but_not_a_users_file(tmp_path):
     out = result_dir(tmp_path / "res", {"roles.csv": "old", "figures/a.png": "old"})
     with staged_output_dir(out, overwrite=True) as stage:

@@ -51,6 +51,7 @@ __all__ = [
     "claim_files",
     "commit_file",
     "relax_mode",
+    "same_path",
     "staged_output_dir",
     "write_csv",
     "write_csv_atomic",
@@ -224,16 +225,24 @@ def _check_owned(out: Path, real: Path) -> None:
         )
 
 
-def check_output_file(out: Path, overwrite: bool) -> None:
+def check_output_file(out: Path, overwrite: bool, *, protect: Iterable[Path] = ()) -> None:
     """Refuse an output file path that cannot or must not be written, before any work starts.
+
+    ``protect``: the command's own inputs (checkpoints, CSV files), never replaced, not even
+    with ``overwrite`` (paths compared after resolving links, and as files where both exist).
 
     Raises
     ------
     UnitprobeError
-        ``out`` is a directory, exists without ``overwrite``, or its directory does not exist,
-        is not a directory or is not writable.
+        ``out`` is one of ``protect``, is a directory, exists without ``overwrite``, or its
+        directory does not exist, is not a directory or is not writable.
     """
     out = Path(out)
+    for keep in protect:
+        if same_path(out, Path(keep)):
+            raise UnitprobeError(
+                f"{out} is an input of this command ({keep}); choose another output path"
+            )
     if out.is_dir():
         raise UnitprobeError(f"{out} is a directory, expected a file path")
     if (out.exists() or out.is_symlink()) and not overwrite:
@@ -241,6 +250,16 @@ def check_output_file(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_file():
         raise UnitprobeError(f"{out} is not a regular file; choose another output path")
     check_parent_writable(out)
+
+
+def same_path(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name the same file (links resolved; hard links too)."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def check_parent_writable(out: Path) -> None:

@@ -162,8 +162,9 @@ def model_options(
             if out == "dir":
                 check_output_dir(kwargs["out"], kwargs["overwrite"], protect=paths)
             else:
+                inputs = [*paths, *([data_source.path] if data_source is not None else [])]
                 for path in [kwargs["out"], *(also(kwargs["out"]) if also else [])]:
-                    check_output_file(path, kwargs["overwrite"])
+                    check_output_file(path, kwargs["overwrite"], protect=inputs)
             where = resolve_device(device)
             parts = {"lstm": lstm_prefix, "readout": readout_prefix}
             with torch_threads(jobs), full_float32():
