@@ -261,3 +261,15 @@ def test_a_stage_timed_twice_adds_up_and_says_so():
             pass
     assert timer.seconds["nulls"] >= 0 and len(lines) == 2
     assert not lines[0].endswith("(in all)") and lines[1].endswith(" s (in all)")
+
+
+def test_the_cell_state_analysis_names_the_planted_roles(foreign_checkpoint, tmp_path):
+    out = tmp_path / "c"
+    result = invoke("analyze", foreign_checkpoint, "--task", "seed", "--state", "c",
+                    "--out", out, "--no-figures", *FAST)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    roles = pd.read_csv(out / "roles.csv")
+    assert roles["role"].tolist() == ROLES  # the roles come from the mechanism, any state
+    assert roles["formula"].iloc[0].endswith("K[t]")  # from the fields of h, their state
+    probes = pd.read_csv(out / "probes.csv")
+    assert set(probes["state"]) == {"c"}

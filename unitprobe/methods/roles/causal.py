@@ -341,6 +341,9 @@ def assign_causal_roles(
         raise DataError("terms is empty: name at least one candidate term")
     by_layer = field_nulls(nulls, level)
     fields = receptive_field_vectors(receptive_fields, state, field_method)
+    # the fields are the probed state's where the table has it, else the one it holds (h)
+    held = receptive_fields is not None and "state" in receptive_fields.columns
+    field_state = state if held and (receptive_fields["state"].astype(str) == state).any() else None
     if not fields:
         raise DataError("receptive_fields table has no rows to decide roles from")
     patches, effects = _interchange(interchange)
@@ -357,7 +360,7 @@ def assign_causal_roles(
         decision = _decide(mechanism, mine, material_set)
         decision.update(_reported(key, decision["role"], usage, probe_table, groups))
         decision["formula"] = (
-            unit_formula(receptive_fields, *key, method=field_method, state=state)
+            unit_formula(receptive_fields, *key, method=field_method, state=field_state)
             if mechanism.ranked
             else "0"
         )
