@@ -116,6 +116,19 @@ def test_overwrite_never_replaces_the_commands_own_input(tmp_path, checkpoint):
     assert (model.read_bytes(), data.read_bytes()) == before
 
 
+def test_figures_keeps_a_report_no_result_lists(tmp_path, checkpoint):
+    out = tmp_path / "res"
+    result = invoke("analyze", checkpoint, "--out", out, "--no-figures", *FAST)
+    assert result.exit_code == 0, result.output
+    (out / MARKER).unlink()  # the tables, copied into a folder of the user's
+    (out / "report.html").write_text("my notes")
+    result = invoke("figures", out, "-q")
+    assert result.exit_code == 1 and "no unitprobe result lists it" in result.output
+    assert (out / "report.html").read_text() == "my notes" and not (out / "figures").exists()
+    assert invoke("figures", out, "-q", "--overwrite").exit_code == 0  # asked for: replaced
+    assert (out / "report.html").read_text() != "my notes"
+
+
 def test_overwrite_replaces_a_previous_result_but_not_a_users_file(tmp_path):
     out = result_dir(tmp_path / "res", {"roles.csv": "old", "figures/a.png": "old"})
     with staged_output_dir(out, overwrite=True) as stage:

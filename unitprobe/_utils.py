@@ -51,6 +51,7 @@ __all__ = [
     "claim_files",
     "commit_file",
     "relax_mode",
+    "result_files",
     "same_path",
     "staged_output_dir",
     "write_csv",
@@ -184,6 +185,12 @@ def _read_manifest(directory: Path) -> set[str] | None:
     if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
         return None
     return set(files)
+
+
+def result_files(directory: Path) -> set[str] | None:
+    """The files a unitprobe result ``directory`` lists as its own (relative paths), or None
+    where it is not a result (no readable marker)."""
+    return _read_manifest(Path(directory))
 
 
 def _foreign(directory: Path, listed: set[str] | None, prefix: str = "") -> list[str]:

@@ -10,7 +10,7 @@ from typing import Any
 import click
 import torch
 
-from unitprobe._utils import check_output_dir, claim_files
+from unitprobe._utils import check_output_dir, claim_files, result_files
 from unitprobe.cli._model import model_options, warn
 from unitprobe.cli._options import (
     choice_list_option,
@@ -200,6 +200,12 @@ def figures(results: Path, formats: tuple[str, ...], overwrite: bool, quiet: boo
     drawn = results / "figures"
     if drawn.exists() and not overwrite and (not drawn.is_dir() or any(drawn.iterdir())):
         raise UnitprobeError(f"{drawn} exists; pass --overwrite to re-render it")
+    report = results / "report.html"
+    own = result_files(results) or set()
+    if (report.exists() or report.is_symlink()) and not overwrite and "report.html" not in own:
+        raise UnitprobeError(
+            f"{report} exists and no unitprobe result lists it; pass --overwrite to replace it"
+        )
     check_output_dir(drawn, overwrite=True)
     paths = rerender(results, formats=formats)
     claim_files(results, [p for p in paths if p.parent == results])
@@ -218,7 +224,7 @@ def figures(results: Path, formats: tuple[str, ...], overwrite: bool, quiet: boo
 def demo(out: Path, overwrite: bool, quiet: bool) -> None:
     """Train the `seed` task (the classic K/X answer) and analyze it, end to end.
 
-    Takes about 70 s on two CPU cores. Like every command, it refuses a non-empty --out
+    Takes about 15 s on two idle CPU cores. Like every command, it refuses a non-empty --out
     unless --overwrite is given, and then replaces only a previous unitprobe result.
     """
     check_output_dir(out, overwrite)  # before training: a bad --out costs nothing
