@@ -498,3 +498,13 @@ def test_load_csv_is_fast_on_many_rows(tmp_path):
     assert time.perf_counter() - start < 3.0
     assert ds.inputs.shape == (500, 40, 1) and ds.horizon == 0
     assert check_summary(relation_residuals(["Y[t] = U[t-2]"], ds)).ok.all()
+
+
+def test_rows_of_one_sequence_id_form_one_sequence_wherever_they_sit(tmp_path):
+    # blocks a, b, a, b: two sequences of 6 steps, each in file order, not four of 3
+    rows = [("a", 0), ("a", 1), ("a", 2), ("b", 10), ("b", 11), ("b", 12),
+            ("a", 3), ("a", 4), ("a", 5), ("b", 13), ("b", 14), ("b", 15)]  # fmt: skip
+    path = write(tmp_path, "s,A\n" + "".join(f"{s},{v}\n" for s, v in rows))
+    loaded = load_csv(path, sequence_col="s")
+    assert loaded.n_sequences == 2 and loaded.inputs.shape[1] == 5  # 6 values, horizon 1
+    assert loaded.raw_full("A").tolist() == [[0, 1, 2, 3, 4, 5], [10, 11, 12, 13, 14, 15]]

@@ -321,8 +321,8 @@ def _sort_keys(
         labels = [str(x) for x in labels]
     else:
         codes, labels = np.zeros(n, dtype=np.int64), ["0"]
-    if time_col is None:
-        return codes, labels, np.arange(n), None
+    if time_col is None:  # rows of one id form its sequence, in file order, wherever they sit
+        return codes, labels, np.argsort(codes, kind="stable"), None
     text = df[time_col].str.strip()
     time = _parse_times(text, time_col, lines, path)
     order = np.lexsort((time, codes))
