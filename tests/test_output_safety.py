@@ -129,6 +129,32 @@ def test_figures_keeps_a_report_no_result_lists(tmp_path, checkpoint):
     assert (out / "report.html").read_text() != "my notes"
 
 
+def test_rerendering_a_result_with_a_table_missing_keeps_its_marker_true(tmp_path, checkpoint):
+    out = tmp_path / "res"
+    assert invoke("analyze", checkpoint, "--out", out, *FAST).exit_code == 0
+    assert (out / "figures" / "interchange.png").exists()
+    (out / "interchange.csv").unlink()
+    result = invoke("figures", out, "--overwrite", "-q")
+    assert result.exit_code == 0, result.output  # it was refused, its figure already unlisted
+    assert not (out / "figures" / "interchange.png").exists()
+    result = invoke("analyze", checkpoint, "--out", out, "--overwrite", *FAST)
+    assert result.exit_code == 0, result.output
+
+
+def test_a_failed_swap_of_a_results_part_leaves_its_marker_as_it_was(tmp_path):
+    out = result_dir(tmp_path / "res", {"roles.csv": "x", "figures/a.png": "old"})
+    with pytest.raises(UnitprobeError):
+        with staged_output_dir(out / "figures", overwrite=True) as stage:
+            (stage / "b.png").write_text("new")
+            (out / "figures" / "mine.png").write_text("mine")  # appears before the swap
+    assert json.loads((out / MARKER).read_text())["files"] == ["figures/a.png", "roles.csv"]
+    assert (out / "figures" / "a.png").read_text() == "old"
+    (out / "figures" / "mine.png").unlink()
+    with staged_output_dir(out / "figures", overwrite=True) as stage:
+        (stage / "b.png").write_text("new")
+    assert json.loads((out / MARKER).read_text())["files"] == ["figures/b.png", "roles.csv"]
+
+
 def test_overwrite_replaces_a_previous_result_but_not_a_users_file(tmp_path):
     out = result_dir(tmp_path / "res", {"roles.csv": "old", "figures/a.png": "old"})
     with staged_output_dir(out, overwrite=True) as stage:

@@ -407,8 +407,13 @@ def _clean_leftovers(real: Path, out: Path) -> None:
         )
 
 
-def _write_marker(stage: Path, real: Path) -> None:
-    """List the stage's files in its marker, or in the enclosing result's marker."""
+def _write_marker(stage: Path, real: Path) -> Callable[[bool], None] | None:
+    """List the stage's files in its marker, or in the enclosing result's marker.
+
+    For a part of a result (``figures/``) the enclosing marker lists the old files and the
+    new ones until the swap; the returned ``settle(committed)`` then keeps only the new ones,
+    or only the old ones where the swap did not happen (None for a result of its own).
+    """
     files = sorted(
         p.relative_to(stage).as_posix()
         for p in stage.rglob("*")
@@ -419,9 +424,15 @@ def _write_marker(stage: Path, real: Path) -> None:
     if enclosing is not None and any(f.startswith(prefix) for f in enclosing):
         # a part of a result (figures/): the result's marker lists it
         kept = {f for f in enclosing if not f.startswith(prefix)}
-        _save_manifest(real.parent, kept | {prefix + f for f in files})
-        return
+        new = kept | {prefix + f for f in files}
+        _save_manifest(real.parent, enclosing | new)  # the old part stays owned until the swap
+
+        def settle(committed: bool) -> None:
+            _save_manifest(real.parent, new if committed else enclosing)
+
+        return settle
     (stage / MARKER).write_text(json.dumps({"format": _MARKER_FORMAT, "files": files}) + "\n")
+    return None
 
 
 def _save_manifest(directory: Path, files: set[str]) -> None:
@@ -495,10 +506,17 @@ def staged_output_dir(
                 if err.filename and str(err.filename).startswith(str(stage)):
                     err.filename = str(out) + str(err.filename)[len(str(stage)) :]
                 raise
-            _write_marker(stage, real)
-            if _identity(real) != before:
-                raise _raced(out)
-            _commit(stage, real, out, overwrite, protect)
+            settle = _write_marker(stage, real)
+            try:
+                if _identity(real) != before:
+                    raise _raced(out)
+                _commit(stage, real, out, overwrite, protect)
+            except BaseException:
+                if settle is not None:
+                    settle(False)
+                raise
+            if settle is not None:
+                settle(True)
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
