@@ -114,6 +114,19 @@ def test_overwrite_never_replaces_the_commands_own_input(tmp_path, checkpoint):
         )
         assert "Traceback" not in result.output
     assert (model.read_bytes(), data.read_bytes()) == before
+    task = tmp_path / "seed.toml"
+    task.write_text(invoke("tasks", "show", "seed", "--toml").output)
+    scaling = tmp_path / "scale.json"
+    scaling.write_text('{"K": {"shift": 0, "scale": 1}, "X": {"shift": 0, "scale": 1}}')
+    kept = task.read_bytes(), scaling.read_bytes()
+    for args in (
+        ["probe", model, "--task-file", task, "--out", task, "--overwrite", *FAST],
+        ["ablate", model, "--scaling", scaling, "--out", scaling, "--overwrite"],
+        ["train", "--task-file", task, "--epochs", "1", "--out", task, "--overwrite"],
+    ):
+        result = invoke(*args)
+        assert result.exit_code == 1 and "is an input of this command" in result.output
+    assert (task.read_bytes(), scaling.read_bytes()) == kept
 
 
 def test_figures_keeps_a_report_no_result_lists(tmp_path, checkpoint):

@@ -12,6 +12,7 @@ import click
 from unitprobe._utils import check_output_dir, check_output_file
 from unitprobe.cli._options import (
     data_options,
+    input_files,
     jobs_option,
     run_device_option,
     seed_option,
@@ -162,7 +163,7 @@ def model_options(
             if out == "dir":
                 check_output_dir(kwargs["out"], kwargs["overwrite"], protect=paths)
             else:
-                inputs = [*paths, *([data_source.path] if data_source is not None else [])]
+                inputs = [*paths, *input_files()]
                 for path in [kwargs["out"], *(also(kwargs["out"]) if also else [])]:
                     check_output_file(path, kwargs["overwrite"], protect=inputs)
             where = resolve_device(device)

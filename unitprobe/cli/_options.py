@@ -33,6 +33,7 @@ __all__ = [
     "device_option",
     "sweep_device_option",
     "formats_option",
+    "input_files",
     "int_list",
     "jobs_option",
     "MAX_SEED",
@@ -71,6 +72,18 @@ def resolve_task(name: str | None, path: Path | None) -> TaskSpec | None:
     if name is not None:
         return get_preset(name)
     return None
+
+
+def input_files() -> list[Path]:
+    """The files the running command reads from its options: ``--task-file``, ``--data`` and
+    a ``--scaling`` file (what no output may replace)."""
+    ctx = click.get_current_context(silent=True)
+    params = ctx.params if ctx is not None else {}
+    found = [params.get("task_file"), params.get("data")]
+    scaling = params.get("scaling")
+    if scaling is not None and str(scaling) not in ("none", "standardize"):
+        found.append(scaling)
+    return [Path(p) for p in found if p is not None]
 
 
 def task_options(func: Callable[..., Any]) -> Callable[..., Any]:

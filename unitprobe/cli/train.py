@@ -13,6 +13,7 @@ from unitprobe.cli._options import (
     data_options,
     default_of,
     device_option,
+    input_files,
     progress,
     quiet_option,
     say,
@@ -116,7 +117,7 @@ def train(
     """
     if task is None and data_source is None:
         raise click.UsageError("give --task NAME, --task-file FILE or --data CSV")
-    check_output_file(out, overwrite, protect=[data_source.path] if data_source else [])
+    check_output_file(out, overwrite, protect=input_files())
     if split_at is not None and data_source is None:
         raise click.UsageError("--split-at splits a CSV in time; give --data CSV")
     _check_size(task, units, layers)
