@@ -52,7 +52,6 @@ __all__ = [
     "commit_file",
     "relax_mode",
     "result_files",
-    "same_path",
     "staged_output_dir",
     "write_csv",
     "write_csv_atomic",
@@ -246,7 +245,7 @@ def check_output_file(out: Path, overwrite: bool, *, protect: Iterable[Path] = (
     """
     out = Path(out)
     for keep in protect:
-        if same_path(out, Path(keep)):
+        if _same_path(out, Path(keep)):
             raise UnitprobeError(
                 f"{out} is an input of this command ({keep}); choose another output path"
             )
@@ -259,7 +258,7 @@ def check_output_file(out: Path, overwrite: bool, *, protect: Iterable[Path] = (
     check_parent_writable(out)
 
 
-def same_path(a: Path, b: Path) -> bool:
+def _same_path(a: Path, b: Path) -> bool:
     """Whether ``a`` and ``b`` name the same file (links resolved; hard links too)."""
     try:
         if a.exists() and b.exists():

@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 from unitprobe._utils import commit_file, relax_mode
 from unitprobe.errors import CheckpointError, UnitprobeError
-from unitprobe.model.layouts import canonical_state, find_lstms
+from unitprobe.model.layouts import canonical_state
 from unitprobe.model.lstm import ModelConfig, UnitLSTM
 from unitprobe.tasks import TaskSpec, get_preset
 from unitprobe.validation import is_int
@@ -319,12 +319,6 @@ def load(
         return _from_payload(path, obj, task)
     else:
         source = "state_dict"
-    if not isinstance(obj, dict) or not find_lstms(obj):
-        found = sorted(map(str, obj))[:6] if isinstance(obj, dict) else type(obj).__name__
-        raise CheckpointError(
-            f"{path} is neither a unitprobe checkpoint nor an LSTM state_dict "
-            f"(expected keys 'lstm.weight_ih_l0', ..., 'readout.weight'; found {found})"
-        )
     state, _ = canonical_state(obj, str(path), lstm=lstm, readout=readout)
     if task is None:
         raise CheckpointError(

@@ -33,7 +33,7 @@ from torch import Tensor
 
 from unitprobe.errors import CheckpointError
 
-__all__ = ["Layout", "canonical_state", "find_layout", "find_lstms"]
+__all__ = ["Layout", "canonical_state", "find_layout"]
 
 _LSTM_KEY = re.compile(r"^(.*)weight_ih_l0$")
 #: Keys a tensor dict may sit under in a training checkpoint, most specific first.
@@ -83,12 +83,6 @@ def _lstm_prefixes(state: Mapping[str, Any]) -> list[str]:
         if match and isinstance(state[key], Tensor):
             found.append(match.group(1))
     return sorted(found)
-
-
-def find_lstms(obj: Any) -> list[tuple[tuple[str, ...], str]]:
-    """(key path, key prefix) of every LSTM-like recurrence in ``obj`` (a ``...weight_ih_l0``
-    tensor), two dict levels deep at most."""
-    return [(path, p) for path, state in _tensor_dicts(obj) for p in _lstm_prefixes(state)]
 
 
 def _check_lstm(state: Mapping[str, Any], prefix: str, where: str) -> tuple[int, int]:
@@ -167,19 +161,18 @@ def find_layout(
         No LSTM; several readings and no choice; a bidirectional, projected, GRU or plain-RNN
         recurrence; a head that is not one linear layer; a chosen prefix that is not there.
     """
-    readings = []
-    for path, state in _tensor_dicts(obj):
-        prefixes = _lstm_prefixes(state)
-        if lstm is not None:
-            prefixes = [p for p in prefixes if p == lstm]
-        readings += [(path, state, p) for p in prefixes]
+    readings = [(path, state, p) for path, state in _tensor_dicts(obj)
+                for p in _lstm_prefixes(state)]  # fmt: skip
     if not readings:
-        if lstm is not None:
-            raise CheckpointError(f"{where}: no LSTM at --lstm '{lstm}' (no '{lstm}weight_ih_l0')")
-        keys = sorted(map(str, obj))[:6] if isinstance(obj, Mapping) else type(obj).__name__
+        found = sorted(map(str, obj))[:6] if isinstance(obj, Mapping) else type(obj).__name__
         raise CheckpointError(
-            f"{where} holds no LSTM: no key ending in 'weight_ih_l0' (found {keys})"
+            f"{where} is neither a unitprobe checkpoint nor an LSTM state_dict "
+            f"(expected keys 'lstm.weight_ih_l0', ..., 'readout.weight'; found {found})"
         )
+    if lstm is not None:
+        readings = [r for r in readings if r[2] == lstm]
+        if not readings:
+            raise CheckpointError(f"{where}: no LSTM at --lstm '{lstm}' (no '{lstm}weight_ih_l0')")
     if len(readings) > 1:
         names = ", ".join(f"'{p}'" + _at(w) for w, _, p in readings)
         raise CheckpointError(

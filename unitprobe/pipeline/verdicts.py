@@ -288,8 +288,9 @@ def null_batches(n: int, n_units: int) -> list[tuple[int, int]]:
 def null_summary(model: Any, config: AnalyzeConfig, nulls: pd.DataFrame) -> dict[str, Any]:
     """What the verdicts were compared with, and at which levels (``summary.json``)."""
     roles = config.roles
+    widths = null_widths(model, config)
     return {
-        "field_widths": null_widths(model, config),
+        "field_widths": widths,
         "field_units_per_width": roles.null_units,
         "field_sequences": null_field_sequences(config),
         "unit_level": roles.unit_level,
@@ -303,7 +304,7 @@ def null_summary(model: Any, config: AnalyzeConfig, nulls: pd.DataFrame) -> dict
         "rule": (
             "a unit reads a term (or formula) when its receptive-field cosine exceeds that "
             "term's (or pair's) threshold at every null width (untrained networks of "
-            f"{', '.join(map(str, null_widths(model, config)))} units), every term and pair "
+            f"{', '.join(map(str, widths))} units), every term and pair "
             f"calibrated together so that at most {roles.unit_level:g} of a width's null units "
             "pass any test (the conformal quantile of each null unit's most extreme test), "
             "the same whatever the layer's width; a term is "

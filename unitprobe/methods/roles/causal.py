@@ -78,6 +78,7 @@ from unitprobe.methods.roles.evidence import (
     Cell,
     UnitKey,
     confusable_groups,
+    field_state,
     int_ids,
     numbers,
     probe_rows,
@@ -341,9 +342,6 @@ def assign_causal_roles(
         raise DataError("terms is empty: name at least one candidate term")
     by_layer = field_nulls(nulls, level)
     fields = receptive_field_vectors(receptive_fields, state, field_method)
-    # the fields are the probed state's where the table has it, else the one it holds (h)
-    held = receptive_fields is not None and "state" in receptive_fields.columns
-    field_state = state if held and (receptive_fields["state"].astype(str) == state).any() else None
     if not fields:
         raise DataError("receptive_fields table has no rows to decide roles from")
     patches, effects = _interchange(interchange)
@@ -360,7 +358,12 @@ def assign_causal_roles(
         decision = _decide(mechanism, mine, material_set)
         decision.update(_reported(key, decision["role"], usage, probe_table, groups))
         decision["formula"] = (
-            unit_formula(receptive_fields, *key, method=field_method, state=field_state)
+            unit_formula(
+                receptive_fields,
+                *key,
+                method=field_method,
+                state=field_state(receptive_fields, state),
+            )  # fmt: skip
             if mechanism.ranked
             else "0"
         )
@@ -446,7 +449,7 @@ def _verdict(mechanism: _Mechanism, outcome: tuple, measured: dict, patches: Map
         "runner_up": term_name(ranked[1][0]) if len(ranked) > 1 and k == 1 else "",
         "transfer": sum(p.transfer for p in measured.values()) if measured else math.nan,
     }  # fmt: skip
-    pair = schemas.formula_text([(term_name(c), v) for c, v in ranked[:2]])
+    pair = role if k == 2 else schemas.formula_text([(term_name(c), v) for c, v in ranked[:2]])
     mech = (
         f"receptive field {statistic:.3f} cosine with {role}"
         if mechanism.tested == 1

@@ -192,6 +192,14 @@ def one_method(
     return df[df["method"].astype(str) == method]
 
 
+def field_state(receptive_fields: pd.DataFrame | None, state: str) -> str | None:
+    """The state whose receptive fields decide roles: the probed ``state`` where the table
+    holds it, else None (the state it holds, ``h`` as the pipeline computes them)."""
+    if receptive_fields is None or "state" not in receptive_fields.columns:
+        return None
+    return state if (receptive_fields["state"].astype(str) == state).any() else None
+
+
 def receptive_field_vectors(
     receptive_fields: pd.DataFrame | None, state: str, method: str | None
 ) -> dict[UnitKey, dict[Cell, float]]:
@@ -206,9 +214,9 @@ def receptive_field_vectors(
     df = one_method(receptive_fields, "receptive_fields", "field_method", method, "gradient")
     if df.empty:
         return {}
-    states = df["state"].astype(str)
-    if (states == state).any():  # fields of several states: keep the probed one
-        df = df[states == state]
+    chosen = field_state(df, state)
+    if chosen is not None:  # fields of several states: keep the probed one
+        df = df[df["state"].astype(str) == chosen]
     df = numbers(df, ("attribution_signed",), "receptive_fields")
     df["layer"] = int_ids(df["layer"], "receptive_fields", "layer")
     df["unit"] = int_ids(df["unit"], "receptive_fields", "unit")
